@@ -1,0 +1,377 @@
+// The CSI Controller service on a local pool: provisioning (CreateVolume /
+// DeleteVolume), attach (ControllerPublish / ControllerUnpublish), listing,
+// capacity and expansion. Every answer is computed from the pool's records,
+// never from memory, so any replica or restart sees the same truth.
+import type * as grpc from '@grpc/grpc-js';
+import {
+  alreadyExists,
+  exhausted,
+  failedPrecondition,
+  invalid,
+  notFound,
+  outOfRange,
+  aborted,
+  CsiError,
+  Status,
+} from '../driver/errors.js';
+import type {
+  ControllerExpandVolumeRequest,
+  ControllerGetVolumeRequest,
+  ControllerGetVolumeResponse,
+  ControllerHandlers,
+  ControllerPublishVolumeRequest,
+  ControllerUnpublishVolumeRequest,
+  CreateVolumeRequest,
+  CreateVolumeResponse,
+  DeleteVolumeRequest,
+  GetCapacityRequest,
+  ListVolumesRequest,
+  ListVolumesResponse,
+  Topology,
+  ValidateVolumeCapabilitiesRequest,
+  ValidateVolumeCapabilitiesResponse,
+  Volume,
+} from '../driver/csi.js';
+import { SINGLE_NODE_MODES } from '../driver/csi.js';
+import type { Pipeline } from '../driver/pipeline.js';
+import { blockFsType, capabilityProblem, MIN_BLOCK_BYTES, requireCapabilities } from './capabilities.js';
+import type { LocalPool, VolumeRecord } from './local-pool.js';
+import { identityParameters, parseParameters } from './parameters.js';
+import { parseRange, requireName, requireString } from './request-fields.js';
+import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName, type VolumeRef } from './volume-id.js';
+
+export const TOPOLOGY_KEY = 'topology.berth.csi.dev/node';
+export const DEFAULT_BLOCK_BYTES = 1 << 30;
+const SECTOR = 512;
+
+export interface ControllerConfig {
+  nodeId: string;
+  pool: LocalPool;
+}
+
+const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
+
+/** ListVolumes tokens: opaque to callers, a position (a dir name) to us. */
+export const listToken = {
+  encode: (dirName: string) => Buffer.from(`v1:${dirName}`).toString('base64url'),
+  decode(token: string): string {
+    const text = Buffer.from(token, 'base64url').toString();
+    if (!text.startsWith('v1:') || Buffer.from(text).toString('base64url') !== token) {
+      throw aborted(`starting_token "${token}" is not a token this driver issued`);
+    }
+    return text.slice(3);
+  },
+};
+
+export class ControllerService {
+  private readonly nodeTopology: Topology;
+
+  constructor(private readonly cfg: ControllerConfig) {
+    this.nodeTopology = { segments: { [TOPOLOGY_KEY]: cfg.nodeId } };
+  }
+
+  /** The pipeline lock key of a volume, for calls naming it by name or id. */
+  static lockByName = (req: { name?: string }) => (req.name ? `controller/${volumeDirName(req.name)}` : undefined);
+  static lockById = (req: { volume_id?: string }) => {
+    const ref = req.volume_id ? parseVolumeId(req.volume_id) : undefined;
+    return ref ? `controller/${ref.dirName}` : undefined;
+  };
+
+  handlers(p: Pipeline): ControllerHandlers {
+    const byName = { lockKey: ControllerService.lockByName };
+    const byId = { lockKey: ControllerService.lockById };
+    const unimplemented = (method: string): grpc.handleUnaryCall<unknown, never> =>
+      p.unary(method, async () => {
+        throw new CsiError(Status.UNIMPLEMENTED, `${method} is not supported by berth`);
+      });
+    return {
+      CreateVolume: p.unary('CreateVolume', (r: CreateVolumeRequest) => this.createVolume(r), byName),
+      DeleteVolume: p.unary('DeleteVolume', (r: DeleteVolumeRequest) => this.deleteVolume(r), byId),
+      ControllerPublishVolume: p.unary('ControllerPublishVolume', (r: ControllerPublishVolumeRequest) => this.publish(r), byId),
+      ControllerUnpublishVolume: p.unary('ControllerUnpublishVolume', (r: ControllerUnpublishVolumeRequest) => this.unpublish(r), byId),
+      ValidateVolumeCapabilities: p.unary('ValidateVolumeCapabilities', (r: ValidateVolumeCapabilitiesRequest) => this.validate(r)),
+      ListVolumes: p.unary('ListVolumes', (r: ListVolumesRequest) => this.listVolumes(r)),
+      GetCapacity: p.unary('GetCapacity', (r: GetCapacityRequest) => this.getCapacity(r)),
+      ControllerGetCapabilities: p.unary('ControllerGetCapabilities', async () => ({
+        capabilities: CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })),
+      })),
+      ControllerGetVolume: p.unary('ControllerGetVolume', (r: ControllerGetVolumeRequest) => this.getVolume(r)),
+      ControllerExpandVolume: p.unary('ControllerExpandVolume', (r: ControllerExpandVolumeRequest) => this.expand(r), byId),
+      CreateSnapshot: unimplemented('CreateSnapshot'),
+      DeleteSnapshot: unimplemented('DeleteSnapshot'),
+      ListSnapshots: unimplemented('ListSnapshots'),
+      ControllerModifyVolume: unimplemented('ControllerModifyVolume'),
+    };
+  }
+
+  // ------------------------------------------------------------ provisioning
+
+  async createVolume(req: CreateVolumeRequest): Promise<CreateVolumeResponse> {
+    const name = requireName(req.name);
+    const params = parseParameters(req.parameters ?? {});
+    requireCapabilities(params.kind, req.volume_capabilities);
+    if (req.volume_content_source?.type) throw invalid('creating a volume from a snapshot or another volume is not supported');
+    const range = parseRange(req.capacity_range);
+    const fsType = params.kind === 'block' ? blockFsType(req.volume_capabilities) : '';
+    const capacityBytes = this.sizeFor(params.kind, fsType, range);
+    this.requireTopology(req.accessibility_requirements?.requisite ?? []);
+
+    const dirName = volumeDirName(name);
+    const identity = identityParameters(req.parameters ?? {});
+    const existing = await this.cfg.pool.read(dirName);
+    if (existing) {
+      const mismatch = this.incompatibility(existing, name, identity, range, fsType, params.kind);
+      if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
+      return { volume: this.toVolume(existing) };
+    }
+
+    const free = await this.cfg.pool.freeBytes();
+    if (capacityBytes > free) {
+      throw exhausted(`the local pool on ${this.cfg.nodeId} has ${free} bytes free, ${capacityBytes} asked`);
+    }
+    const ref: VolumeRef = { pool: 'local', node: encodeNode(this.cfg.nodeId), kind: params.kind, dirName };
+    const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
+    if (fsType) volumeContext.fsType = fsType;
+    const record: VolumeRecord = {
+      version: 1,
+      name,
+      volumeId: formatVolumeId(ref),
+      kind: params.kind,
+      capacityBytes,
+      fsType,
+      parameters: identity,
+      volumeContext,
+      onDelete: params.onDelete,
+      createdAt: new Date().toISOString(),
+      attachments: {},
+    };
+    await this.cfg.pool.create(dirName, record, params.mountPermissions);
+    return { volume: this.toVolume(record) };
+  }
+
+  private sizeFor(kind: 'share' | 'block', fsType: string, range: { required: number; limit: number }): number {
+    if (kind === 'share') return range.required || range.limit; // recorded, not enforced: a directory has no size
+    const size = roundUp(range.required || range.limit || DEFAULT_BLOCK_BYTES, SECTOR);
+    if (range.limit && size > range.limit) {
+      throw outOfRange(`block images are whole ${SECTOR}-byte sectors: ${size} bytes exceeds limit_bytes ${range.limit}`);
+    }
+    const min = MIN_BLOCK_BYTES[(fsType || 'raw') as keyof typeof MIN_BLOCK_BYTES];
+    if (size < min) throw outOfRange(`a ${fsType || 'raw'} block volume needs at least ${min} bytes, ${size} asked`);
+    return size;
+  }
+
+  private requireTopology(requisite: Topology[]): void {
+    if (requisite.length === 0) return;
+    const here = requisite.some((t) => t.segments?.[TOPOLOGY_KEY] === this.cfg.nodeId);
+    if (!here) {
+      throw exhausted(`this local pool is on node ${this.cfg.nodeId}, which no requisite topology includes`);
+    }
+  }
+
+  private incompatibility(
+    rec: VolumeRecord,
+    name: string,
+    identity: Record<string, string>,
+    range: { required: number; limit: number },
+    fsType: string,
+    kind: string,
+  ): string | undefined {
+    if (rec.name !== name) return `a different name (${rec.name}) hashed to the same directory`;
+    if (rec.kind !== kind) return `kind ${rec.kind}`;
+    if (JSON.stringify(rec.parameters) !== JSON.stringify(identity)) return `other parameters (${JSON.stringify(rec.parameters)})`;
+    if (range.required && rec.capacityBytes < range.required) return `capacity ${rec.capacityBytes} < required ${range.required}`;
+    if (range.limit && rec.capacityBytes > range.limit) return `capacity ${rec.capacityBytes} > limit ${range.limit}`;
+    if (rec.kind === 'block' && fsType && rec.fsType && rec.fsType !== fsType) return `filesystem ${rec.fsType}`;
+    return undefined;
+  }
+
+  private toVolume(rec: VolumeRecord): Volume {
+    return {
+      volume_id: rec.volumeId,
+      capacity_bytes: rec.capacityBytes,
+      volume_context: rec.volumeContext,
+      accessible_topology: [this.nodeTopology],
+    };
+  }
+
+  /** The record an id names in this pool; undefined when there is none. */
+  private async lookup(volumeId: string): Promise<{ ref: VolumeRef; rec: VolumeRecord } | undefined> {
+    const ref = parseVolumeId(volumeId);
+    if (!ref) return undefined;
+    const rec = await this.cfg.pool.read(ref.dirName);
+    if (!rec || rec.volumeId !== volumeId) return undefined;
+    return { ref, rec };
+  }
+
+  private async mustFind(volumeId: string | undefined) {
+    const id = requireString('volume_id', volumeId);
+    const found = await this.lookup(id);
+    if (!found) throw notFound(`volume ${id} does not exist`);
+    return found;
+  }
+
+  async deleteVolume(req: DeleteVolumeRequest): Promise<Record<string, never>> {
+    const id = requireString('volume_id', req.volume_id);
+    const found = await this.lookup(id);
+    if (!found) {
+      const ref = parseVolumeId(id);
+      if (ref && ref.node !== encodeNode(this.cfg.nodeId)) {
+        // Not ours to forget: answering OK would orphan another node's data.
+        throw failedPrecondition(`volume ${id} lives in the local pool of another node; this controller serves ${this.cfg.nodeId}`);
+      }
+      return {};
+    }
+    const nodes = Object.keys(found.rec.attachments);
+    if (nodes.length > 0) throw failedPrecondition(`volume ${id} is still published to ${nodes.join(', ')}`);
+    await this.cfg.pool.remove(found.ref.dirName, found.rec.onDelete);
+    return {};
+  }
+
+  // ------------------------------------------------------------------ attach
+
+  async publish(req: ControllerPublishVolumeRequest): Promise<{ publish_context: Record<string, string> }> {
+    const id = requireString('volume_id', req.volume_id);
+    const nodeId = requireString('node_id', req.node_id, 256);
+    if (!req.volume_capability) throw invalid('volume_capability is required');
+    const { ref, rec } = await this.mustFind(id);
+    if (nodeId !== this.cfg.nodeId) throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
+    const problem = capabilityProblem(rec.kind, req.volume_capability);
+    if (problem) throw invalid(problem);
+    const accessMode = req.volume_capability.access_mode!.mode as string;
+    const wanted = { accessMode, readonly: Boolean(req.readonly) };
+    const publishContext = { kind: rec.kind };
+
+    const mine = rec.attachments[nodeId];
+    if (mine) {
+      if (mine.accessMode === wanted.accessMode && mine.readonly === wanted.readonly) return { publish_context: publishContext };
+      throw alreadyExists(`volume ${id} is already published to ${nodeId} as ${mine.accessMode}${mine.readonly ? ' read-only' : ''}`);
+    }
+    const others = Object.entries(rec.attachments).filter(([n]) => n !== nodeId);
+    const exclusive = SINGLE_NODE_MODES.has(accessMode) || others.some(([, a]) => SINGLE_NODE_MODES.has(a.accessMode));
+    if (others.length > 0 && exclusive) {
+      throw failedPrecondition(`volume ${id} is published to ${others.map(([n]) => n).join(', ')} with a single-node access mode`);
+    }
+    rec.attachments[nodeId] = wanted;
+    await this.cfg.pool.writeRecord(ref.dirName, rec);
+    return { publish_context: publishContext };
+  }
+
+  async unpublish(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {
+    const id = requireString('volume_id', req.volume_id);
+    const found = await this.lookup(id);
+    if (!found) return {}; // a volume that is gone is detached everywhere
+    const { ref, rec } = found;
+    const nodes = req.node_id ? [req.node_id] : Object.keys(rec.attachments);
+    if (!nodes.some((n) => n in rec.attachments)) return {};
+    for (const n of nodes) delete rec.attachments[n];
+    await this.cfg.pool.writeRecord(ref.dirName, rec);
+    return {};
+  }
+
+  // ------------------------------------------------------------- inspection
+
+  async validate(req: ValidateVolumeCapabilitiesRequest): Promise<ValidateVolumeCapabilitiesResponse> {
+    const { rec } = await this.mustFind(req.volume_id);
+    if (req.volume_capabilities.length === 0) throw invalid('volume_capabilities is required');
+    for (const cap of req.volume_capabilities) {
+      const problem = capabilityProblem(rec.kind, cap);
+      if (problem) return { message: problem };
+    }
+    const params = identityParameters(req.parameters ?? {});
+    if (Object.keys(params).length > 0 && JSON.stringify(params) !== JSON.stringify(rec.parameters)) {
+      return { message: `the volume was created with other parameters (${JSON.stringify(rec.parameters)})` };
+    }
+    for (const [k, v] of Object.entries(req.volume_context ?? {})) {
+      if (rec.volumeContext[k] !== v) return { message: `volume_context "${k}" does not match the volume's` };
+    }
+    return {
+      confirmed: {
+        volume_context: req.volume_context,
+        volume_capabilities: req.volume_capabilities,
+        parameters: req.parameters,
+      },
+    };
+  }
+
+  async listVolumes(req: ListVolumesRequest): Promise<ListVolumesResponse> {
+    if (req.max_entries < 0) throw invalid('max_entries must not be negative');
+    const after = req.starting_token ? listToken.decode(req.starting_token) : undefined;
+    const names = await this.cfg.pool.list();
+    let start = 0;
+    if (after !== undefined) {
+      let lo = 0;
+      let hi = names.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if ((names[mid] as string) <= after) lo = mid + 1;
+        else hi = mid;
+      }
+      start = lo;
+    }
+    const max = req.max_entries || names.length;
+    const page = names.slice(start, start + max);
+    const records = await Promise.all(page.map((n) => this.cfg.pool.read(n)));
+    const entries = records
+      .filter((r): r is VolumeRecord => r !== undefined)
+      .map((rec) => ({ volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } }));
+    const more = start + max < names.length;
+    return { entries, next_token: more && page.length > 0 ? listToken.encode(page[page.length - 1] as string) : '' };
+  }
+
+  async getVolume(req: ControllerGetVolumeRequest): Promise<ControllerGetVolumeResponse> {
+    const { ref, rec } = await this.mustFind(req.volume_id);
+    const problem = await this.cfg.pool.problem(ref.dirName, rec);
+    return {
+      volume: this.toVolume(rec),
+      status: {
+        published_node_ids: Object.keys(rec.attachments),
+        volume_condition: { abnormal: problem !== undefined, message: problem ?? 'volume is healthy' },
+      },
+    };
+  }
+
+  async getCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
+    parseParameters(req.parameters ?? {});
+    const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];
+    if (req.accessible_topology && node !== this.cfg.nodeId) return { available_capacity: 0 };
+    return { available_capacity: await this.cfg.pool.freeBytes() };
+  }
+
+  // --------------------------------------------------------------- expansion
+
+  async expand(req: ControllerExpandVolumeRequest): Promise<{ capacity_bytes: number; node_expansion_required: boolean }> {
+    const range = parseRange(req.capacity_range);
+    if (!range.required && !range.limit) throw invalid('capacity_range is required');
+    const { ref, rec } = await this.mustFind(req.volume_id);
+    if (req.volume_capability) {
+      const problem = capabilityProblem(rec.kind, req.volume_capability);
+      if (problem) throw invalid(problem);
+    }
+    const target = rec.kind === 'block' ? roundUp(range.required || range.limit, SECTOR) : range.required || range.limit;
+    if (range.limit && target > range.limit) throw outOfRange(`${target} bytes exceeds limit_bytes ${range.limit}`);
+    if (target <= rec.capacityBytes) {
+      return { capacity_bytes: rec.capacityBytes, node_expansion_required: rec.kind === 'block' };
+    }
+    if (rec.kind === 'block') {
+      const growth = target - rec.capacityBytes;
+      const free = await this.cfg.pool.freeBytes();
+      if (growth > free) throw exhausted(`the local pool has ${free} bytes free, growing needs ${growth}`);
+      await this.cfg.pool.growImage(ref.dirName, target);
+    }
+    rec.capacityBytes = target;
+    await this.cfg.pool.writeRecord(ref.dirName, rec);
+    return { capacity_bytes: target, node_expansion_required: rec.kind === 'block' };
+  }
+}
+
+export const CONTROLLER_CAPABILITIES = [
+  'CREATE_DELETE_VOLUME',
+  'PUBLISH_UNPUBLISH_VOLUME',
+  'LIST_VOLUMES',
+  'LIST_VOLUMES_PUBLISHED_NODES',
+  'GET_CAPACITY',
+  'GET_VOLUME',
+  'VOLUME_CONDITION',
+  'EXPAND_VOLUME',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;

@@ -1,0 +1,68 @@
+// The one codec for volume ids. Nothing else splits or joins id strings.
+//
+// A local-pool id reads `local:<node>:<kind>:<dir>`: the pool type, the node
+// whose pool holds it, the kind, and the volume's directory name inside the
+// pool. DeleteVolume gets nothing but this id, so it must be enough; it stays
+// within the spec's 128 bytes by hashing what would not fit.
+import { createHash } from 'node:crypto';
+
+export type VolumeKind = 'share' | 'block';
+export const VOLUME_KINDS: readonly VolumeKind[] = ['share', 'block'];
+
+export interface LocalVolumeRef {
+  pool: 'local';
+  /** The node as encoded in the id: compare with encodeNode(), never raw. */
+  node: string;
+  kind: VolumeKind;
+  /** Directory name of the volume inside the pool (safe path component). */
+  dirName: string;
+}
+
+export type VolumeRef = LocalVolumeRef;
+
+export const MAX_ID_BYTES = 128;
+const SAFE_DIR = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const HASHED_DIR = /^h-[0-9a-f]{40}$/;
+const PLAIN_NODE = /^[a-z0-9]([a-z0-9.-]{0,40}[a-z0-9])?$/;
+const HASHED_NODE = /^~[0-9a-f]{16}$/;
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+
+/**
+ * The pool directory name for a CO volume name. Plain names (what the
+ * external-provisioner sends: pvc-<uid>) are kept readable; anything else
+ * (slashes, dots, unicode, long names) becomes a hash, so a name can never
+ * make a path that leaves the pool.
+ */
+export function volumeDirName(name: string): string {
+  if (SAFE_DIR.test(name) && !HASHED_DIR.test(name)) return name;
+  return `h-${sha256(name).slice(0, 40)}`;
+}
+
+export function isSafeDirName(dir: string): boolean {
+  return SAFE_DIR.test(dir);
+}
+
+/** A node name as it appears in ids: itself when short and plain, else a hash. */
+export function encodeNode(node: string): string {
+  return PLAIN_NODE.test(node) ? node : `~${sha256(node).slice(0, 16)}`;
+}
+
+export function formatVolumeId(ref: VolumeRef): string {
+  const id = `${ref.pool}:${ref.node}:${ref.kind}:${ref.dirName}`;
+  if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new Error(`volume id would exceed ${MAX_ID_BYTES} bytes: ${id}`);
+  return id;
+}
+
+/** Parses an id; undefined when it is not one of ours or is malformed. */
+export function parseVolumeId(id: string): VolumeRef | undefined {
+  if (typeof id !== 'string' || Buffer.byteLength(id) > MAX_ID_BYTES) return undefined;
+  const parts = id.split(':');
+  if (parts.length !== 4) return undefined;
+  const [pool, node, kind, dirName] = parts as [string, string, string, string];
+  if (pool !== 'local') return undefined;
+  if (!PLAIN_NODE.test(node) && !HASHED_NODE.test(node)) return undefined;
+  if (kind !== 'share' && kind !== 'block') return undefined;
+  if (!SAFE_DIR.test(dirName)) return undefined;
+  return { pool, node, kind, dirName };
+}

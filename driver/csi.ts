@@ -1,0 +1,74 @@
+// Loads proto/csi.proto and re-exports the generated message types under
+// short names, so handlers are typed against our wire contract.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import type { ProtoGrpcType } from '../generated/csi.js';
+
+export const PROTO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
+
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+let cached: ProtoGrpcType | undefined;
+
+export function loadCsi(): ProtoGrpcType {
+  if (!cached) {
+    const def = protoLoader.loadSync(path.join(PROTO_DIR, 'csi.proto'), LOADER_OPTIONS);
+    cached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
+  }
+  return cached;
+}
+
+export type { IdentityHandlers } from '../generated/csi/v1/Identity.js';
+export type { ControllerHandlers, ControllerClient } from '../generated/csi/v1/Controller.js';
+export type { NodeHandlers, NodeClient } from '../generated/csi/v1/Node.js';
+export type { IdentityClient } from '../generated/csi/v1/Identity.js';
+export type { VolumeCapability__Output as VolumeCapability } from '../generated/csi/v1/VolumeCapability.js';
+export type { Volume } from '../generated/csi/v1/Volume.js';
+export type { Topology__Output as Topology } from '../generated/csi/v1/Topology.js';
+export type { CreateVolumeRequest__Output as CreateVolumeRequest } from '../generated/csi/v1/CreateVolumeRequest.js';
+export type { CreateVolumeResponse } from '../generated/csi/v1/CreateVolumeResponse.js';
+export type { DeleteVolumeRequest__Output as DeleteVolumeRequest } from '../generated/csi/v1/DeleteVolumeRequest.js';
+export type { ControllerPublishVolumeRequest__Output as ControllerPublishVolumeRequest } from '../generated/csi/v1/ControllerPublishVolumeRequest.js';
+export type { ControllerUnpublishVolumeRequest__Output as ControllerUnpublishVolumeRequest } from '../generated/csi/v1/ControllerUnpublishVolumeRequest.js';
+export type { ValidateVolumeCapabilitiesRequest__Output as ValidateVolumeCapabilitiesRequest } from '../generated/csi/v1/ValidateVolumeCapabilitiesRequest.js';
+export type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';
+export type { ListVolumesRequest__Output as ListVolumesRequest } from '../generated/csi/v1/ListVolumesRequest.js';
+export type { ListVolumesResponse } from '../generated/csi/v1/ListVolumesResponse.js';
+export type { GetCapacityRequest__Output as GetCapacityRequest } from '../generated/csi/v1/GetCapacityRequest.js';
+export type { ControllerGetVolumeRequest__Output as ControllerGetVolumeRequest } from '../generated/csi/v1/ControllerGetVolumeRequest.js';
+export type { ControllerGetVolumeResponse } from '../generated/csi/v1/ControllerGetVolumeResponse.js';
+export type { ControllerExpandVolumeRequest__Output as ControllerExpandVolumeRequest } from '../generated/csi/v1/ControllerExpandVolumeRequest.js';
+export type { NodeStageVolumeRequest__Output as NodeStageVolumeRequest } from '../generated/csi/v1/NodeStageVolumeRequest.js';
+export type { NodeUnstageVolumeRequest__Output as NodeUnstageVolumeRequest } from '../generated/csi/v1/NodeUnstageVolumeRequest.js';
+export type { NodePublishVolumeRequest__Output as NodePublishVolumeRequest } from '../generated/csi/v1/NodePublishVolumeRequest.js';
+export type { NodeUnpublishVolumeRequest__Output as NodeUnpublishVolumeRequest } from '../generated/csi/v1/NodeUnpublishVolumeRequest.js';
+export type { NodeGetVolumeStatsRequest__Output as NodeGetVolumeStatsRequest } from '../generated/csi/v1/NodeGetVolumeStatsRequest.js';
+export type { NodeGetVolumeStatsResponse } from '../generated/csi/v1/NodeGetVolumeStatsResponse.js';
+export type { NodeExpandVolumeRequest__Output as NodeExpandVolumeRequest } from '../generated/csi/v1/NodeExpandVolumeRequest.js';
+export type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
+
+export type AccessModeName =
+  | 'SINGLE_NODE_WRITER'
+  | 'SINGLE_NODE_READER_ONLY'
+  | 'MULTI_NODE_READER_ONLY'
+  | 'MULTI_NODE_SINGLE_WRITER'
+  | 'MULTI_NODE_MULTI_WRITER'
+  | 'SINGLE_NODE_SINGLE_WRITER'
+  | 'SINGLE_NODE_MULTI_WRITER';
+
+export const SINGLE_NODE_MODES: ReadonlySet<string> = new Set([
+  'SINGLE_NODE_WRITER',
+  'SINGLE_NODE_READER_ONLY',
+  'SINGLE_NODE_SINGLE_WRITER',
+  'SINGLE_NODE_MULTI_WRITER',
+]);
+
+export const READ_ONLY_MODES: ReadonlySet<string> = new Set(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY']);

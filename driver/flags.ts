@@ -1,0 +1,108 @@
+// The driver's command line, in the kubernetes-csi style. Exported so tests
+// (and the Helm chart tests) can check that argument lists parse.
+import os from 'node:os';
+
+export type Mode = 'controller' | 'node' | 'all';
+
+export interface DriverFlags {
+  endpoint: string;
+  nodeId: string;
+  driverName: string;
+  mode: Mode;
+  poolDir: string;
+  kubeletDir: string;
+  maxVolumesPerNode: number;
+  logLevel: string;
+  shutdownGraceMs: number;
+  help: boolean;
+  version: boolean;
+}
+
+export const DEFAULT_DRIVER_NAME = 'berth.csi.dev';
+export const DEFAULT_ENDPOINT = 'unix:///tmp/berth/csi.sock';
+export const DEFAULT_POOL_DIR = '/var/lib/berth/pool';
+
+interface FlagSpec {
+  key: keyof DriverFlags;
+  kind: 'string' | 'int' | 'bool';
+  help: string;
+}
+
+const SPECS: Record<string, FlagSpec> = {
+  endpoint: { key: 'endpoint', kind: 'string', help: `CSI endpoint, unix:///path/csi.sock (env CSI_ENDPOINT; default ${DEFAULT_ENDPOINT})` },
+  nodeid: { key: 'nodeId', kind: 'string', help: 'node id reported by NodeGetInfo and owning the local pool (default: host name)' },
+  drivername: { key: 'driverName', kind: 'string', help: `CSI driver name (default ${DEFAULT_DRIVER_NAME})` },
+  mode: { key: 'mode', kind: 'string', help: 'services to serve: controller, node or all (default all)' },
+  'pool-dir': { key: 'poolDir', kind: 'string', help: `directory of the local pool (default ${DEFAULT_POOL_DIR})` },
+  'kubelet-dir': { key: 'kubeletDir', kind: 'string', help: 'kubelet root directory (default /var/lib/kubelet)' },
+  'max-volumes-per-node': { key: 'maxVolumesPerNode', kind: 'int', help: 'max_volumes_per_node reported by NodeGetInfo; 0 = no limit (default 0)' },
+  'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
+  'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
+  help: { key: 'help', kind: 'bool', help: 'print this help and exit' },
+  version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
+};
+
+export class FlagError extends Error {}
+
+export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): DriverFlags {
+  const flags: DriverFlags = {
+    endpoint: env.CSI_ENDPOINT || DEFAULT_ENDPOINT,
+    nodeId: os.hostname(),
+    driverName: DEFAULT_DRIVER_NAME,
+    mode: 'all',
+    poolDir: DEFAULT_POOL_DIR,
+    kubeletDir: '/var/lib/kubelet',
+    maxVolumesPerNode: 0,
+    logLevel: 'info',
+    shutdownGraceMs: 10_000,
+    help: false,
+    version: false,
+  };
+  const values = flags as unknown as Record<string, string | number | boolean>;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const m = /^--?([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!m) throw new FlagError(`unexpected argument "${arg}"`);
+    const [, name, inline] = m as unknown as [string, string, string | undefined];
+    const spec = SPECS[name];
+    if (!spec) throw new FlagError(`unknown flag --${name}`);
+    if (spec.kind === 'bool') {
+      if (inline !== undefined && !['true', 'false'].includes(inline)) throw new FlagError(`--${name} takes true or false`);
+      values[spec.key] = inline !== 'false';
+      continue;
+    }
+    const value = inline ?? argv[++i];
+    if (value === undefined) throw new FlagError(`--${name} needs a value`);
+    if (spec.kind === 'int') {
+      if (!/^\d+$/.test(value)) throw new FlagError(`--${name} takes a non-negative integer, got "${value}"`);
+      values[spec.key] = Number(value);
+    } else {
+      values[spec.key] = value;
+    }
+  }
+  if (!['controller', 'node', 'all'].includes(flags.mode)) throw new FlagError(`--mode must be controller, node or all, got "${flags.mode}"`);
+  if (!['error', 'warn', 'info', 'debug'].includes(flags.logLevel)) throw new FlagError(`--log-level must be error, warn, info or debug`);
+  if (!/^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/.test(flags.driverName)) {
+    throw new FlagError(`--drivername "${flags.driverName}" is not a valid CSI plugin name`);
+  }
+  if (!flags.nodeId || Buffer.byteLength(flags.nodeId) > 256) throw new FlagError('--nodeid must be 1 to 256 bytes');
+  socketPath(flags.endpoint); // validates
+  if (!flags.poolDir.startsWith('/')) throw new FlagError('--pool-dir must be an absolute path');
+  if (!flags.kubeletDir.startsWith('/')) throw new FlagError('--kubelet-dir must be an absolute path');
+  return flags;
+}
+
+/** The filesystem path of a unix:// endpoint. */
+export function socketPath(endpoint: string): string {
+  const m = /^unix:\/\/(\/.+)$/.exec(endpoint) ?? /^unix:(\/.+)$/.exec(endpoint);
+  if (!m) throw new FlagError(`endpoint "${endpoint}" must be unix:///absolute/path`);
+  return m[1] as string;
+}
+
+export function usage(): string {
+  const lines = ['Usage: berth [flags]', '', 'Flags:'];
+  for (const [name, spec] of Object.entries(SPECS)) {
+    lines.push(`  --${name}${spec.kind === 'bool' ? '' : ' <value>'}`.padEnd(32) + spec.help);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+// The berth driver process: flags → pool → services → gRPC server on a unix
+// socket; SIGTERM/SIGINT stop it gracefully.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { ControllerService } from '../controller/controller-service.js';
+import { LocalPool } from '../controller/local-pool.js';
+import { loadCsi } from './csi.js';
+import { FlagError, parseFlags, socketPath, usage, type DriverFlags } from './flags.js';
+import { identityHandlers } from './identity-service.js';
+import { KeyedLocks } from './locks.js';
+import { createLogger } from './log.js';
+import { NodeService } from './node-service.js';
+import { Pipeline } from './pipeline.js';
+import { UnixServer } from './server.js';
+
+export function packageVersion(): string {
+  const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+export async function startDriver(flags: DriverFlags) {
+  const log = createLogger(flags.logLevel);
+  const version = packageVersion();
+  const pipeline = new Pipeline(log, new KeyedLocks());
+  const csi = loadCsi().csi.v1;
+  const pool = new LocalPool(flags.poolDir);
+  await pool.init();
+  const serveController = flags.mode !== 'node';
+  const serveNode = flags.mode !== 'controller';
+
+  const server = new UnixServer(socketPath(flags.endpoint), pipeline.inFlight);
+  server.add({
+    definition: csi.Identity.service,
+    handlers: identityHandlers(pipeline, {
+      driverName: flags.driverName,
+      version,
+      controller: serveController,
+      topology: true,
+      probe: () => pool.probe(),
+    }) as never,
+  });
+  if (serveController) {
+    const controller = new ControllerService({ nodeId: flags.nodeId, pool });
+    server.add({ definition: csi.Controller.service, handlers: controller.handlers(pipeline) as never });
+  }
+  if (serveNode) {
+    const node = new NodeService({ nodeId: flags.nodeId, pool, kubeletDir: flags.kubeletDir, maxVolumesPerNode: flags.maxVolumesPerNode, log });
+    server.add({ definition: csi.Node.service, handlers: node.handlers(pipeline) as never });
+  }
+  await server.start();
+  log.info('berth started', { version, mode: flags.mode, endpoint: flags.endpoint, nodeId: flags.nodeId, poolDir: flags.poolDir });
+  return { server, log };
+}
+
+async function main(): Promise<void> {
+  let flags: DriverFlags;
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof FlagError) {
+      process.stderr.write(`berth: ${err.message}\n\n${usage()}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (flags.help) {
+    process.stdout.write(`${usage()}\n`);
+    return;
+  }
+  if (flags.version) {
+    process.stdout.write(`berth ${packageVersion()}\n`);
+    return;
+  }
+  const { server, log } = await startDriver(flags);
+  process.stdout.write(`berth ${flags.mode} listening on ${flags.endpoint} (pool ${flags.poolDir}, node ${flags.nodeId})\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    void server.stop(flags.shutdownGraceMs).then(({ forced }) => {
+      log.info('stopped', { forced });
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  // Provisioning runs many fs calls at once; libuv's default of 4 threads
+  // would serialise them. Must be set before the first fs call.
+  process.env.UV_THREADPOOL_SIZE ??= '16';
+  main().catch((err: unknown) => {
+    process.stderr.write(`berth: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}

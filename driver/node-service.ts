@@ -1,0 +1,415 @@
+// The CSI Node service on local pools: stage (bind a share, or attach the
+// image to a loop device, format only when blank, mount), publish (bind into
+// the pod directory), the reverse, stats and expansion. State comes from the
+// kernel's mount and loop tables at every call, never from memory.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { capabilityProblem, DEFAULT_FS_TYPE } from '../controller/capabilities.js';
+import { TOPOLOGY_KEY } from '../controller/controller-service.js';
+import type { LocalPool, VolumeRecord } from '../controller/local-pool.js';
+import { requireString } from '../controller/request-fields.js';
+import { parseVolumeId, type VolumeRef } from '../controller/volume-id.js';
+import type {
+  NodeExpandVolumeRequest,
+  NodeGetVolumeStatsRequest,
+  NodeGetVolumeStatsResponse,
+  NodeHandlers,
+  NodePublishVolumeRequest,
+  NodeStageVolumeRequest,
+  NodeUnpublishVolumeRequest,
+  NodeUnstageVolumeRequest,
+  VolumeCapability,
+} from './csi.js';
+import { READ_ONLY_MODES } from './csi.js';
+import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange } from './errors.js';
+import { requireKubeletPath } from './kubelet-paths.js';
+import type { Logger } from './log.js';
+import type { Pipeline } from './pipeline.js';
+import {
+  attachImage,
+  BusyError,
+  bindMount,
+  CommandError,
+  detachLoop,
+  deviceSize,
+  ext4Size,
+  formatIfBlank,
+  growExt4Offline,
+  growMounted,
+  listMounts,
+  loopDevice,
+  loopDevicesOf,
+  mount,
+  mountsOfDevice,
+  refreshLoopSize,
+  unmount,
+  type MountEntry,
+} from './toolkit/index.js';
+
+export interface NodeConfig {
+  nodeId: string;
+  pool: LocalPool;
+  kubeletDir: string;
+  maxVolumesPerNode: number;
+  log: Logger;
+}
+
+export const NODE_CAPABILITIES = [
+  'STAGE_UNSTAGE_VOLUME',
+  'GET_VOLUME_STATS',
+  'EXPAND_VOLUME',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;
+
+/** Raw block staging: the device node is bind-mounted onto this file. */
+export const RAW_DEVICE_FILE = 'device';
+
+const MOUNT_FLAG = /^[A-Za-z0-9_.,=:/@+-]+$/;
+
+/** Two mounts show the same thing when source and root inside it agree. */
+const sameThing = (a: MountEntry, b: MountEntry) => a.source === b.source && a.fsroot === b.fsroot;
+
+interface Located {
+  ref: VolumeRef;
+  rec: VolumeRecord;
+}
+
+export class NodeService {
+  constructor(private readonly cfg: NodeConfig) {}
+
+  static lockById = (req: { volume_id?: string }) => (req.volume_id ? `node/${req.volume_id}` : undefined);
+
+  handlers(p: Pipeline): NodeHandlers {
+    const byId = { lockKey: NodeService.lockById };
+    return {
+      NodeStageVolume: p.unary('NodeStageVolume', (r: NodeStageVolumeRequest) => this.stage(r), byId),
+      NodeUnstageVolume: p.unary('NodeUnstageVolume', (r: NodeUnstageVolumeRequest) => this.unstage(r), byId),
+      NodePublishVolume: p.unary('NodePublishVolume', (r: NodePublishVolumeRequest) => this.publish(r), byId),
+      NodeUnpublishVolume: p.unary('NodeUnpublishVolume', (r: NodeUnpublishVolumeRequest) => this.unpublish(r), byId),
+      NodeGetVolumeStats: p.unary('NodeGetVolumeStats', (r: NodeGetVolumeStatsRequest) => this.stats(r)),
+      NodeExpandVolume: p.unary('NodeExpandVolume', (r: NodeExpandVolumeRequest) => this.expand(r), byId),
+      NodeGetCapabilities: p.unary('NodeGetCapabilities', async () => ({
+        capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })),
+      })),
+      NodeGetInfo: p.unary('NodeGetInfo', async () => ({
+        node_id: this.cfg.nodeId,
+        max_volumes_per_node: this.cfg.maxVolumesPerNode,
+        accessible_topology: { segments: { [TOPOLOGY_KEY]: this.cfg.nodeId } },
+      })),
+    };
+  }
+
+  private async locate(volumeId: string | undefined): Promise<Located> {
+    const id = requireString('volume_id', volumeId);
+    const ref = parseVolumeId(id);
+    const rec = ref ? await this.cfg.pool.read(ref.dirName) : undefined;
+    if (!ref || !rec || rec.volumeId !== id) throw notFound(`volume ${id} does not exist in the local pool of ${this.cfg.nodeId}`);
+    return { ref, rec };
+  }
+
+  private path(field: string, value: string | undefined): Promise<string> {
+    return requireKubeletPath(field, value, this.cfg.kubeletDir);
+  }
+
+  private requireCapability(rec: VolumeRecord, cap: VolumeCapability | null): VolumeCapability {
+    if (!cap) throw invalid('volume_capability is required');
+    const problem = capabilityProblem(rec.kind, cap);
+    if (problem) throw invalid(problem);
+    return cap;
+  }
+
+  // ------------------------------------------------------------------- stage
+
+  async stage(req: NodeStageVolumeRequest): Promise<Record<string, never>> {
+    const { ref, rec } = await this.locate(req.volume_id);
+    const staging = await this.path('staging_target_path', req.staging_target_path);
+    const cap = this.requireCapability(rec, req.volume_capability);
+    await fs.mkdir(staging, { recursive: true, mode: 0o750 });
+    const mounts = await listMounts();
+    if (rec.kind === 'share') {
+      await this.stageShare(ref, staging, mounts);
+    } else if (cap.access_type === 'block') {
+      await this.stageRaw(ref, staging, mounts);
+    } else {
+      const fsType = cap.mount?.fs_type || rec.fsType || DEFAULT_FS_TYPE;
+      await this.stageFilesystem(ref, staging, fsType, mountFlags(cap), mounts);
+    }
+    return {};
+  }
+
+  private async stageShare(ref: VolumeRef, staging: string, mounts: MountEntry[]): Promise<void> {
+    const source = this.cfg.pool.dataDir(ref.dirName);
+    const current = topMount(mounts, staging);
+    if (current) {
+      if (await sameInode(source, staging)) return;
+      throw alreadyExists(`${staging} already has something else mounted (${current.source})`);
+    }
+    await bindMount(source, staging, false);
+  }
+
+  private async stageRaw(ref: VolumeRef, staging: string, mounts: MountEntry[]): Promise<void> {
+    const image = this.cfg.pool.imagePath(ref.dirName);
+    const file = path.join(staging, RAW_DEVICE_FILE);
+    const current = topMount(mounts, file);
+    if (current) {
+      const dev = `/dev${current.fsroot}`;
+      if ((await loopDevice(dev))?.backingFile === image) return;
+      throw alreadyExists(`${file} already holds another device (${current.source})`);
+    }
+    if (topMount(mounts, staging)) throw alreadyExists(`${staging} is staged as a filesystem, not as a raw block device`);
+    const device = await attachImage(image);
+    try {
+      await (await fs.open(file, 'a', 0o600)).close();
+      await bindMount(device, file, false);
+    } catch (err) {
+      await this.detachIfUnused(device);
+      throw err;
+    }
+  }
+
+  private async stageFilesystem(ref: VolumeRef, staging: string, fsType: string, flags: string[], mounts: MountEntry[]): Promise<void> {
+    const image = this.cfg.pool.imagePath(ref.dirName);
+    const current = topMount(mounts, staging);
+    if (current) {
+      const backing = current.source.startsWith('/dev/loop') ? await loopDevice(current.source) : undefined;
+      if (backing?.backingFile === image && current.fstype === fsType) return;
+      throw alreadyExists(
+        `${staging} already has ${backing?.backingFile === image ? `this volume mounted as ${current.fstype}` : `${current.source} mounted`}; asked for ${fsType}`,
+      );
+    }
+    if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
+    const device = await attachImage(image);
+    try {
+      const { formatted, content } = await formatIfBlank(device, fsType);
+      if (content.state === 'other') {
+        throw failedPrecondition(`volume ${ref.dirName} holds ${content.description}, not a filesystem; refusing to format or mount it`);
+      }
+      if (content.state === 'filesystem' && content.fsType !== fsType) {
+        throw failedPrecondition(`volume ${ref.dirName} holds a ${content.fsType} filesystem, asked to stage it as ${fsType}; refusing to reformat it`);
+      }
+      if (!formatted && fsType === 'ext4') {
+        // ext4 grows offline here; xfs and btrfs grow after mounting.
+        const [fsBytes, devBytes] = await Promise.all([ext4Size(device), deviceSize(device)]);
+        if (devBytes - fsBytes >= 64 * 1024) await growExt4Offline(device);
+      }
+      await mount(device, staging, { fstype: fsType, sensitiveOptions: flags });
+      if (!formatted && fsType !== 'ext4') await growMounted(fsType, device, staging);
+    } catch (err) {
+      if (topMount(await listMounts(), staging)?.source === device) await unmount(staging).catch(() => undefined);
+      await this.detachIfUnused(device);
+      throw err;
+    }
+  }
+
+  /** Detaches a loop device unless something still mounts it. */
+  private async detachIfUnused(device: string): Promise<void> {
+    if (mountsOfDevice(await listMounts(), device).length === 0) await detachLoop(device);
+  }
+
+  async unstage(req: NodeUnstageVolumeRequest): Promise<Record<string, never>> {
+    const id = requireString('volume_id', req.volume_id);
+    const staging = await this.path('staging_target_path', req.staging_target_path);
+    const ref = parseVolumeId(id);
+    if (!ref) throw notFound(`volume ${id} is not a berth volume`);
+    let mounts = await listMounts();
+    for (const target of [path.join(staging, RAW_DEVICE_FILE), staging]) {
+      const entry = topMount(mounts, target);
+      if (!entry) continue;
+      const users = mounts.filter((m) => m.target !== target && sameThing(m, entry) && !this.isPoolPath(m.target));
+      if (users.length > 0) {
+        throw failedPrecondition(`volume ${id} is still published at ${users.map((u) => u.target).join(', ')}`);
+      }
+      await this.unmountReported(target);
+      mounts = await listMounts();
+    }
+    await fs.rm(path.join(staging, RAW_DEVICE_FILE), { force: true });
+    if (ref.kind === 'block') {
+      for (const loop of await loopDevicesOf(this.cfg.pool.imagePath(ref.dirName))) {
+        if (mountsOfDevice(mounts, loop.device).length === 0) await detachLoop(loop.device);
+      }
+    }
+    return {};
+  }
+
+  private isPoolPath(p: string): boolean {
+    return p.startsWith(`${this.cfg.pool.root}/`);
+  }
+
+  private async unmountReported(target: string): Promise<void> {
+    try {
+      await unmount(target);
+    } catch (err) {
+      if (err instanceof BusyError) throw failedPrecondition(`${err.message}; not detaching it lazily`);
+      throw err;
+    }
+  }
+
+  // ----------------------------------------------------------------- publish
+
+  async publish(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
+    const { rec } = await this.locate(req.volume_id);
+    const target = await this.path('target_path', req.target_path);
+    const cap = this.requireCapability(rec, req.volume_capability);
+    if (!req.staging_target_path) throw failedPrecondition('staging_target_path is required: this driver stages volumes');
+    const staging = await this.path('staging_target_path', req.staging_target_path);
+    const raw = cap.access_type === 'block';
+    const source = raw ? path.join(staging, RAW_DEVICE_FILE) : staging;
+    const mounts = await listMounts();
+    const staged = topMount(mounts, source);
+    if (!staged) throw failedPrecondition(`volume ${rec.volumeId} is not staged at ${staging}`);
+    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
+
+    const existing = topMount(mounts, target);
+    if (existing) {
+      if (!sameThing(existing, staged)) throw alreadyExists(`${target} already has another volume mounted (${existing.source})`);
+      if (existing.options.includes('ro') !== readonly) {
+        throw alreadyExists(`${target} is already published ${readonly ? 'read-write' : 'read-only'}`);
+      }
+      return {};
+    }
+    if (cap.access_mode?.mode === 'SINGLE_NODE_SINGLE_WRITER') {
+      const others = mounts.filter((m) => sameThing(m, staged) && m.target !== source && !this.isPoolPath(m.target));
+      if (others.length > 0) {
+        throw failedPrecondition(`volume ${rec.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`);
+      }
+    }
+    if (raw) {
+      await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+      await (await fs.open(target, 'a', 0o600)).close();
+    } else {
+      await fs.mkdir(target, { recursive: true, mode: 0o750 });
+    }
+    try {
+      await bindMount(source, target, readonly);
+    } catch (err) {
+      await removeTarget(target).catch(() => undefined);
+      throw err;
+    }
+    return {};
+  }
+
+  async unpublish(req: NodeUnpublishVolumeRequest): Promise<Record<string, never>> {
+    requireString('volume_id', req.volume_id);
+    const target = await this.path('target_path', req.target_path);
+    // Bind mounts can stack when a caller retried around a crash: undo them all.
+    for (let i = 0; i < 8 && topMount(await listMounts(), target); i++) await this.unmountReported(target);
+    await removeTarget(target);
+    return {};
+  }
+
+  // ------------------------------------------------------------------- stats
+
+  async stats(req: NodeGetVolumeStatsRequest): Promise<NodeGetVolumeStatsResponse> {
+    const id = requireString('volume_id', req.volume_id);
+    if (!req.volume_path) throw invalid('volume_path is required');
+    const volumePath = req.volume_path;
+    let st;
+    try {
+      st = await fs.stat(volumePath);
+    } catch {
+      throw notFound(`nothing at ${volumePath}`);
+    }
+    const ref = parseVolumeId(id);
+    if (!ref) throw notFound(`volume ${id} is not a berth volume`);
+    const entry = topMount(await listMounts(), volumePath);
+    if (!st.isDirectory()) {
+      // Raw block: the published device file.
+      if (!entry || entry.fstype !== 'devtmpfs') {
+        return { usage: [], volume_condition: { abnormal: true, message: `${volumePath} is not a published device` } };
+      }
+      const device = `/dev${entry.fsroot}`;
+      const loop = await loopDevice(device);
+      const size = await deviceSize(device);
+      return {
+        usage: [{ unit: 'BYTES', total: size }],
+        volume_condition: await this.loopCondition(ref, loop),
+      };
+    }
+    const s = await fs.statfs(volumePath);
+    const usage = [
+      { unit: 'BYTES' as const, total: s.blocks * s.bsize, available: s.bavail * s.bsize, used: (s.blocks - s.bfree) * s.bsize },
+      { unit: 'INODES' as const, total: s.files, available: s.ffree, used: s.files - s.ffree },
+    ];
+    let condition = { abnormal: false, message: 'volume is mounted and healthy' };
+    if (!entry) condition = { abnormal: true, message: `${volumePath} is not mounted` };
+    else if (ref.kind === 'block') condition = await this.loopCondition(ref, entry.source.startsWith('/dev/loop') ? await loopDevice(entry.source) : undefined);
+    else if (!(await exists(this.cfg.pool.dataDir(ref.dirName)))) condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
+    return { usage, volume_condition: condition };
+  }
+
+  private async loopCondition(ref: VolumeRef, loop: { backingFile: string; backingDeleted: boolean } | undefined) {
+    const image = this.cfg.pool.imagePath(ref.dirName);
+    if (!loop || !loop.backingFile) return { abnormal: true, message: 'the loop device is detached' };
+    if (loop.backingFile !== image) return { abnormal: true, message: `the loop device is attached to ${loop.backingFile}, not ${image}` };
+    if (loop.backingDeleted || !(await exists(image))) return { abnormal: true, message: `the volume image ${image} is missing` };
+    return { abnormal: false, message: 'volume is attached and healthy' };
+  }
+
+  // --------------------------------------------------------------- expansion
+
+  async expand(req: NodeExpandVolumeRequest): Promise<{ capacity_bytes: number }> {
+    const { ref, rec } = await this.locate(req.volume_id);
+    if (!req.volume_path) throw invalid('volume_path is required');
+    const required = Number(req.capacity_range?.required_bytes ?? 0);
+    if (rec.kind === 'share') return { capacity_bytes: rec.capacityBytes };
+    const mounts = await listMounts();
+    const where = req.staging_target_path || req.volume_path;
+    const entry = topMount(mounts, where) ?? topMount(mounts, req.volume_path) ?? topMount(mounts, path.join(where, RAW_DEVICE_FILE));
+    if (!entry) throw notFound(`volume ${rec.volumeId} is not mounted at ${where}`);
+    const device = entry.fstype === 'devtmpfs' ? `/dev${entry.fsroot}` : entry.source;
+    const loop = await loopDevice(device);
+    if (loop?.backingFile !== this.cfg.pool.imagePath(ref.dirName)) throw notFound(`${where} does not hold volume ${rec.volumeId}`);
+    await refreshLoopSize(device);
+    const size = await deviceSize(device);
+    if (required > size) throw outOfRange(`the image is ${size} bytes, fewer than the ${required} asked: expand the volume on the controller first`);
+    if (entry.fstype !== 'devtmpfs') {
+      try {
+        await growMounted(entry.fstype, device, entry.target);
+      } catch (err) {
+        if (entry.fstype === 'ext4' && err instanceof CommandError) {
+          throw failedPrecondition(`ext4 cannot grow online on this node (${err.stderr.trim() || err.message}); it grows when the volume is next staged`);
+        }
+        throw err;
+      }
+    }
+    return { capacity_bytes: size };
+  }
+}
+
+function topMount(mounts: MountEntry[], target: string): MountEntry | undefined {
+  const hits = mounts.filter((m) => m.target === target);
+  return hits[hits.length - 1];
+}
+
+function mountFlags(cap: VolumeCapability): string[] {
+  const flags = cap.mount?.mount_flags ?? [];
+  for (const f of flags) if (!MOUNT_FLAG.test(f)) throw invalid('mount_flags hold a character that is not allowed in a mount option');
+  return flags;
+}
+
+async function sameInode(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([fs.stat(a), fs.stat(b)]);
+  return x.dev === y.dev && x.ino === y.ino;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Removes a publish target: a file, or an empty directory; never contents. */
+async function removeTarget(target: string): Promise<void> {
+  try {
+    const st = await fs.lstat(target);
+    if (st.isDirectory()) await fs.rmdir(target);
+    else await fs.unlink(target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTEMPTY') throw failedPrecondition(`${target} is not a mount point but holds files; leaving it alone`);
+    throw err;
+  }
+}

@@ -1,0 +1,88 @@
+// The request pipeline every gRPC call passes through, once: a request id,
+// a log line with secrets stripped, the per-volume lock, the handler, the
+// error mapping, and a closing log line with code and duration. Handlers hold
+// storage logic only.
+import { randomBytes } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import { aborted, Status, toStatus } from './errors.js';
+import type { KeyedLocks } from './locks.js';
+import { redact, type Logger } from './log.js';
+
+export interface CallContext {
+  requestId: string;
+  log: Logger;
+}
+
+export type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+
+export interface PipelineOptions<Req> {
+  /** The key this call must hold exclusively (e.g. the volume), if any. */
+  lockKey?: (req: Req) => string | undefined;
+}
+
+/** Counts calls in flight, so shutdown can wait for them. */
+export class InFlight {
+  count = 0;
+  private waiters: Array<() => void> = [];
+  enter(): void {
+    this.count++;
+  }
+  leave(): void {
+    this.count--;
+    if (this.count === 0) for (const w of this.waiters.splice(0)) w();
+  }
+  idle(): Promise<void> {
+    return this.count === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+const prefix = randomBytes(3).toString('hex');
+let sequence = 0;
+
+export class Pipeline {
+  constructor(
+    private readonly log: Logger,
+    private readonly locks: KeyedLocks,
+    readonly inFlight = new InFlight(),
+  ) {}
+
+  unary<Req, Res>(method: string, handler: Handler<Req, Res>, opts: PipelineOptions<Req> = {}): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const requestId = `${prefix}-${(++sequence).toString(36)}`;
+      const log = this.log.child({ requestId, method });
+      const started = process.hrtime.bigint();
+      this.inFlight.enter();
+      log.debug('request', { request: redact(call.request) });
+      let key: string | undefined;
+      let locked = false;
+      const finish = (err: unknown, res?: Res) => {
+        if (locked && key !== undefined) this.locks.release(key);
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        if (err === null) {
+          log.debug('ok', { ms });
+          callback(null, res);
+        } else {
+          const { code, message } = toStatus(err);
+          const level = code === Status.INTERNAL || code === Status.UNKNOWN ? 'error' : 'info';
+          log.log(level, 'failed', { code: Status[code], message, ms, ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}) });
+          // The caller gets the code and the readable message, never a stack.
+          callback({ code, details: message, message } as grpc.ServiceError);
+        }
+        this.inFlight.leave();
+      };
+      try {
+        key = opts.lockKey?.(call.request);
+        if (key !== undefined) {
+          if (!this.locks.tryAcquire(key)) throw aborted(`an operation on ${key} is already in progress`);
+          locked = true;
+        }
+        handler(call.request, { requestId, log }).then(
+          (res) => finish(null, res),
+          (err: unknown) => finish(err),
+        );
+      } catch (err) {
+        finish(err);
+      }
+    };
+  }
+}

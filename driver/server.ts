@@ -1,0 +1,71 @@
+// The gRPC server on a unix socket: stale socket removed before binding,
+// socket mode 0600, graceful stop (in-flight calls finish, bounded), socket
+// removed after.
+import * as grpc from '@grpc/grpc-js';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { InFlight } from './pipeline.js';
+
+export interface Service {
+  definition: grpc.ServiceDefinition;
+  handlers: grpc.UntypedServiceImplementation;
+}
+
+export class UnixServer {
+  private readonly server = new grpc.Server({
+    // One HTTP/2 connection per kubelet call is the norm; keep them cheap.
+    'grpc.max_concurrent_streams': 1000,
+  });
+
+  constructor(
+    readonly socketPath: string,
+    private readonly inFlight: InFlight,
+  ) {}
+
+  add(service: Service): void {
+    this.server.addService(service.definition, service.handlers);
+  }
+
+  async start(): Promise<void> {
+    await fs.mkdir(path.dirname(this.socketPath), { recursive: true });
+    await removeStaleSocket(this.socketPath);
+    await new Promise<void>((resolve, reject) => {
+      this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+    await fs.chmod(this.socketPath, 0o600);
+  }
+
+  /** Stops accepting, waits up to graceMs for calls in flight, removes the socket. */
+  async stop(graceMs: number): Promise<{ forced: boolean }> {
+    let forced = false;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        forced = true;
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        // tryShutdown's callback can come before handlers settle; wait for ours.
+        void this.inFlight.idle().then(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    });
+    await fs.rm(this.socketPath, { force: true });
+    return { forced };
+  }
+}
+
+/** Removes a socket left by a dead process; refuses to remove anything else. */
+export async function removeStaleSocket(socketPath: string): Promise<void> {
+  try {
+    const st = await fs.lstat(socketPath);
+    if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to remove it`);
+    await fs.rm(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}

@@ -1,0 +1,72 @@
+// What is on a device, making a filesystem only where there is nothing, and
+// growing one. Modelled on mount-utils' SafeFormatAndMount: `blkid -p` probes
+// the device itself (no udev cache); exit 2 means no signature at all.
+import { run } from './run.js';
+
+export type DeviceContent =
+  | { state: 'blank' }
+  | { state: 'filesystem'; fsType: string }
+  | { state: 'other'; description: string };
+
+export async function probeDevice(device: string): Promise<DeviceContent> {
+  const { stdout, exitCode } = await run('blkid', ['-p', '-o', 'export', device], { okExitCodes: [2], timeoutMs: 30_000 });
+  if (exitCode === 2) return { state: 'blank' };
+  const fields = new Map(
+    stdout
+      .split('\n')
+      .map((line) => line.split('=', 2) as [string, string])
+      .filter((kv) => kv.length === 2),
+  );
+  const type = fields.get('TYPE');
+  if (type && fields.get('USAGE') === 'filesystem') return { state: 'filesystem', fsType: type };
+  const what = [...fields].filter(([k]) => ['TYPE', 'PTTYPE', 'USAGE'].includes(k)).map(([k, v]) => `${k}=${v}`);
+  return { state: 'other', description: what.join(' ') || 'an unrecognised signature' };
+}
+
+const MKFS: Record<string, string[]> = {
+  ext4: ['mkfs.ext4', '-q', '-m', '0'],
+  // No -f: xfs and btrfs refuse to overwrite a signature themselves, a
+  // second guard behind the blkid probe.
+  xfs: ['mkfs.xfs', '-q'],
+  btrfs: ['mkfs.btrfs', '-q'],
+};
+
+export function supportedFsType(fsType: string): boolean {
+  return fsType in MKFS;
+}
+
+/**
+ * Formats `device` only if it is blank. Throws (never touching the device)
+ * when it holds anything: the caller decides whether a filesystem is usable.
+ */
+export async function formatIfBlank(device: string, fsType: string): Promise<{ formatted: boolean; content: DeviceContent }> {
+  const content = await probeDevice(device);
+  if (content.state !== 'blank') return { formatted: false, content };
+  const [cmd, ...args] = MKFS[fsType] ?? [];
+  if (!cmd) throw new Error(`no mkfs for filesystem "${fsType}"`);
+  await run(cmd, [...args, device], { timeoutMs: 300_000 });
+  return { formatted: true, content: { state: 'filesystem', fsType } };
+}
+
+/** ext4 size in bytes from its superblock (unmounted or mounted). */
+export async function ext4Size(device: string): Promise<number> {
+  const { stdout } = await run('dumpe2fs', ['-h', device], { timeoutMs: 30_000 });
+  const count = /^Block count:\s+(\d+)/m.exec(stdout)?.[1];
+  const size = /^Block size:\s+(\d+)/m.exec(stdout)?.[1];
+  if (!count || !size) throw new Error(`cannot read the ext4 size of ${device}`);
+  return Number(count) * Number(size);
+}
+
+/** Grows an unmounted ext4 filesystem to fill its device (fsck first, as resize2fs demands). */
+export async function growExt4Offline(device: string): Promise<void> {
+  await run('e2fsck', ['-f', '-p', device], { timeoutMs: 600_000, okExitCodes: [1] });
+  await run('resize2fs', [device], { timeoutMs: 600_000 });
+}
+
+/** Grows a mounted filesystem to fill its device. */
+export async function growMounted(fsType: string, device: string, mountPoint: string): Promise<void> {
+  if (fsType === 'xfs') await run('xfs_growfs', [mountPoint], { timeoutMs: 600_000 });
+  else if (fsType === 'btrfs') await run('btrfs', ['filesystem', 'resize', 'max', mountPoint], { timeoutMs: 600_000 });
+  else if (fsType === 'ext4') await run('resize2fs', [device], { timeoutMs: 600_000 });
+  else throw new Error(`cannot grow filesystem "${fsType}"`);
+}
