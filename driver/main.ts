@@ -80,9 +80,16 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('stopping', { signal });
-    void server.stop(flags.shutdownGraceMs).then(({ forced }) => {
-      log.info('stopped', { forced });
-      process.exit(0);
+    void server.stop(flags.shutdownGraceMs).then(({ forced, stuck }) => {
+      if (stuck === 0) {
+        log.info('stopped', { forced });
+        process.exit(0);
+      }
+      // A call still in flight may be blocked in the kernel (a hung NFS
+      // server, say). Node's exit joins its thread pool and would wait for
+      // it forever, so end the process the one way that cannot hang.
+      log.error('stopped with calls still in flight after the grace period; killing the process', { stuck });
+      setTimeout(() => process.kill(process.pid, 'SIGKILL'), 100);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -1,9 +1,13 @@
 // The gRPC server on a unix socket: stale socket removed before binding,
 // socket mode 0600, graceful stop (in-flight calls finish, bounded), socket
-// removed after.
+// removed after. We own the listening socket and hand each connection to
+// grpc-js through an AuthorityNormaliser, so clients are served whatever
+// :authority they send.
 import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
+import { AuthorityNormaliser } from './authority-normaliser.js';
 import type { InFlight } from './pipeline.js';
 
 export interface Service {
@@ -17,6 +21,8 @@ export class UnixServer {
     'grpc.max_concurrent_streams': 1000,
   });
 
+  private listener: net.Server | undefined;
+
   constructor(
     readonly socketPath: string,
     private readonly inFlight: InFlight,
@@ -29,17 +35,26 @@ export class UnixServer {
   async start(): Promise<void> {
     await fs.mkdir(path.dirname(this.socketPath), { recursive: true });
     await removeStaleSocket(this.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(err) : resolve(),
-      );
-    });
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.listener = net.createServer((socket) => injector.injectConnection(new AuthorityNormaliser(socket)));
+    const listener = this.listener;
+    // Created under a tight umask: never reachable by others, even briefly.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(this.socketPath, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
     await fs.chmod(this.socketPath, 0o600);
   }
 
   /** Stops accepting, waits up to graceMs for calls in flight, removes the socket. */
-  async stop(graceMs: number): Promise<{ forced: boolean }> {
+  async stop(graceMs: number): Promise<{ forced: boolean; stuck: number }> {
     let forced = false;
+    this.listener?.close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         forced = true;
@@ -55,7 +70,7 @@ export class UnixServer {
       });
     });
     await fs.rm(this.socketPath, { force: true });
-    return { forced };
+    return { forced, stuck: this.inFlight.count };
   }
 }
 
