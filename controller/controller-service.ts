@@ -42,6 +42,8 @@ import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName, type VolumeRe
 
 export const TOPOLOGY_KEY = 'topology.berth.csi.dev/node';
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
+/** How stale the free-space reading behind CreateVolume's check may be. */
+const FREE_SPACE_MAX_AGE_MS = 250;
 const SECTOR = 512;
 
 export interface ControllerConfig {
@@ -118,17 +120,7 @@ export class ControllerService {
 
     const dirName = volumeDirName(name);
     const identity = identityParameters(req.parameters ?? {});
-    const existing = await this.cfg.pool.read(dirName);
-    if (existing) {
-      const mismatch = this.incompatibility(existing, name, identity, range, fsType, params.kind);
-      if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
-      return { volume: this.toVolume(existing) };
-    }
-
-    const free = await this.cfg.pool.freeBytes();
-    if (capacityBytes > free) {
-      throw exhausted(`the local pool on ${this.cfg.nodeId} has ${free} bytes free, ${capacityBytes} asked`);
-    }
+    const free = await this.cfg.pool.freeBytes(FREE_SPACE_MAX_AGE_MS);
     const ref: VolumeRef = { pool: 'local', node: encodeNode(this.cfg.nodeId), kind: params.kind, dirName };
     const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
     if (fsType) volumeContext.fsType = fsType;
@@ -145,8 +137,18 @@ export class ControllerService {
       createdAt: new Date().toISOString(),
       attachments: {},
     };
-    await this.cfg.pool.create(dirName, record, params.mountPermissions);
-    return { volume: this.toVolume(record) };
+    // Creating is attempted first: the common case (a new name) then costs
+    // no lookup, and an existing volume is found by the failed rename.
+    if (capacityBytes <= free && (await this.cfg.pool.create(dirName, record, params.mountPermissions))) {
+      return { volume: this.toVolume(record) };
+    }
+    const existing = await this.cfg.pool.read(dirName);
+    if (existing) {
+      const mismatch = this.incompatibility(existing, name, identity, range, fsType, params.kind);
+      if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
+      return { volume: this.toVolume(existing) };
+    }
+    throw exhausted(`the local pool on ${this.cfg.nodeId} has ${free} bytes free, ${capacityBytes} asked`);
   }
 
   private sizeFor(kind: 'share' | 'block', fsType: string, range: { required: number; limit: number }): number {

@@ -10,12 +10,12 @@
 // A volume is built whole under .tmp and renamed into volumes/ in one step,
 // so a crash leaves either nothing or a complete volume; leftovers in .tmp
 // and .trash are swept at start-up.
-import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { failedPrecondition } from '../driver/errors.js';
-import { fsyncDir, writeFileDurable } from './durable.js';
+import { createFileDurable, createSparseFile, DirectorySync, fsyncDir, writeFileDurable } from './durable.js';
+import { mkdirSync, readFileSync, renameSync } from 'node:fs';
 import type { OnDelete } from './parameters.js';
 import { isSafeDirName, type VolumeKind } from './volume-id.js';
 
@@ -48,11 +48,13 @@ export class LocalPool {
   readonly volumesDir: string;
   private readonly tmpDir: string;
   private readonly trashDir: string;
+  private readonly volumesSync: DirectorySync;
 
   constructor(readonly root: string) {
     this.volumesDir = path.join(root, 'volumes');
     this.tmpDir = path.join(root, '.tmp');
     this.trashDir = path.join(root, '.trash');
+    this.volumesSync = new DirectorySync(this.volumesDir);
   }
 
   /** Creates the layout and sweeps what a crash left half-done. */
@@ -90,8 +92,9 @@ export class LocalPool {
   }
 
   async read(dirName: string): Promise<VolumeRecord | undefined> {
+    // A small local file: read synchronously (see durable.ts).
     try {
-      return JSON.parse(await fs.readFile(path.join(this.volumeDir(dirName), RECORD), 'utf8')) as VolumeRecord;
+      return JSON.parse(readFileSync(path.join(this.volumeDir(dirName), RECORD), 'utf8')) as VolumeRecord;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -102,32 +105,52 @@ export class LocalPool {
     await writeFileDurable(path.join(this.volumeDir(dirName), RECORD), JSON.stringify(record));
   }
 
-  /** Makes the volume whole under .tmp, then renames it into place. */
-  async create(dirName: string, record: VolumeRecord, mountPermissions: number): Promise<void> {
-    const work = path.join(this.tmpDir, `${dirName}.${randomBytes(4).toString('hex')}`);
-    await fs.mkdir(work, { mode: 0o755 });
+  /**
+   * Makes the volume whole under .tmp, then renames it into place. Modes are
+   * given explicitly; the driver runs with umask 0 (see main.ts). Returns
+   * false, leaving nothing behind, when a volume with that directory exists.
+   */
+  async create(dirName: string, record: VolumeRecord, mountPermissions: number): Promise<boolean> {
+    const work = path.join(this.tmpDir, `${dirName}.${this.uniqueSuffix()}`);
+    mkdirSync(work, { mode: 0o755 }); // sync metadata calls: see durable.ts
     try {
       if (record.kind === 'share') {
-        const data = path.join(work, DATA);
-        await fs.mkdir(data);
-        await fs.chmod(data, mountPermissions); // explicit: mkdir's mode is masked by umask
+        mkdirSync(path.join(work, DATA), { mode: mountPermissions });
       } else {
-        const handle = await fs.open(path.join(work, IMAGE), 'wx', 0o600);
-        try {
-          await handle.truncate(record.capacityBytes); // sparse: no blocks written
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
+        await createSparseFile(path.join(work, IMAGE), record.capacityBytes); // no blocks written
       }
-      await writeFileDurable(path.join(work, RECORD), JSON.stringify(record), false);
+      // The work directory is private until renamed: no temp file needed.
+      await createFileDurable(path.join(work, RECORD), JSON.stringify(record));
       await fsyncDir(work);
-      await fs.rename(work, this.volumeDir(dirName));
+      // rename(2) refuses to replace a non-empty directory: an existing
+      // volume is never overwritten.
+      renameSync(work, this.volumeDir(dirName));
     } catch (err) {
       await fs.rm(work, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') return false;
       throw err;
     }
-    await fsyncDir(this.volumesDir);
+    await this.volumesSync.sync();
+    return true;
+  }
+
+  private sequence = 0;
+  private trash: Promise<void> = Promise.resolve();
+
+  /** Unique among this pool's temporary names: pid (one writer per pool) and a counter. */
+  private uniqueSuffix(): string {
+    return `${process.pid}-${(++this.sequence).toString(36)}`;
+  }
+
+  /** Removes trashed volumes one at a time, so deletes never storm the disk. */
+  private emptyTrash(entry: string): void {
+    this.trash = this.trash.then(() => fs.rm(entry, { recursive: true, force: true }).catch(() => undefined));
+  }
+
+  /** Resolves when every trashed volume has been removed. */
+  trashEmptied(): Promise<void> {
+    return this.trash;
   }
 
   /** Grows a block image (never shrinks). */
@@ -148,10 +171,12 @@ export class LocalPool {
   async remove(dirName: string, mode: OnDelete): Promise<void> {
     const from = this.volumeDir(dirName);
     if (mode === 'delete') {
-      const doomed = path.join(this.trashDir, `${dirName}.${randomBytes(4).toString('hex')}`);
-      await fs.rename(from, doomed);
-      await fsyncDir(this.volumesDir);
-      await fs.rm(doomed, { recursive: true, force: true });
+      const doomed = path.join(this.trashDir, `${dirName}.${this.uniqueSuffix()}`);
+      renameSync(from, doomed);
+      await this.volumesSync.sync();
+      // The volume is gone, durably; its bytes are freed in the background
+      // (and at the next start-up if the process dies first).
+      this.emptyTrash(doomed);
       return;
     }
     const keepDir = path.join(this.root, mode === 'retain' ? 'retained' : 'archived');
@@ -160,7 +185,7 @@ export class LocalPool {
     let target = path.join(keepDir, mode === 'retain' ? dirName : `${dirName}-${stamp}`);
     if (mode === 'retain' && (await exists(target))) target = `${target}-${stamp}`;
     await fs.rename(from, target);
-    await fsyncDir(this.volumesDir);
+    await this.volumesSync.sync();
     await fsyncDir(keepDir);
   }
 
@@ -170,9 +195,19 @@ export class LocalPool {
     return names.filter(isSafeDirName).sort();
   }
 
-  async freeBytes(): Promise<number> {
-    const st = await fs.statfs(this.root);
-    return st.bavail * st.bsize;
+  private free: { bytes: number; at: number } | undefined;
+
+  /**
+   * Free bytes in the pool's filesystem. `maxAgeMs` lets a hot path reuse a
+   * reading a few hundred milliseconds old instead of a statfs per call.
+   */
+  async freeBytes(maxAgeMs = 0): Promise<number> {
+    const now = Date.now();
+    if (!this.free || now - this.free.at > maxAgeMs) {
+      const st = await fs.statfs(this.root);
+      this.free = { bytes: st.bavail * st.bsize, at: now };
+    }
+    return this.free.bytes;
   }
 
   /** Why a volume's bytes are not usable, or undefined when they are. */

@@ -100,6 +100,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   // Provisioning runs many fs calls at once; libuv's default of 4 threads
   // would serialise them. Must be set before the first fs call.
   process.env.UV_THREADPOOL_SIZE ??= '16';
+  // Every file and directory the driver makes gets an explicit mode.
+  process.umask(0);
   main().catch((err: unknown) => {
     process.stderr.write(`berth: ${(err as Error).message}\n`);
     process.exit(1);

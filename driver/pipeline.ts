@@ -52,14 +52,15 @@ export class Pipeline {
       const log = this.log.child({ requestId, method });
       const started = process.hrtime.bigint();
       this.inFlight.enter();
-      log.debug('request', { request: redact(call.request) });
+      const debug = this.log.isLevelEnabled('debug');
+      if (debug) log.debug('request', { request: redact(call.request) });
       let key: string | undefined;
       let locked = false;
       const finish = (err: unknown, res?: Res) => {
         if (locked && key !== undefined) this.locks.release(key);
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         if (err === null) {
-          log.debug('ok', { ms });
+          if (debug) log.debug('ok', { ms });
           callback(null, res);
         } else {
           const { code, message } = toStatus(err);

@@ -1,0 +1,42 @@
+// A CSI client over a unix socket: used by the operator CLI, benchmarks and
+// tests to talk to a running driver the way the kubelet and sidecars do.
+import * as grpc from '@grpc/grpc-js';
+import { loadCsi } from './csi.js';
+
+export interface CsiClients {
+  identity: grpc.Client;
+  controller: grpc.Client;
+  node: grpc.Client;
+  close(): void;
+}
+
+export function csiClients(socket: string, authority?: string): CsiClients {
+  const csi = loadCsi().csi.v1;
+  const target = `unix://${socket}`;
+  const creds = grpc.credentials.createInsecure();
+  const options = authority === undefined ? {} : { 'grpc.default_authority': authority };
+  const identity = new csi.Identity(target, creds, options);
+  const controller = new csi.Controller(target, creds, options);
+  const node = new csi.Node(target, creds, options);
+  return {
+    identity,
+    controller,
+    node,
+    close() {
+      identity.close();
+      controller.close();
+      node.close();
+    },
+  };
+}
+
+type UnaryMethod = (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
+
+/** Calls one unary method; resolves with the response or rejects with the ServiceError. */
+export function rpc<Res = Record<string, unknown>>(client: grpc.Client, method: string, req: object = {}, deadlineMs = 120_000): Promise<Res> {
+  const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
+  if (!fn) return Promise.reject(new Error(`no method ${method}`));
+  return new Promise((resolve, reject) => {
+    fn.call(client, req, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+  });
+}
