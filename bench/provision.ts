@@ -2,6 +2,8 @@
 // local pool, concurrency 16, N = 1,000 and N = 10,000, share and block kinds.
 // Prints ops/s and p50/p99 latency (median over runs), the N=10,000/N=1,000
 // rate ratio, and the driver's idle and peak RSS.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { rpc } from '../driver/client.js';
 import { startDriver } from './driver-under-test.js';
 import { fmt, median, memoryOf, percentile, runConcurrently } from './stats.js';
@@ -26,6 +28,11 @@ function request(kind: string, i: number) {
     volume_capabilities: [cap],
     parameters: { kind },
   };
+}
+
+/** Deleted volumes are freed in the background: let that finish before timing. */
+async function trashEmptied(poolDir: string): Promise<void> {
+  while ((await fs.readdir(path.join(poolDir, '.trash'))).length > 0) await new Promise((r) => setTimeout(r, 50));
 }
 
 async function phase(n: number, task: (i: number) => Promise<void>): Promise<Phase> {
@@ -54,6 +61,7 @@ async function main() {
           warm[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, n + i))).volume.volume_id;
         });
         await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm[i] })));
+        await trashEmptied(d.poolDir);
         const ids: string[] = new Array(n);
         creates.push(
           await phase(n, async (i) => {

@@ -15,7 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { failedPrecondition } from '../driver/errors.js';
 import { createFileDurable, createSparseFile, DirectorySync, fsyncDir, writeFileDurable } from './durable.js';
-import { mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { mkdirSync, renameSync } from 'node:fs';
 import type { OnDelete } from './parameters.js';
 import { isSafeDirName, type VolumeKind } from './volume-id.js';
 
@@ -92,9 +92,10 @@ export class LocalPool {
   }
 
   async read(dirName: string): Promise<VolumeRecord | undefined> {
-    // A small local file: read synchronously (see durable.ts).
+    // Asynchronous on purpose: every RPC naming a volume reads its record,
+    // and a stuck read must not stall the event loop (signals, Probe).
     try {
-      return JSON.parse(readFileSync(path.join(this.volumeDir(dirName), RECORD), 'utf8')) as VolumeRecord;
+      return JSON.parse(await fs.readFile(path.join(this.volumeDir(dirName), RECORD), 'utf8')) as VolumeRecord;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;

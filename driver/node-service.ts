@@ -32,7 +32,7 @@ import {
   CommandError,
   detachLoop,
   deviceSize,
-  ext4Size,
+  filesystemSmallerThan,
   formatIfBlank,
   growExt4Offline,
   growMounted,
@@ -188,13 +188,14 @@ export class NodeService {
       if (content.state === 'filesystem' && content.fsType !== fsType) {
         throw failedPrecondition(`volume ${ref.dirName} holds a ${content.fsType} filesystem, asked to stage it as ${fsType}; refusing to reformat it`);
       }
-      if (!formatted && fsType === 'ext4') {
-        // ext4 grows offline here; xfs and btrfs grow after mounting.
-        const [fsBytes, devBytes] = await Promise.all([ext4Size(device), deviceSize(device)]);
-        if (devBytes - fsBytes >= 64 * 1024) await growExt4Offline(device);
-      }
+      // A volume expanded while unstaged grows here: ext4 before mounting
+      // (offline, which needs no extra privilege), xfs and btrfs mounted.
+      const deviceBytes = formatted ? 0 : await deviceSize(device);
+      if (!formatted && fsType === 'ext4' && (await filesystemSmallerThan(deviceBytes, 'ext4', device))) await growExt4Offline(device);
       await mount(device, staging, { fstype: fsType, sensitiveOptions: flags });
-      if (!formatted && fsType !== 'ext4') await growMounted(fsType, device, staging);
+      if (!formatted && fsType !== 'ext4' && (await filesystemSmallerThan(deviceBytes, fsType, device, staging))) {
+        await growMounted(fsType, device, staging);
+      }
     } catch (err) {
       if (topMount(await listMounts(), staging)?.source === device) await unmount(staging).catch(() => undefined);
       await this.detachIfUnused(device);
@@ -341,8 +342,8 @@ export class NodeService {
   private async loopCondition(ref: VolumeRef, loop: { backingFile: string; backingDeleted: boolean } | undefined) {
     const image = this.cfg.pool.imagePath(ref.dirName);
     if (!loop || !loop.backingFile) return { abnormal: true, message: 'the loop device is detached' };
-    if (loop.backingFile !== image) return { abnormal: true, message: `the loop device is attached to ${loop.backingFile}, not ${image}` };
     if (loop.backingDeleted || !(await exists(image))) return { abnormal: true, message: `the volume image ${image} is missing` };
+    if (loop.backingFile !== image) return { abnormal: true, message: `the loop device is attached to ${loop.backingFile}, not ${image}` };
     return { abnormal: false, message: 'volume is attached and healthy' };
   }
 
@@ -363,7 +364,7 @@ export class NodeService {
     await refreshLoopSize(device);
     const size = await deviceSize(device);
     if (required > size) throw outOfRange(`the image is ${size} bytes, fewer than the ${required} asked: expand the volume on the controller first`);
-    if (entry.fstype !== 'devtmpfs') {
+    if (entry.fstype !== 'devtmpfs' && (await filesystemSmallerThan(size, entry.fstype, device, entry.target))) {
       try {
         await growMounted(entry.fstype, device, entry.target);
       } catch (err) {

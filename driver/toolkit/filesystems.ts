@@ -48,13 +48,31 @@ export async function formatIfBlank(device: string, fsType: string): Promise<{ f
   return { formatted: true, content: { state: 'filesystem', fsType } };
 }
 
-/** ext4 size in bytes from its superblock (unmounted or mounted). */
-export async function ext4Size(device: string): Promise<number> {
-  const { stdout } = await run('dumpe2fs', ['-h', device], { timeoutMs: 30_000 });
-  const count = /^Block count:\s+(\d+)/m.exec(stdout)?.[1];
-  const size = /^Block size:\s+(\d+)/m.exec(stdout)?.[1];
-  if (!count || !size) throw new Error(`cannot read the ext4 size of ${device}`);
-  return Number(count) * Number(size);
+/**
+ * Size in bytes of the filesystem on `device` (mounted at `mountPoint` for
+ * xfs and btrfs, whose tools read a mounted filesystem).
+ */
+export async function filesystemSize(fsType: string, device: string, mountPoint?: string): Promise<number> {
+  if (fsType === 'ext4') {
+    const { stdout } = await run('dumpe2fs', ['-h', device], { timeoutMs: 30_000 });
+    const count = /^Block count:\s+(\d+)/m.exec(stdout)?.[1];
+    const size = /^Block size:\s+(\d+)/m.exec(stdout)?.[1];
+    if (count && size) return Number(count) * Number(size);
+  } else if (fsType === 'xfs' && mountPoint) {
+    const { stdout } = await run('xfs_info', [mountPoint], { timeoutMs: 30_000 });
+    const m = /^data\s+=\s+bsize=(\d+)\s+blocks=(\d+)/m.exec(stdout);
+    if (m) return Number(m[1]) * Number(m[2]);
+  } else if (fsType === 'btrfs' && mountPoint) {
+    const { stdout } = await run('btrfs', ['filesystem', 'show', '--raw', mountPoint], { timeoutMs: 30_000 });
+    const m = /devid\s+1\s+size\s+(\d+)/.exec(stdout);
+    if (m) return Number(m[1]);
+  }
+  throw new Error(`cannot read the size of the ${fsType} filesystem on ${device}`);
+}
+
+/** Whether the filesystem is smaller than its device by at least one 64 KiB unit. */
+export async function filesystemSmallerThan(deviceBytes: number, fsType: string, device: string, mountPoint?: string): Promise<boolean> {
+  return deviceBytes - (await filesystemSize(fsType, device, mountPoint)) >= 64 * 1024;
 }
 
 /** Grows an unmounted ext4 filesystem to fill its device (fsck first, as resize2fs demands). */

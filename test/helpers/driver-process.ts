@@ -6,6 +6,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { csiClients, rpc, type CsiClients } from './csi-client.js';
+import { exec } from './host.js';
+
+/** Unmounts every mount below `dir` (deepest first) and detaches loop devices of images below it. */
+export async function undoUnder(dir: string): Promise<void> {
+  const { stdout } = await exec('findmnt', ['-J', '-l', '-o', 'TARGET']);
+  const targets = ((JSON.parse(stdout) as { filesystems: Array<{ target: string }> }).filesystems ?? [])
+    .map((f) => f.target)
+    .filter((t) => t.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const t of targets) await exec('umount', [t]).catch(() => undefined);
+  const loops = JSON.parse((await exec('losetup', ['-J', '-l'])).stdout || '{}') as { loopdevices?: Array<{ name: string; 'back-file': string }> };
+  for (const l of loops.loopdevices ?? []) {
+    if (l['back-file'].startsWith(`${dir}/`)) await exec('losetup', ['-d', l.name]).catch(() => undefined);
+  }
+}
 
 export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../driver/main.js');
 
@@ -95,8 +110,14 @@ export class DriverProcess {
     await this.launch();
   }
 
+  /**
+   * Stops the driver and removes its directory, first undoing any mount or
+   * loop device a failed test left under it (rm -rf must never descend
+   * into a mounted volume).
+   */
   async cleanup(): Promise<void> {
     await this.stop('SIGKILL');
+    await undoUnder(this.dir);
     await fs.rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,401 @@
+// The node service on local pools, as root, with real loop devices, mkfs,
+// mounts and bind mounts, at the kubelet's exact paths. `npm test` runs
+// mocha inside a private mount namespace, so nothing mounted here can leak
+// to the host; loop devices are global, and the suite proves it detached
+// every one it attached.
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
+import { DriverProcess } from '../helpers/driver-process.js';
+import { exec, loopTable, mountTargets, sha256File } from '../helpers/host.js';
+import { KubeletPaths, podUid } from '../helpers/kubelet.js';
+
+const MiB = 1024 * 1024;
+type Cap = ReturnType<typeof mountCap> | ReturnType<typeof blockCap>;
+
+describe('node service on a local pool (root, real devices)', function () {
+  this.timeout(120_000);
+  let d: DriverProcess;
+  let k: KubeletPaths;
+  let loopsBefore: string[];
+  let mountsBefore: string[];
+
+  before(async () => {
+    loopsBefore = await loopTable();
+    mountsBefore = await mountTargets();
+    d = await DriverProcess.start({ mode: 'all', extraArgs: ['--max-volumes-per-node', '42'] });
+    k = new KubeletPaths(d.kubeletDir);
+  });
+
+  after(async () => {
+    await d.stop('SIGKILL');
+    const loopsAfter = await loopTable();
+    const mountsAfter = await mountTargets();
+    await d.cleanup(); // also undoes what a failed test left behind
+    expect(loopsAfter, 'loop devices left attached').to.deep.equal(loopsBefore);
+    expect(mountsAfter, 'mounts left behind').to.deep.equal(mountsBefore);
+  });
+
+  /** One volume seen from the kubelet's side. */
+  class Vol {
+    constructor(
+      readonly id: string,
+      readonly pv: string,
+      readonly cap: Cap,
+    ) {}
+    get raw() {
+      return 'block' in this.cap;
+    }
+    get staging() {
+      return this.raw ? k.blockStaging(this.pv) : k.staging(this.id);
+    }
+    target(uid: string) {
+      return this.raw ? k.blockTarget(this.pv, uid) : k.target(uid, this.pv);
+    }
+    async stage(cap: Cap = this.cap) {
+      await k.prepareStage(this.staging);
+      await rpc(d.clients.node, 'NodeStageVolume', { volume_id: this.id, staging_target_path: this.staging, volume_capability: cap, publish_context: {} });
+    }
+    async unstage() {
+      await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: this.id, staging_target_path: this.staging });
+    }
+    async publish(uid: string, readonly = false, cap: Cap = this.cap) {
+      const target = this.target(uid);
+      await k.preparePublish(target);
+      await rpc(d.clients.node, 'NodePublishVolume', { volume_id: this.id, staging_target_path: this.staging, target_path: target, volume_capability: cap, readonly });
+      return target;
+    }
+    async unpublish(uid: string) {
+      await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: this.id, target_path: this.target(uid) });
+    }
+    get image() {
+      return path.join(d.poolDir, 'volumes', this.pv, 'disk.img');
+    }
+  }
+
+  async function volume(pv: string, kind: 'share' | 'block', cap: Cap, bytes = 64 * MiB): Promise<Vol> {
+    const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', {
+      name: pv,
+      capacity_range: { required_bytes: bytes },
+      volume_capabilities: [cap],
+      parameters: { kind },
+    });
+    return new Vol(res.volume.volume_id, pv, cap);
+  }
+
+  const writeRaw = async (dev: string, text: string) => {
+    const fh = await fs.open(dev, 'r+');
+    const buf = Buffer.alloc(4096);
+    buf.write(text);
+    await fh.write(buf, 0, buf.length, 0);
+    await fh.sync();
+    await fh.close();
+  };
+  const readRaw = async (dev: string, len: number) => {
+    const fh = await fs.open(dev, 'r');
+    const buf = Buffer.alloc(4096);
+    await fh.read(buf, 0, 4096, 0);
+    await fh.close();
+    return buf.subarray(0, len).toString();
+  };
+
+  describe('identity of the node', () => {
+    it('NodeGetInfo reports the node id, the volume limit and the topology', async () => {
+      const info = await rpc<{ node_id: string; max_volumes_per_node: string; accessible_topology: { segments: Record<string, string> } }>(d.clients.node, 'NodeGetInfo');
+      expect(info.node_id).to.equal('node-a');
+      expect(info.max_volumes_per_node).to.equal('42');
+      expect(info.accessible_topology.segments).to.deep.equal({ 'topology.berth.csi.dev/node': 'node-a' });
+    });
+
+    it('NodeGetCapabilities lists what works', async () => {
+      const res = await rpc<{ capabilities: Array<{ rpc: { type: string } }> }>(d.clients.node, 'NodeGetCapabilities');
+      expect(res.capabilities.map((c) => c.rpc.type)).to.have.members(['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER']);
+    });
+  });
+
+  describe('data survives a whole volume life', () => {
+    const cases: Array<[string, 'share' | 'block', Cap, number]> = [
+      ['share', 'share', mountCap('MULTI_NODE_MULTI_WRITER'), 0],
+      ['block ext4', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 64 * MiB],
+      ['block xfs', 'block', mountCap('SINGLE_NODE_WRITER', 'xfs'), 320 * MiB],
+      ['block btrfs', 'block', mountCap('SINGLE_NODE_WRITER', 'btrfs'), 160 * MiB],
+      ['raw block', 'block', blockCap(), 16 * MiB],
+    ];
+    for (const [label, kind, cap, bytes] of cases) {
+      it(`${label}: written in pod A, read in pod B after unpublish, unstage, stage, publish`, async () => {
+        const v = await volume(`pvc-life-${label.replace(/ /g, '-')}`, kind, cap, bytes);
+        const [a, b] = [podUid(), podUid()];
+        await v.stage();
+        const ta = await v.publish(a);
+        if (v.raw) await writeRaw(ta, `hello from ${label}`);
+        else await fs.writeFile(path.join(ta, 'greeting'), `hello from ${label}`);
+        await v.unpublish(a);
+        expect(await fs.stat(ta).catch(() => null), 'target removed').to.equal(null);
+        await v.unstage();
+        if (kind === 'block') expect(await loopTable()).to.deep.equal(loopsBefore);
+        await v.stage();
+        const tb = await v.publish(b);
+        const read = v.raw ? await readRaw(tb, `hello from ${label}`.length) : await fs.readFile(path.join(tb, 'greeting'), 'utf8');
+        expect(read).to.equal(`hello from ${label}`);
+        await v.unpublish(b);
+        await v.unstage();
+      });
+    }
+
+    it('a ReadWriteMany share is published to two pods at once', async () => {
+      const v = await volume('pvc-rwx', 'share', mountCap('MULTI_NODE_MULTI_WRITER'));
+      const [a, b] = [podUid(), podUid()];
+      await v.stage();
+      const ta = await v.publish(a);
+      const tb = await v.publish(b);
+      await fs.writeFile(path.join(ta, 'from-a'), 'A');
+      expect(await fs.readFile(path.join(tb, 'from-a'), 'utf8')).to.equal('A');
+      await v.unpublish(a);
+      await v.unpublish(b);
+      await v.unstage();
+    });
+  });
+
+  describe('format only when blank', () => {
+    it('mounts an image that already holds ext4 with data, without reformatting it', async () => {
+      const v = await volume('pvc-preformatted', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      const seed = await fs.mkdtemp(path.join(os.tmpdir(), 'seed-'));
+      await fs.writeFile(path.join(seed, 'precious'), 'keep me');
+      await exec('mkfs.ext4', ['-q', '-F', '-d', seed, v.image]);
+      await fs.rm(seed, { recursive: true });
+      await v.stage();
+      const t = await v.publish(podUid());
+      expect(await fs.readFile(path.join(t, 'precious'), 'utf8')).to.equal('keep me');
+      await v.unpublish(path.basename(path.dirname(path.dirname(path.dirname(path.dirname(t))))));
+      await v.unstage();
+    });
+
+    for (const [label, make] of [
+      ['an xfs filesystem', (img: string) => exec('mkfs.xfs', ['-q', img])],
+      ['a swap signature', (img: string) => exec('mkswap', [img])],
+    ] as const) {
+      it(`refuses, bytes unchanged, an image holding ${label} when asked for ext4`, async () => {
+        const v = await volume(`pvc-foreign-${label.split(' ')[1]}`, 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 320 * MiB);
+        await make(v.image);
+        const before = await sha256File(v.image);
+        const err = await expectCode(v.stage(), Code.FAILED_PRECONDITION);
+        expect(err.details).to.match(/refusing/);
+        expect(await sha256File(v.image)).to.equal(before);
+        expect(await loopTable(), 'its loop device was detached again').to.deep.equal(loopsBefore);
+        expect(await mountTargets()).to.not.include(v.staging);
+      });
+    }
+
+    it('answers ALREADY_EXISTS when staged again incompatibly', async () => {
+      const v = await volume('pvc-restage', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 320 * MiB);
+      await v.stage();
+      await v.stage(); // identical: OK
+      await expectCode(v.stage(mountCap('SINGLE_NODE_WRITER', 'xfs')), Code.ALREADY_EXISTS);
+      await expectCode(v.stage(blockCap()), Code.ALREADY_EXISTS);
+      await v.unstage();
+      await v.unstage(); // not staged: OK
+    });
+  });
+
+  describe('publish', () => {
+    it('a read-only publish rejects writes', async () => {
+      const v = await volume('pvc-ro', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid, true);
+      const err = await fs.writeFile(path.join(t, 'nope'), 'x').catch((e: NodeJS.ErrnoException) => e);
+      expect((err as NodeJS.ErrnoException).code).to.equal('EROFS');
+      await v.publish(uid, true); // identical: OK
+      await expectCode(v.publish(uid, false), Code.ALREADY_EXISTS);
+      await v.unpublish(uid);
+      await v.unstage();
+    });
+
+    it('SINGLE_NODE_SINGLE_WRITER refuses a second target', async () => {
+      const cap = mountCap('SINGLE_NODE_SINGLE_WRITER', 'ext4');
+      const v = await volume('pvc-rwop', 'block', cap);
+      const [a, b] = [podUid(), podUid()];
+      await v.stage();
+      await v.publish(a);
+      await expectCode(v.publish(b), Code.FAILED_PRECONDITION);
+      await v.unpublish(a);
+      await v.publish(b);
+      await v.unpublish(b);
+      await v.unstage();
+    });
+
+    it('answers FAILED_PRECONDITION when the volume is not staged, NOT_FOUND when unknown', async () => {
+      const v = await volume('pvc-unstaged', 'share', mountCap());
+      await expectCode(v.publish(podUid()), Code.FAILED_PRECONDITION);
+      const ghost = new Vol('local:node-a:share:pvc-ghost', 'pvc-ghost', mountCap());
+      await expectCode(ghost.stage(), Code.NOT_FOUND);
+    });
+
+    it('refuses paths outside the kubelet directory', async () => {
+      const v = await volume('pvc-escape', 'share', mountCap());
+      for (const bad of ['/etc', `${d.kubeletDir}/../x`, 'relative/path', `${d.kubeletDir}/pods/../../etc`]) {
+        await expectCode(rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.id, staging_target_path: bad, volume_capability: mountCap() }), Code.INVALID_ARGUMENT);
+      }
+      await expectCode(rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.id, target_path: '/tmp' }), Code.INVALID_ARGUMENT);
+    });
+
+    it('reports a busy mount instead of detaching it lazily', async () => {
+      const v = await volume('pvc-busy', 'share', mountCap());
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      const holder = spawn('sleep', ['60'], { cwd: t, stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 100));
+      try {
+        const err = await expectCode(v.unpublish(uid), Code.FAILED_PRECONDITION);
+        expect(err.details).to.contain('busy');
+        expect(await mountTargets()).to.include(t);
+      } finally {
+        holder.kill('SIGKILL');
+        await new Promise((r) => holder.once('exit', r));
+      }
+      await v.unpublish(uid);
+      await v.unstage();
+    });
+  });
+
+  describe('restarts', () => {
+    it('converges with the driver killed between every two steps', async () => {
+      for (const [kind, cap, bytes] of [
+        ['block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 64 * MiB],
+        ['block', blockCap(), 16 * MiB],
+        ['share', mountCap(), 0],
+      ] as const) {
+        const v = await volume(`pvc-restart-${kind}-${'block' in cap ? 'raw' : 'fs'}`, kind, cap, bytes);
+        const uid = podUid();
+        const steps: Array<() => Promise<unknown>> = [() => v.stage(), () => v.publish(uid), () => v.unpublish(uid), () => v.unstage()];
+        for (const step of steps) {
+          await step();
+          await d.restart('SIGKILL');
+          await step(); // the kubelet retries after an uncertain answer
+        }
+      }
+      expect(await loopTable()).to.deep.equal(loopsBefore);
+    });
+  });
+
+  describe('stats and condition', () => {
+    type Stats = { usage: Array<{ unit: string; total: string; used: string; available: string }>; volume_condition: { abnormal: boolean; message: string } };
+    const stats = (id: string, p: string) => rpc<Stats>(d.clients.node, 'NodeGetVolumeStats', { volume_id: id, volume_path: p });
+
+    it('reports bytes and inodes of a mounted volume, abnormal once its mount is gone', async () => {
+      const v = await volume('pvc-stats', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      const s = await stats(v.id, t);
+      expect(s.usage.map((u) => u.unit)).to.deep.equal(['BYTES', 'INODES']);
+      expect(Number(s.usage[0]!.total)).to.be.within(50 * MiB, 64 * MiB);
+      expect(s.volume_condition.abnormal).to.equal(false);
+      await fs.rename(v.image, `${v.image}.away`);
+      const missing = await stats(v.id, t);
+      expect(missing.volume_condition).to.deep.include({ abnormal: true });
+      expect(missing.volume_condition.message).to.contain('missing');
+      await fs.rename(`${v.image}.away`, v.image);
+      await exec('umount', [t]);
+      const gone = await stats(v.id, t);
+      expect(gone.volume_condition).to.deep.equal({ abnormal: true, message: `${t} is not mounted` });
+      await v.unpublish(uid);
+      await v.unstage();
+      await expectCode(stats(v.id, t), Code.NOT_FOUND);
+    });
+
+    it('reports a raw device by its size, abnormal once its loop device is detached', async () => {
+      const v = await volume('pvc-stats-raw', 'block', blockCap(), 16 * MiB);
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      const s = await stats(v.id, t);
+      expect(s.usage).to.have.length(1);
+      expect(s.usage[0]).to.deep.include({ unit: 'BYTES', total: String(16 * MiB) });
+      expect(s.volume_condition.abnormal).to.equal(false);
+      const [loop] = (await exec('losetup', ['-j', v.image, '-O', 'NAME', '-n'])).stdout.trim().split('\n');
+      await exec('losetup', ['-d', loop!]);
+      const detached = await stats(v.id, t);
+      expect(detached.volume_condition).to.deep.include({ abnormal: true });
+      expect(detached.volume_condition.message).to.contain('detached');
+      await v.unpublish(uid);
+      await v.unstage();
+    });
+  });
+
+  describe('expansion', () => {
+    async function grow(v: Vol, to: number) {
+      await rpc(d.clients.controller, 'ControllerExpandVolume', { volume_id: v.id, capacity_range: { required_bytes: to } });
+    }
+    const total = async (p: string) => {
+      const s = await fs.statfs(p);
+      return s.blocks * s.bsize;
+    };
+
+    for (const [fsType, from, to] of [
+      ['xfs', 320 * MiB, 480 * MiB],
+      ['btrfs', 160 * MiB, 320 * MiB],
+    ] as const) {
+      it(`grows ${fsType} online, keeping the data`, async () => {
+        const v = await volume(`pvc-grow-${fsType}`, 'block', mountCap('SINGLE_NODE_WRITER', fsType), from);
+        const uid = podUid();
+        await v.stage();
+        const t = await v.publish(uid);
+        await fs.writeFile(path.join(t, 'data'), 'still here');
+        const before = await total(t);
+        await grow(v, to);
+        const res = await rpc<{ capacity_bytes: string }>(d.clients.node, 'NodeExpandVolume', {
+          volume_id: v.id, volume_path: t, staging_target_path: v.staging, capacity_range: { required_bytes: to },
+        });
+        expect(res.capacity_bytes).to.equal(String(to));
+        expect(await total(t)).to.be.greaterThan(before + (to - from) * 0.8);
+        expect(await fs.readFile(path.join(t, 'data'), 'utf8')).to.equal('still here');
+        await v.unpublish(uid);
+        await v.unstage();
+      });
+    }
+
+    it('grows ext4 at the next stage when it cannot grow online, keeping the data', async () => {
+      const v = await volume('pvc-grow-ext4', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 64 * MiB);
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      await fs.writeFile(path.join(t, 'data'), 'still here');
+      await grow(v, 128 * MiB);
+      const online = await rpc(d.clients.node, 'NodeExpandVolume', {
+        volume_id: v.id, volume_path: t, staging_target_path: v.staging, capacity_range: { required_bytes: 128 * MiB },
+      }).then(() => undefined, (e: { code: number; details: string }) => e);
+      if (online !== undefined) {
+        // These VMs lack CAP_SYS_RESOURCE, so ext4's online resize is refused.
+        expect(online.code).to.equal(Code.FAILED_PRECONDITION);
+        expect(online.details).to.contain('next staged');
+      }
+      await v.unpublish(uid);
+      await v.unstage();
+      await v.stage();
+      const t2 = await v.publish(uid);
+      expect(await total(t2)).to.be.greaterThan(110 * MiB);
+      expect(await fs.readFile(path.join(t2, 'data'), 'utf8')).to.equal('still here');
+      await v.unpublish(uid);
+      await v.unstage();
+    });
+
+    it('refreshes a raw device to its new size', async () => {
+      const v = await volume('pvc-grow-raw', 'block', blockCap(), 16 * MiB);
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      await grow(v, 32 * MiB);
+      const res = await rpc<{ capacity_bytes: string }>(d.clients.node, 'NodeExpandVolume', { volume_id: v.id, volume_path: t, capacity_range: { required_bytes: 32 * MiB } });
+      expect(res.capacity_bytes).to.equal(String(32 * MiB));
+      const size = (await exec('blockdev', ['--getsize64', t])).stdout.trim();
+      expect(size).to.equal(String(32 * MiB));
+      await v.unpublish(uid);
+      await v.unstage();
+    });
+  });
+});
