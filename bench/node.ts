@@ -1,0 +1,127 @@
+// bench/node: the node path of a 1 GiB block volume.
+// - stage+publish and unpublish+unstage, ext4 and xfs: median ms over 20
+//   cycles (the first stage, which formats, reported apart);
+// - 1 GiB sequential write and read with direct I/O through a published
+//   volume and, in the same run, in the pool's own directory: MB/s and the
+//   ratio volume/pool;
+// - the driver's peak RSS.
+// Run inside a private mount namespace (npm run bench:node does).
+import { execFile } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { rpc } from '../driver/client.js';
+import { startDriver, type Driver } from './driver-under-test.js';
+import { fmt, median, memoryOf } from './stats.js';
+
+const exec = promisify(execFile);
+const GiB = 1024 ** 3;
+const CYCLES = Number(process.env.BENCH_CYCLES ?? 20);
+const IO_RUNS = Number(process.env.BENCH_IO_RUNS ?? 3);
+
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+class Volume {
+  readonly staging: string;
+  constructor(
+    readonly d: Driver,
+    readonly id: string,
+    readonly cap: object,
+  ) {
+    const hash = createHash('sha256').update(id).digest('hex');
+    this.staging = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi/berth.csi.dev', hash, 'globalmount');
+  }
+  target(uid: string) {
+    return path.join(this.d.kubeletDir, 'pods', uid, 'volumes/kubernetes.io~csi', 'pv', 'mount');
+  }
+  async up(uid: string): Promise<string> {
+    await fs.mkdir(this.staging, { recursive: true, mode: 0o750 });
+    const target = this.target(uid);
+    await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+    await rpc(this.d.clients.node, 'NodeStageVolume', { volume_id: this.id, staging_target_path: this.staging, volume_capability: this.cap });
+    await rpc(this.d.clients.node, 'NodePublishVolume', { volume_id: this.id, staging_target_path: this.staging, target_path: target, volume_capability: this.cap });
+    return target;
+  }
+  async down(uid: string): Promise<void> {
+    await rpc(this.d.clients.node, 'NodeUnpublishVolume', { volume_id: this.id, target_path: this.target(uid) });
+    await rpc(this.d.clients.node, 'NodeUnstageVolume', { volume_id: this.id, staging_target_path: this.staging });
+  }
+}
+
+async function createVolume(d: Driver, name: string, fsType: string, bytes: number): Promise<Volume> {
+  const cap = { mount: { fs_type: fsType }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+  const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', {
+    name, capacity_range: { required_bytes: bytes }, volume_capabilities: [cap], parameters: { kind: 'block' },
+  });
+  return new Volume(d, res.volume.volume_id, cap);
+}
+
+/** MB/s of writing then reading 1 GiB with O_DIRECT in `dir`. */
+async function sequentialIo(dir: string): Promise<{ write: number; read: number }> {
+  const file = path.join(dir, 'bench.bin');
+  let t0 = process.hrtime.bigint();
+  await exec('dd', ['if=/dev/zero', `of=${file}`, 'bs=4M', 'count=256', 'oflag=direct', 'conv=fsync']);
+  const write = GiB / 1e6 / (ms(t0) / 1000);
+  t0 = process.hrtime.bigint();
+  await exec('dd', [`if=${file}`, 'of=/dev/null', 'bs=4M', 'iflag=direct']);
+  const read = GiB / 1e6 / (ms(t0) / 1000);
+  await fs.rm(file);
+  return { write, read };
+}
+
+async function main() {
+  const d = await startDriver();
+  try {
+    console.log(`bench/node: 1 GiB block volumes on a local pool; ${CYCLES} cycles; I/O median of ${IO_RUNS} runs`);
+    console.log('fs     first stage+publish  stage+publish p50  unpublish+unstage p50');
+    for (const fsType of ['ext4', 'xfs']) {
+      const v = await createVolume(d, `pvc-cycle-${fsType}`, fsType, GiB);
+      const uid = randomUUID();
+      let t0 = process.hrtime.bigint();
+      await v.up(uid);
+      const first = ms(t0);
+      await v.down(uid);
+      const ups: number[] = [];
+      const downs: number[] = [];
+      for (let i = 0; i < CYCLES; i++) {
+        t0 = process.hrtime.bigint();
+        await v.up(uid);
+        ups.push(ms(t0));
+        t0 = process.hrtime.bigint();
+        await v.down(uid);
+        downs.push(ms(t0));
+      }
+      console.log(`${fsType.padEnd(6)} ${fmt(first).padStart(12)} ms ${fmt(median(ups)).padStart(15)} ms ${fmt(median(downs)).padStart(19)} ms`);
+    }
+
+    const v = await createVolume(d, 'pvc-io', 'ext4', 2 * GiB);
+    const uid = randomUUID();
+    const target = await v.up(uid);
+    const poolDir = path.join(d.poolDir, 'io-baseline');
+    await fs.mkdir(poolDir);
+    const vol: Array<{ write: number; read: number }> = [];
+    const pool: Array<{ write: number; read: number }> = [];
+    for (let i = 0; i < IO_RUNS; i++) {
+      vol.push(await sequentialIo(target));
+      pool.push(await sequentialIo(poolDir));
+    }
+    await v.down(uid);
+    const vw = median(vol.map((r) => r.write));
+    const vr = median(vol.map((r) => r.read));
+    const pw = median(pool.map((r) => r.write));
+    const pr = median(pool.map((r) => r.read));
+    console.log('1 GiB sequential, O_DIRECT      write MB/s   read MB/s');
+    console.log(`published volume (ext4 on loop)  ${fmt(vw, 0).padStart(9)}  ${fmt(vr, 0).padStart(10)}`);
+    console.log(`pool directory                   ${fmt(pw, 0).padStart(9)}  ${fmt(pr, 0).padStart(10)}`);
+    console.log(`ratio volume/pool                ${fmt(vw / pw, 2).padStart(9)}  ${fmt(vr / pr, 2).padStart(10)}`);
+    console.log(`driver peak RSS: ${fmt(memoryOf(d.pid).peakMiB)} MB`);
+  } finally {
+    await d.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
