@@ -1,10 +1,12 @@
-// Loads proto/csi.proto and re-exports the generated message types under
-// short names, so handlers are typed against our wire contract.
+// Loads our wire contracts (proto/csi.proto, proto/pluginregistration.proto)
+// and re-exports the generated message types under short names, so handlers
+// are typed against them.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import type { ProtoGrpcType } from '../generated/csi.js';
+import type { ProtoGrpcType as RegistrationGrpcType } from '../generated/pluginregistration.js';
 
 export const PROTO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 
@@ -16,15 +18,20 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-let cached: ProtoGrpcType | undefined;
+const loaded = new Map<string, unknown>();
 
-export function loadCsi(): ProtoGrpcType {
-  if (!cached) {
-    const def = protoLoader.loadSync(path.join(PROTO_DIR, 'csi.proto'), LOADER_OPTIONS);
-    cached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
+function load<T>(file: string): T {
+  if (!loaded.has(file)) {
+    const def = protoLoader.loadSync(path.join(PROTO_DIR, file), LOADER_OPTIONS);
+    loaded.set(file, grpc.loadPackageDefinition(def));
   }
-  return cached;
+  return loaded.get(file) as T;
 }
+
+export const loadCsi = () => load<ProtoGrpcType>('csi.proto');
+export const loadRegistration = () => load<RegistrationGrpcType>('pluginregistration.proto');
+export type { RegistrationHandlers } from '../generated/pluginregistration/Registration.js';
+export type { RegistrationStatus__Output as RegistrationStatus } from '../generated/pluginregistration/RegistrationStatus.js';
 
 export type { IdentityHandlers } from '../generated/csi/v1/Identity.js';
 export type { ControllerHandlers, ControllerClient } from '../generated/csi/v1/Controller.js';

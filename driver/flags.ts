@@ -14,6 +14,8 @@ export interface DriverFlags {
   maxVolumesPerNode: number;
   logLevel: string;
   shutdownGraceMs: number;
+  selfRegister: boolean;
+  kubeletRegistrationPath: string;
   help: boolean;
   version: boolean;
 }
@@ -38,6 +40,16 @@ const SPECS: Record<string, FlagSpec> = {
   'max-volumes-per-node': { key: 'maxVolumesPerNode', kind: 'int', help: 'max_volumes_per_node reported by NodeGetInfo; 0 = no limit (default 0)' },
   'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
   'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
+  'self-register': {
+    key: 'selfRegister',
+    kind: 'bool',
+    help: 'node/all mode: serve the kubelet plugin registration socket (default true; --self-register=false with node-driver-registrar)',
+  },
+  'kubelet-registration-path': {
+    key: 'kubeletRegistrationPath',
+    kind: 'string',
+    help: "the CSI socket's path on the host, told to the kubelet (default: the --endpoint path)",
+  },
   help: { key: 'help', kind: 'bool', help: 'print this help and exit' },
   version: { key: 'version', kind: 'bool', help: 'print the version and exit' },
 };
@@ -55,6 +67,8 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     maxVolumesPerNode: 0,
     logLevel: 'info',
     shutdownGraceMs: 10_000,
+    selfRegister: true,
+    kubeletRegistrationPath: '',
     help: false,
     version: false,
   };
@@ -86,7 +100,9 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     throw new FlagError(`--drivername "${flags.driverName}" is not a valid CSI plugin name`);
   }
   if (!flags.nodeId || Buffer.byteLength(flags.nodeId) > 256) throw new FlagError('--nodeid must be 1 to 256 bytes');
-  socketPath(flags.endpoint); // validates
+  const csiSocket = socketPath(flags.endpoint); // validates
+  flags.kubeletRegistrationPath ||= csiSocket;
+  if (!flags.kubeletRegistrationPath.startsWith('/')) throw new FlagError('--kubelet-registration-path must be an absolute path');
   if (!flags.poolDir.startsWith('/')) throw new FlagError('--pool-dir must be an absolute path');
   if (!flags.kubeletDir.startsWith('/')) throw new FlagError('--kubelet-dir must be an absolute path');
   return flags;

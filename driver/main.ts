@@ -6,13 +6,14 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ControllerService } from '../controller/controller-service.js';
 import { LocalPool } from '../controller/local-pool.js';
-import { loadCsi } from './csi.js';
+import { loadCsi, loadRegistration } from './csi.js';
 import { FlagError, parseFlags, socketPath, usage, type DriverFlags } from './flags.js';
 import { identityHandlers } from './identity-service.js';
 import { KeyedLocks } from './locks.js';
 import { createLogger } from './log.js';
 import { NodeService } from './node-service.js';
 import { Pipeline } from './pipeline.js';
+import { registrationHandlers, registrationSocketPath } from './registration.js';
 import { UnixServer } from './server.js';
 
 export function packageVersion(): string {
@@ -20,7 +21,13 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
-export async function startDriver(flags: DriverFlags) {
+export interface RunningDriver {
+  /** Stops every server; resolves with the number of calls still stuck. */
+  stop(graceMs: number): Promise<{ forced: boolean; stuck: number }>;
+  log: ReturnType<typeof createLogger>;
+}
+
+export async function startDriver(flags: DriverFlags, onRegistrationRefused: (reason: string) => void = () => undefined): Promise<RunningDriver> {
   const log = createLogger(flags.logLevel);
   const version = packageVersion();
   const pipeline = new Pipeline(log, new KeyedLocks());
@@ -50,8 +57,31 @@ export async function startDriver(flags: DriverFlags) {
     server.add({ definition: csi.Node.service, handlers: node.handlers(pipeline) as never });
   }
   await server.start();
+  const servers = [server];
+  if (serveNode && flags.selfRegister) {
+    // Started after the CSI socket: the kubelet calls NodeGetInfo as soon as it sees this one.
+    const registration = new UnixServer(registrationSocketPath(flags.kubeletDir, flags.driverName), pipeline.inFlight);
+    registration.add({
+      definition: loadRegistration().pluginregistration.Registration.service,
+      handlers: registrationHandlers(pipeline, {
+        driverName: flags.driverName,
+        endpoint: flags.kubeletRegistrationPath,
+        log,
+        onRefused: onRegistrationRefused,
+      }) as never,
+    });
+    await registration.start();
+    servers.unshift(registration); // stopped first: the kubelet deregisters before the CSI socket goes
+  }
   log.info('berth started', { version, mode: flags.mode, endpoint: flags.endpoint, nodeId: flags.nodeId, poolDir: flags.poolDir });
-  return { server, log };
+  return {
+    log,
+    async stop(graceMs: number) {
+      const results = [];
+      for (const s of servers) results.push(await s.stop(graceMs));
+      return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -73,17 +103,16 @@ async function main(): Promise<void> {
     process.stdout.write(`berth ${packageVersion()}\n`);
     return;
   }
-  const { server, log } = await startDriver(flags);
-  process.stdout.write(`berth ${flags.mode} listening on ${flags.endpoint} (pool ${flags.poolDir}, node ${flags.nodeId})\n`);
   let stopping = false;
-  const stop = (signal: string) => {
+  let exitCode = 0;
+  const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
-    log.info('stopping', { signal });
-    void server.stop(flags.shutdownGraceMs).then(({ forced, stuck }) => {
+    log.info('stopping', { why });
+    void driver.stop(flags.shutdownGraceMs).then(({ forced, stuck }) => {
       if (stuck === 0) {
         log.info('stopped', { forced });
-        process.exit(0);
+        process.exit(exitCode);
       }
       // A call still in flight may be blocked in the kernel (a hung NFS
       // server, say). Node's exit joins its thread pool and would wait for
@@ -92,6 +121,12 @@ async function main(): Promise<void> {
       setTimeout(() => process.kill(process.pid, 'SIGKILL'), 100);
     });
   };
+  const driver = await startDriver(flags, (reason) => {
+    exitCode = 1;
+    stop(`registration refused: ${reason}`);
+  });
+  const { log } = driver;
+  process.stdout.write(`berth ${flags.mode} listening on ${flags.endpoint} (pool ${flags.poolDir}, node ${flags.nodeId})\n`);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
