@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+// berth-ctl: an operator's command line for a running driver's socket. Lists,
+// creates, deletes and attaches volumes, stages and publishes one into a
+// directory on this machine (kubelet-style paths), and shows its stats.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { csiClients, rpc } from './client.js';
+import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from './flags.js';
+import { stagingPath, targetPath } from './kubelet-layout.js';
+
+const USAGE = `Usage: berth-ctl [--endpoint unix:///path/csi.sock] <command> [args]
+
+Commands:
+  info                                  plugin name, version, capabilities, node
+  list                                  volumes, their capacity and nodes
+  create <name> [--kind share|block] [--size 1Gi] [--fs ext4|xfs|btrfs] [--raw] [--param k=v]...
+  delete <volume-id>
+  attach <volume-id> [--node <id>]      ControllerPublishVolume (default: the driver's node)
+  detach <volume-id> [--node <id>]      ControllerUnpublishVolume
+  mount <volume-id> [--pod <name>] [--readonly] [--raw] [--kubelet-dir /var/lib/kubelet]
+                                        NodeStage + NodePublish; prints the mounted path
+  unmount <volume-id> [--pod <name>] [--raw] [--kubelet-dir /var/lib/kubelet]
+                                        NodeUnpublish, and NodeUnstage when no pod uses it
+  stats <volume-id> <path>              NodeGetVolumeStats
+
+--endpoint defaults to $CSI_ENDPOINT, else ${DEFAULT_ENDPOINT}.`;
+
+const UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40 };
+
+export function parseSize(text: string): number {
+  const m = /^(\d+)([kmgt]i?)?$/i.exec(text.trim());
+  if (!m) throw new Error(`size "${text}" is not like 512Mi or 10Gi`);
+  return Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] as number);
+}
+
+interface Args {
+  positional: string[];
+  options: Map<string, string[]>;
+}
+
+function parseArgs(argv: string[]): Args {
+  const positional: string[] = [];
+  const options = new Map<string, string[]>();
+  const bools = new Set(['readonly', 'raw', 'help']);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m) {
+      positional.push(a);
+      continue;
+    }
+    const name = m[1] as string;
+    const value = m[2] ?? (bools.has(name) ? 'true' : argv[++i]);
+    if (value === undefined) throw new Error(`--${name} needs a value`);
+    options.set(name, [...(options.get(name) ?? []), value]);
+  }
+  return { positional, options };
+}
+
+const one = (a: Args, name: string, fallback = '') => a.options.get(name)?.at(-1) ?? fallback;
+const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+interface VolumeInfo {
+  volume: { volume_id: string; capacity_bytes: string; volume_context: Record<string, string> };
+  status: { published_node_ids: string[] };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const [command, ...rest] = args.positional;
+  if (!command || args.options.has('help')) {
+    process.stdout.write(`${USAGE}\n`);
+    return command ? 0 : 2;
+  }
+  const socket = socketPath(one(args, 'endpoint', process.env.CSI_ENDPOINT || DEFAULT_ENDPOINT));
+  const c = csiClients(socket);
+  try {
+    const nodeId = async () => one(args, 'node') || (await rpc<{ node_id: string }>(c.node, 'NodeGetInfo')).node_id;
+    const driverName = async () => (await rpc<{ name: string }>(c.identity, 'GetPluginInfo')).name || DEFAULT_DRIVER_NAME;
+    const need = (n: number, what: string) => {
+      if (rest.length < n) throw new Error(`${command} needs ${what}`);
+      return rest;
+    };
+    switch (command) {
+      case 'info': {
+        const info = await rpc(c.identity, 'GetPluginInfo');
+        const plugin = await rpc(c.identity, 'GetPluginCapabilities');
+        const node = await rpc(c.node, 'NodeGetInfo').catch(() => null);
+        print({ info, plugin, node });
+        return 0;
+      }
+      case 'list': {
+        let token = '';
+        const rows: string[] = [];
+        do {
+          const page = await rpc<{ entries: VolumeInfo[]; next_token: string }>(c.controller, 'ListVolumes', { max_entries: 100, starting_token: token });
+          for (const e of page.entries) {
+            rows.push(`${e.volume.volume_id.padEnd(48)} ${e.volume.capacity_bytes.padStart(14)}  ${e.status.published_node_ids.join(',') || '-'}`);
+          }
+          token = page.next_token;
+        } while (token);
+        process.stdout.write(`${'VOLUME ID'.padEnd(48)} ${'BYTES'.padStart(14)}  PUBLISHED TO\n${rows.join('\n')}${rows.length ? '\n' : ''}`);
+        return 0;
+      }
+      case 'create': {
+        const [name] = need(1, 'a name');
+        const kind = one(args, 'kind', 'share');
+        const raw = one(args, 'raw') === 'true';
+        const mode = kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
+        const cap = raw ? { block: {}, access_mode: { mode } } : { mount: { fs_type: kind === 'block' ? one(args, 'fs', 'ext4') : '' }, access_mode: { mode } };
+        const parameters: Record<string, string> = { kind };
+        for (const kv of args.options.get('param') ?? []) {
+          const i = kv.indexOf('=');
+          if (i < 1) throw new Error(`--param takes key=value, got "${kv}"`);
+          parameters[kv.slice(0, i)] = kv.slice(i + 1);
+        }
+        const size = args.options.has('size') ? parseSize(one(args, 'size')) : 0;
+        const res = await rpc(c.controller, 'CreateVolume', { name, capacity_range: size ? { required_bytes: size } : null, volume_capabilities: [cap], parameters });
+        print(res);
+        return 0;
+      }
+      case 'delete':
+        await rpc(c.controller, 'DeleteVolume', { volume_id: need(1, 'a volume id')[0] });
+        return 0;
+      case 'attach':
+      case 'detach': {
+        const [id] = need(1, 'a volume id');
+        const node = await nodeId();
+        if (command === 'detach') {
+          await rpc(c.controller, 'ControllerUnpublishVolume', { volume_id: id, node_id: node });
+          return 0;
+        }
+        const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id });
+        const mode = volume.volume_context.kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
+        print(await rpc(c.controller, 'ControllerPublishVolume', { volume_id: id, node_id: node, volume_capability: { mount: {}, access_mode: { mode } } }));
+        return 0;
+      }
+      case 'mount':
+      case 'unmount': {
+        const [id] = need(1, 'a volume id');
+        const raw = one(args, 'raw') === 'true';
+        const kubeletDir = one(args, 'kubelet-dir', '/var/lib/kubelet');
+        const pod = one(args, 'pod', 'berth-ctl');
+        const pv = id.replace(/[^A-Za-z0-9.-]/g, '-');
+        const staging = stagingPath(kubeletDir, await driverName(), id, raw, pv);
+        const target = targetPath(kubeletDir, pod, pv, raw);
+        if (command === 'unmount') {
+          await rpc(c.node, 'NodeUnpublishVolume', { volume_id: id, target_path: target });
+          const podsLeft = raw ? await fs.readdir(path.dirname(target)).catch(() => []) : [];
+          if (podsLeft.length === 0) await rpc(c.node, 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
+          return 0;
+        }
+        const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id }).catch(() => ({ volume: { volume_context: {} as Record<string, string> } }));
+        const kind = volume.volume_context.kind ?? (id.includes(':block:') ? 'block' : 'share');
+        const mode = kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
+        const cap = raw ? { block: {}, access_mode: { mode } } : { mount: { fs_type: volume.volume_context.fsType ?? '' }, access_mode: { mode } };
+        await fs.mkdir(staging, { recursive: true, mode: 0o750 });
+        await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
+        await rpc(c.node, 'NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: cap, volume_context: volume.volume_context });
+        await rpc(c.node, 'NodePublishVolume', {
+          volume_id: id, staging_target_path: staging, target_path: target, volume_capability: cap,
+          readonly: one(args, 'readonly') === 'true', volume_context: volume.volume_context,
+        });
+        process.stdout.write(`${target}\n`);
+        return 0;
+      }
+      case 'stats': {
+        const [id, p] = need(2, 'a volume id and a path');
+        print(await rpc(c.node, 'NodeGetVolumeStats', { volume_id: id, volume_path: p }));
+        return 0;
+      }
+      default:
+        throw new Error(`unknown command "${command}"\n\n${USAGE}`);
+    }
+  } finally {
+    c.close();
+  }
+}
+
+if (process.argv[1] && import.meta.url === `file://${path.resolve(process.argv[1])}`) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error & { details?: string; code?: number }) => {
+      process.stderr.write(`berth-ctl: ${err.details ?? err.message}\n`);
+      process.exit(1);
+    },
+  );
+}
