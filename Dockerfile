@@ -1,0 +1,24 @@
+# The berth driver image: Node 20 slim with the tools the node service runs.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY proto ./proto
+COPY driver ./driver
+COPY controller ./controller
+COPY test ./test
+COPY bench ./bench
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      nfs-common util-linux mount e2fsprogs xfsprogs btrfs-progs \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/proto ./proto
+COPY --from=build /app/dist ./dist
+ENTRYPOINT ["node", "/app/dist/driver/main.js"]

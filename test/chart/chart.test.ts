@@ -1,0 +1,235 @@
+// The Helm chart, with the real Helm binary (fetched and pinned by
+// scripts/fetch-helm.sh): lint, render over a matrix of values, validate
+// every object against the Kubernetes schemas (kubernetes-models), type-check
+// them against the Kubernetes TypeScript types so unknown fields fail, parse
+// the berth container arguments with the driver's own flag parser, and check
+// that the socket paths of node plugin, registrar, kubelet and livenessprobe
+// agree. The examples get the same validation.
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { parseAllDocuments, stringify } from 'yaml';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
+import { PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { CSIDriver, StorageClass } from 'kubernetes-models/storage.k8s.io/v1';
+import { parseParameters } from '../../controller/parameters.js';
+import { parseFlags, socketPath } from '../../driver/flags.js';
+
+const exec = promisify(execFile);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const CHART = path.join(ROOT, 'charts/berth');
+const HELM = path.join(ROOT, '.tools/helm-v3.18.0/helm');
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
+type Container = { name: string; args?: string[]; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
+type Workload = K8sObject & {
+  spec: { template: { spec: { containers: Container[]; initContainers?: Container[]; volumes: Array<{ name: string; hostPath?: { path: string } }> } } };
+};
+
+/** kubernetes-models class and kubernetes-types interface for each kind we render. */
+const KINDS: Record<string, { model: new (data?: never) => { validate(): void }; type: string }> = {
+  'apps/v1/DaemonSet': { model: DaemonSet, type: "import('kubernetes-types/apps/v1').DaemonSet" },
+  'apps/v1/Deployment': { model: Deployment, type: "import('kubernetes-types/apps/v1').Deployment" },
+  'v1/ServiceAccount': { model: ServiceAccount, type: "import('kubernetes-types/core/v1').ServiceAccount" },
+  'v1/PersistentVolume': { model: PersistentVolume, type: "import('kubernetes-types/core/v1').PersistentVolume" },
+  'v1/PersistentVolumeClaim': { model: PersistentVolumeClaim, type: "import('kubernetes-types/core/v1').PersistentVolumeClaim" },
+  'v1/Pod': { model: Pod, type: "import('kubernetes-types/core/v1').Pod" },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole, type: "import('kubernetes-types/rbac/v1').ClusterRole" },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': { model: ClusterRoleBinding, type: "import('kubernetes-types/rbac/v1').ClusterRoleBinding" },
+  'rbac.authorization.k8s.io/v1/Role': { model: Role, type: "import('kubernetes-types/rbac/v1').Role" },
+  'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding, type: "import('kubernetes-types/rbac/v1').RoleBinding" },
+  'storage.k8s.io/v1/CSIDriver': { model: CSIDriver, type: "import('kubernetes-types/storage/v1').CSIDriver" },
+  'storage.k8s.io/v1/StorageClass': { model: StorageClass, type: "import('kubernetes-types/storage/v1').StorageClass" },
+};
+
+const MATRIX: Record<string, object> = {
+  defaults: {},
+  'all-in-one explicit': { mode: 'allInOne', logLevel: 'debug', node: { maxVolumesPerNode: 64 } },
+  'split with nfs classes': {
+    mode: 'split',
+    controller: { replicas: 2 },
+    storageClasses: [
+      { name: 'nfs-share', pool: 'nfs', kind: 'share', default: true, parameters: { server: 'nfs.example.com', share: '/export', subDir: '${pvc.metadata.namespace}-${pvc.metadata.name}' }, mountOptions: ['nfsvers=4.1'] },
+      { name: 'nfs-block', pool: 'nfs', kind: 'block', fsType: 'xfs', parameters: { server: 'nfs.example.com', share: '/export' } },
+    ],
+  },
+  'flex installer on': { flexInstaller: { enabled: true } },
+  'registrar sidecar on': { node: { selfRegistration: false } },
+  'custom kubelet dir': { kubeletDir: '/var/snap/microk8s/common/var/lib/kubelet', image: { digest: `sha256:${'a'.repeat(64)}` } },
+};
+
+async function valuesFile(dir: string, name: string, values: object): Promise<string> {
+  const file = path.join(dir, `${name.replace(/\W+/g, '-')}.yaml`);
+  await fs.writeFile(file, stringify(values));
+  return file;
+}
+
+function parseDocs(text: string): K8sObject[] {
+  return parseAllDocuments(text)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+}
+
+const kindKey = (o: K8sObject) => `${o.apiVersion}/${o.kind}`;
+
+describe('Helm chart (real helm binary)', function () {
+  this.timeout(180_000);
+  let dir: string;
+  const rendered = new Map<string, K8sObject[]>();
+  const examples = new Map<string, K8sObject[]>();
+
+  before(async () => {
+    await exec('bash', [path.join(ROOT, 'scripts/fetch-helm.sh')]);
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-chart-'));
+    for (const [name, values] of Object.entries(MATRIX)) {
+      const f = await valuesFile(dir, name, values);
+      const { stdout } = await exec(HELM, ['template', 'berth', CHART, '--namespace', 'kube-system', '-f', f]);
+      rendered.set(name, parseDocs(stdout));
+      await fs.writeFile(path.join(dir, `${path.basename(f, '.yaml')}.rendered.yaml`), stdout);
+    }
+    for (const f of await fs.readdir(path.join(ROOT, 'examples'))) {
+      examples.set(f, parseDocs(await fs.readFile(path.join(ROOT, 'examples', f), 'utf8')));
+    }
+  });
+  after(async () => fs.rm(dir, { recursive: true, force: true }));
+
+  it('passes helm lint --strict for every values set', async () => {
+    for (const [name, values] of Object.entries(MATRIX)) {
+      const f = await valuesFile(dir, `lint-${name}`, values);
+      const { stdout } = await exec(HELM, ['lint', '--strict', CHART, '-f', f]);
+      expect(stdout, name).to.contain('0 chart(s) failed');
+    }
+  });
+
+  it('renders what each mode needs', () => {
+    const kinds = (name: string) => rendered.get(name)!.map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(kinds('defaults')).to.include.members(['CSIDriver/berth.csi.dev', 'DaemonSet/berth-node', 'StorageClass/berth-local-share', 'StorageClass/berth-local-block']);
+    expect(kinds('defaults')).to.not.include('Deployment/berth-controller');
+    expect(kinds('split with nfs classes')).to.include.members(['Deployment/berth-controller', 'DaemonSet/berth-node', 'ServiceAccount/berth-node']);
+    expect(kinds('flex installer on')).to.include('DaemonSet/berth-flex-installer');
+    const driver = rendered.get('defaults')!.find((o) => o.kind === 'CSIDriver') as K8sObject & { spec: object };
+    expect(driver.spec).to.deep.equal({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'] });
+  });
+
+  it('validates every rendered object and every example against the Kubernetes schemas', () => {
+    for (const [name, objects] of [...rendered, ...examples]) {
+      for (const o of objects) {
+        const k = KINDS[kindKey(o)];
+        expect(k, `${name}: ${kindKey(o)} has no validator`).to.not.equal(undefined);
+        expect(() => new k!.model(o as never).validate(), `${name}: ${o.kind}/${o.metadata.name}`).to.not.throw();
+      }
+    }
+  });
+
+  it('type-checks every object against the Kubernetes TypeScript types (unknown fields fail)', async () => {
+    const lines: string[] = [];
+    let i = 0;
+    for (const [, objects] of [...rendered, ...examples]) {
+      for (const o of objects) lines.push(`export const o${i++}: ${KINDS[kindKey(o)]!.type} = ${JSON.stringify(o)};`);
+    }
+    // A deliberately wrong object proves the check can fail.
+    const probe = `export const wrong: import('kubernetes-types/storage/v1').StorageClass = { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name: 'x' }, provisioner: 'x', volumeBindingModes: 'Immediate' };`;
+    const check = async (source: string) => {
+      const file = path.join(ROOT, 'test/chart/.rendered-objects.ts');
+      await fs.writeFile(file, source);
+      try {
+        await exec(path.join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--module', 'ES2022', '--moduleResolution', 'Bundler', '--target', 'ES2022', file]);
+        return '';
+      } catch (err) {
+        return (err as { stdout: string }).stdout;
+      } finally {
+        await fs.rm(file, { force: true });
+      }
+    };
+    expect(await check(lines.join('\n'))).to.equal('');
+    expect(await check(probe)).to.contain("'volumeBindingModes' does not exist");
+  });
+
+  it("gives every berth container arguments the driver's own flag parser accepts", () => {
+    for (const [name, objects] of rendered) {
+      for (const o of objects.filter((x): x is Workload => x.kind === 'DaemonSet' || x.kind === 'Deployment')) {
+        for (const c of o.spec.template.spec.containers.filter((x) => x.name === 'berth')) {
+          const args = (c.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1'));
+          expect(() => parseFlags(args, {}), `${name}: ${o.metadata.name}`).to.not.throw();
+          expect(parseFlags(args, {}).mode).to.equal(o.kind === 'Deployment' ? 'controller' : name === 'split with nfs classes' ? 'node' : 'all');
+        }
+      }
+    }
+  });
+
+  it('agrees on socket paths: node plugin, kubelet registration, registrar and livenessprobe', () => {
+    for (const [name, objects] of rendered) {
+      const ds = objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'berth-node') as Workload;
+      const pod = ds.spec.template.spec;
+      const berth = pod.containers.find((c) => c.name === 'berth')!;
+      const flags = parseFlags((berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')), {});
+      const socket = socketPath(flags.endpoint);
+      const kubeletDir = (MATRIX[name] as { kubeletDir?: string }).kubeletDir ?? '/var/lib/kubelet';
+      expect(flags.kubeletDir, name).to.equal(kubeletDir);
+      expect(flags.kubeletRegistrationPath, name).to.equal(socket);
+      expect(socket.startsWith(`${kubeletDir}/plugins/`), name).to.equal(true);
+      // The kubelet dir is mounted at the same path, with Bidirectional propagation.
+      const kubeletMount = berth.volumeMounts!.find((m) => m.mountPath === kubeletDir)!;
+      expect(kubeletMount.mountPropagation).to.equal('Bidirectional');
+      expect(pod.volumes.find((v) => v.name === kubeletMount.name)!.hostPath!.path).to.equal(kubeletDir);
+      // Sidecars reach the socket through the plugin dir mounted at /csi.
+      const pluginDir = pod.volumes.find((v) => v.name === 'plugin-dir')!.hostPath!.path;
+      expect(`${pluginDir}/csi.sock`, name).to.equal(socket);
+      for (const c of pod.containers.filter((x) => x.name !== 'berth')) {
+        const addr = c.args!.find((a) => a.startsWith('--csi-address='))!.split('=')[1]!;
+        const mount = c.volumeMounts!.find((m) => addr.startsWith(`${m.mountPath}/`))!;
+        expect(mount.name, `${name}: ${c.name}`).to.equal('plugin-dir');
+        expect(path.join(pluginDir, path.relative(mount.mountPath, addr)), `${name}: ${c.name}`).to.equal(socket);
+        if (c.name === 'node-driver-registrar') {
+          expect(c.args).to.include(`--kubelet-registration-path=${socket}`);
+          expect(flags.selfRegister).to.equal(false);
+        }
+      }
+      const registrarVol = pod.volumes.find((v) => v.name === 'registration-dir')!;
+      expect(registrarVol.hostPath!.path).to.equal(`${kubeletDir}/plugins_registry`);
+    }
+  });
+
+  it('renders local StorageClasses the driver accepts, bound at first consumer, expandable for block', () => {
+    const classes = [...rendered.get('defaults')!, ...[...examples.values()].flat()].filter((o) => o.kind === 'StorageClass') as Array<
+      K8sObject & { parameters: Record<string, string>; volumeBindingMode: string; allowVolumeExpansion: boolean }
+    >;
+    expect(classes.length).to.be.greaterThan(3);
+    for (const sc of classes) {
+      // The external-provisioner strips csi.storage.k8s.io/* keys before CreateVolume.
+      const params = Object.fromEntries(Object.entries(sc.parameters).filter(([k]) => !k.startsWith('csi.storage.k8s.io/')));
+      expect(() => parseParameters(params), sc.metadata.name).to.not.throw();
+      expect(sc.volumeBindingMode, sc.metadata.name).to.equal('WaitForFirstConsumer');
+      expect(sc.allowVolumeExpansion, sc.metadata.name).to.equal(sc.parameters.kind === 'block');
+    }
+  });
+
+  it('values.schema.json rejects bad values', async () => {
+    const bad: Array<[object, RegExp]> = [
+      [{ mode: 'sideways' }, /mode must be one of/],
+      [{ storageClasses: [{ name: 'x', pool: 'local', kind: 'tape' }] }, /kind must be one of/],
+      [{ kubeletDir: 'relative/path' }, /kubeletDir/],
+      [{ node: { maxVolumesPerNode: -1 } }, /maxVolumesPerNode/],
+      [{ colour: 'blue' }, /colour/],
+    ];
+    for (const [values, message] of bad) {
+      const f = await valuesFile(dir, 'bad', values);
+      const err = await exec(HELM, ['template', 'berth', CHART, '-f', f]).then(
+        () => '',
+        (e: { stderr: string }) => e.stderr,
+      );
+      expect(err, JSON.stringify(values)).to.match(message);
+    }
+  });
+
+  it('passes yamllint: values, examples and rendered output', async function () {
+    const targets = [path.join(CHART, 'values.yaml'), path.join(ROOT, 'examples'), ...(await fs.readdir(dir)).filter((f) => f.endsWith('.rendered.yaml')).map((f) => path.join(dir, f))];
+    const config = '{extends: default, rules: {line-length: disable, document-start: disable, comments: {min-spaces-from-content: 1}, indentation: {indent-sequences: whatever}}}';
+    await exec('yamllint', ['-s', '-d', config, ...targets]);
+  });
+});
