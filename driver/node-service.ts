@@ -33,13 +33,12 @@ import {
   detachLoop,
   deviceSize,
   filesystemSmallerThan,
-  formatIfBlank,
-  growExt4Offline,
+  ForeignContentError,
+  formatAndMount,
   growMounted,
   listMounts,
   loopDevice,
   loopDevicesOf,
-  mount,
   mountsOfDevice,
   refreshLoopSize,
   unmount,
@@ -181,24 +180,10 @@ export class NodeService {
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     const device = await attachImage(image);
     try {
-      const { formatted, content } = await formatIfBlank(device, fsType);
-      if (content.state === 'other') {
-        throw failedPrecondition(`volume ${ref.dirName} holds ${content.description}, not a filesystem; refusing to format or mount it`);
-      }
-      if (content.state === 'filesystem' && content.fsType !== fsType) {
-        throw failedPrecondition(`volume ${ref.dirName} holds a ${content.fsType} filesystem, asked to stage it as ${fsType}; refusing to reformat it`);
-      }
-      // A volume expanded while unstaged grows here: ext4 before mounting
-      // (offline, which needs no extra privilege), xfs and btrfs mounted.
-      const deviceBytes = formatted ? 0 : await deviceSize(device);
-      if (!formatted && fsType === 'ext4' && (await filesystemSmallerThan(deviceBytes, 'ext4', device))) await growExt4Offline(device);
-      await mount(device, staging, { fstype: fsType, sensitiveOptions: flags });
-      if (!formatted && fsType !== 'ext4' && (await filesystemSmallerThan(deviceBytes, fsType, device, staging))) {
-        await growMounted(fsType, device, staging);
-      }
+      await formatAndMount(device, staging, fsType, { sensitiveOptions: flags });
     } catch (err) {
-      if (topMount(await listMounts(), staging)?.source === device) await unmount(staging).catch(() => undefined);
       await this.detachIfUnused(device);
+      if (err instanceof ForeignContentError) throw failedPrecondition(`volume ${ref.dirName}: ${err.message}`);
       throw err;
     }
   }

@@ -5,3 +5,4 @@ export * from './mount-table.js';
 export * from './mounter.js';
 export * from './loop-devices.js';
 export * from './filesystems.js';
+export * from './format-and-mount.js';

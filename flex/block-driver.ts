@@ -1,0 +1,223 @@
+// berth/block: an attachable driver for sparse images in a local pool or a
+// pre-mounted export. attach/isattached/detach keep the attachment record;
+// waitforattach attaches the loop device; mountdevice formats only when
+// blank and mounts at the device mount path; unmountdevice unmounts and
+// detaches; mount/unmount answer "Not supported" so the kubelet bind-mounts
+// from the device mount path itself; expandvolume/expandfs grow it.
+//
+// Where records live: the attachment itself is recorded in the pool
+// (<pool>/.flex/attachments/<image>.json), where every host that sees the
+// pool sees it. detach is given only the volume name, so the host that ran
+// attach also keeps name → {pool, image} in its state directory.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import {
+  attachImage,
+  detachLoop,
+  deviceSize,
+  filesystemSmallerThan,
+  ForeignContentError,
+  formatAndMount,
+  growMounted,
+  listMounts,
+  loopDevice,
+  loopDevicesOf,
+  mountAt,
+  mountsOfDevice,
+  refreshLoopSize,
+  unmount,
+} from '../driver/toolkit/index.js';
+import { writeFileDurable } from '../controller/durable.js';
+import { FlexFailure, FS_TYPE, notSupported, PV_NAME, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
+
+const FS_TYPES = ['ext4', 'xfs', 'btrfs'];
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const UNITS: Record<string, number> = { '': 1, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
+
+export interface BlockConfig {
+  /** Host-local state: volume name → where its attachment record lives. */
+  stateDir: string;
+}
+
+interface Volume {
+  pool: string;
+  image: string;
+  imagePath: string;
+  fsType: string;
+  size: number;
+}
+
+function parseSize(text: string | undefined): number {
+  if (!text) return 0;
+  const m = /^(\d+)([kmgt]i?)?$/i.exec(text);
+  if (!m) throw new FlexFailure(`size "${text}" is not like 10Gi`);
+  return Math.ceil((Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] as number)) / 512) * 512;
+}
+
+function volumeOf(opts: FlexOptions): Volume {
+  const pool = required(opts, 'pool');
+  if (!path.isAbsolute(pool) || path.normalize(pool) !== pool.replace(/\/+$/, '')) throw new FlexFailure(`pool "${pool}" must be an absolute, normalised path`);
+  const image = required(opts, 'image');
+  if (!SAFE_NAME.test(image)) throw new FlexFailure(`image "${image}" must be a plain file name`);
+  const fsType = opts[FS_TYPE] || opts.fsType || 'ext4';
+  if (!FS_TYPES.includes(fsType)) throw new FlexFailure(`filesystem "${fsType}" is not supported (use ${FS_TYPES.join(', ')})`);
+  return { pool, image, imagePath: path.join(pool, `${image}.img`), fsType, size: parseSize(opts.size) };
+}
+
+const exists = (p: string) => fs.access(p).then(() => true, () => false);
+
+export class BlockDriver {
+  constructor(private readonly cfg: BlockConfig) {}
+
+  private recordPath(v: Volume): string {
+    return path.join(v.pool, '.flex', 'attachments', `${v.image}.json`);
+  }
+
+  private indexPath(name: string): string {
+    if (!SAFE_NAME.test(name)) throw new FlexFailure(`volume name "${name}" is not a plain name`);
+    return path.join(this.cfg.stateDir, `${name}.json`);
+  }
+
+  private async readRecord(v: Volume): Promise<{ node: string } | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(this.recordPath(v), 'utf8')) as { node: string };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async run(command: string, args: string[], parse: (json: string | undefined) => FlexOptions): Promise<Reply> {
+    switch (command) {
+      case 'init':
+        return success({ capabilities: { attach: true, selinuxRelabel: true, fsGroup: true, requiresFSResize: true, supportsMetrics: false } });
+      case 'attach':
+        return this.attach(parse(args[0]), args[1]);
+      case 'isattached': {
+        const v = volumeOf(parse(args[0]));
+        const rec = await this.readRecord(v);
+        return success({ attached: rec?.node === args[1] });
+      }
+      case 'detach':
+        return this.detach(args[0], args[1]);
+      case 'waitforattach':
+        return this.waitForAttach(parse(args[1]));
+      case 'mountdevice':
+        return this.mountDevice(args[0], args[1], parse(args[2]));
+      case 'unmountdevice':
+        return this.unmountDevice(args[0]);
+      case 'expandvolume':
+        return this.expandVolume(parse(args[0]), args[2]);
+      case 'expandfs':
+        return this.expandFs(parse(args[0]), args[2], args[3]);
+      default:
+        return notSupported(command); // getvolumename, mount, unmount: the kubelet does these itself
+    }
+  }
+
+  private async attach(opts: FlexOptions, node: string | undefined): Promise<Reply> {
+    if (!node) throw new FlexFailure('attach needs the node name');
+    const v = volumeOf(opts);
+    const rec = await this.readRecord(v);
+    if (rec && rec.node !== node) throw new FlexFailure(`${v.image} is attached to node ${rec.node}`);
+    await fs.mkdir(path.dirname(this.recordPath(v)), { recursive: true, mode: 0o700 });
+    await writeFileDurable(this.recordPath(v), JSON.stringify({ node }));
+    const name = opts[PV_NAME];
+    if (name) {
+      await fs.mkdir(this.cfg.stateDir, { recursive: true, mode: 0o700 });
+      await writeFileDurable(this.indexPath(name), JSON.stringify({ pool: v.pool, image: v.image }));
+    }
+    return success({ device: v.imagePath });
+  }
+
+  private async detach(name: string | undefined, node: string | undefined): Promise<Reply> {
+    if (!name) throw new FlexFailure('detach needs the volume name');
+    let where: { pool: string; image: string };
+    try {
+      where = JSON.parse(await fs.readFile(this.indexPath(name), 'utf8')) as { pool: string; image: string };
+    } catch {
+      return success(); // never attached from this host: nothing to undo
+    }
+    const v = volumeOf({ pool: where.pool, image: where.image });
+    const rec = await this.readRecord(v);
+    if (rec && (!node || rec.node === node)) await fs.rm(this.recordPath(v), { force: true });
+    await fs.rm(this.indexPath(name), { force: true });
+    return success();
+  }
+
+  private async waitForAttach(opts: FlexOptions): Promise<Reply> {
+    const v = volumeOf(opts);
+    secrets(opts);
+    if (!(await exists(v.imagePath))) {
+      if (!v.size) throw new FlexFailure(`image ${v.imagePath} does not exist and no size was given to create it`);
+      const handle = await fs.open(v.imagePath, 'wx', 0o600);
+      try {
+        await handle.truncate(v.size); // sparse
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+    return success({ device: await attachImage(v.imagePath) });
+  }
+
+  private async mountDevice(target: string | undefined, device: string | undefined, opts: FlexOptions): Promise<Reply> {
+    if (!target || !device) throw new FlexFailure('mountdevice needs the device mount path and the device');
+    const v = volumeOf(opts);
+    const loop = await loopDevice(device);
+    if (loop?.backingFile !== v.imagePath) throw new FlexFailure(`${device} is not attached to ${v.imagePath}`);
+    const current = await mountAt(target);
+    if (current) {
+      if (current.source === device) return success();
+      throw new FlexFailure(`${target} already has ${current.source} mounted`);
+    }
+    await fs.mkdir(target, { recursive: true, mode: 0o750 });
+    const options = readOnly(opts) ? ['ro'] : [];
+    try {
+      await formatAndMount(device, target, v.fsType, { options });
+    } catch (err) {
+      // Leave nothing attached: the kubelet retries from waitforattach.
+      if (mountsOfDevice(await listMounts(), device).length === 0) await detachLoop(device).catch(() => undefined);
+      if (err instanceof ForeignContentError) throw new FlexFailure(err.message);
+      throw err;
+    }
+    // fsGroup: the kubelet applies it itself after its bind mount (capability fsGroup: true).
+    return success();
+  }
+
+  private async unmountDevice(target: string | undefined): Promise<Reply> {
+    if (!target) throw new FlexFailure('unmountdevice needs the device mount path');
+    const entry = await mountAt(target);
+    if (!entry) return success();
+    await unmount(target);
+    if (entry.source.startsWith('/dev/loop') && mountsOfDevice(await listMounts(), entry.source).length === 0) await detachLoop(entry.source);
+    return success();
+  }
+
+  private async expandVolume(opts: FlexOptions, newBytes: string | undefined): Promise<Reply> {
+    const v = volumeOf(opts);
+    const bytes = Number(newBytes);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new FlexFailure('expandvolume needs the new size in bytes');
+    const handle = await fs.open(v.imagePath, 'r+');
+    try {
+      if ((await handle.stat()).size < bytes) {
+        await handle.truncate(Math.ceil(bytes / 512) * 512);
+        await handle.sync();
+      }
+    } finally {
+      await handle.close();
+    }
+    return success();
+  }
+
+  private async expandFs(opts: FlexOptions, target: string | undefined, newBytes: string | undefined): Promise<Reply> {
+    const v = volumeOf(opts);
+    if (!target) throw new FlexFailure('expandfs needs the device mount path');
+    const [loop] = await loopDevicesOf(v.imagePath);
+    if (!loop) throw new FlexFailure(`${v.imagePath} is not attached`);
+    await refreshLoopSize(loop.device);
+    const size = await deviceSize(loop.device);
+    if (Number(newBytes) > size) throw new FlexFailure(`the image is ${size} bytes, fewer than ${newBytes}: run expandvolume first`);
+    if (await filesystemSmallerThan(size, v.fsType, loop.device, target)) await growMounted(v.fsType, loop.device, target);
+    return success();
+  }
+}
