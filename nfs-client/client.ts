@@ -1,0 +1,222 @@
+// A path-level NFSv3 client: connect to an export (PORTMAP → MOUNT → NFS),
+// then work with paths relative to the export's root. One TCP connection to
+// the NFS server, reused by every call and re-established after the server
+// restarts. No CSI knowledge; no dependencies beyond Node.
+import { Nfs3Error, NFS3ERR } from './errors.js';
+import { Mount3, MOUNT_PROG } from './mount3.js';
+import { FileType, Nfs3, NFS_PROG, StableHow, type DirEntryPlus, type Fattr3, type FileHandle, type FsStat } from './nfs3.js';
+import { getPort } from './portmap.js';
+import { RpcClient, type AuthSys } from './rpc.js';
+
+export interface NfsClientOptions {
+  host: string;
+  exportPath: string;
+  /** AUTH_SYS identity (default root: 0/0). */
+  auth?: AuthSys;
+  /** Skip PORTMAP for these when given. */
+  nfsPort?: number;
+  mountPort?: number;
+  portmapPort?: number;
+  timeoutMs?: number;
+}
+
+export class NfsClient {
+  private constructor(
+    readonly opts: NfsClientOptions,
+    readonly nfs: Nfs3,
+    readonly root: FileHandle,
+    private readonly chunk: { read: number; write: number },
+  ) {}
+
+  static async connect(opts: NfsClientOptions): Promise<NfsClient> {
+    const auth = opts.auth ?? { uid: 0, gid: 0 };
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const mountPort = opts.mountPort ?? (await getPort(opts.host, MOUNT_PROG, 3, { port: opts.portmapPort, timeoutMs }));
+    const mountRpc = new RpcClient({ host: opts.host, port: mountPort, auth, timeoutMs });
+    let root: FileHandle;
+    try {
+      root = (await new Mount3(mountRpc).mnt(opts.exportPath)).fh;
+    } finally {
+      mountRpc.close();
+    }
+    const nfsPort = opts.nfsPort ?? (await getPort(opts.host, NFS_PROG, 3, { port: opts.portmapPort, timeoutMs }));
+    const nfs = new Nfs3(new RpcClient({ host: opts.host, port: nfsPort, auth, timeoutMs }));
+    const info = await nfs.fsinfo(root);
+    const clamp = (n: number) => Math.max(4096, Math.min(n || 65536, 1 << 20));
+    return new NfsClient(opts, nfs, root, { read: clamp(info.rtpref), write: clamp(info.wtpref) });
+  }
+
+  close(): void {
+    this.nfs.rpc.close();
+  }
+
+  /** Path components relative to the export root; refuses anything that could climb out. */
+  static components(p: string): string[] {
+    const parts = p.split('/').filter((c) => c !== '' && c !== '.');
+    for (const c of parts) {
+      if (c === '..' || c.includes('\0')) throw new Nfs3Error(NFS3ERR.INVAL, 'path', JSON.stringify(p));
+    }
+    return parts;
+  }
+
+  /** The handle of a path (the export root for "" or "/"). */
+  async resolve(p: string): Promise<FileHandle> {
+    let fh = this.root;
+    for (const c of NfsClient.components(p)) fh = (await this.nfs.lookup(fh, c)).fh;
+    return fh;
+  }
+
+  private async parentOf(p: string): Promise<{ dir: FileHandle; name: string }> {
+    const parts = NfsClient.components(p);
+    const name = parts.pop();
+    if (!name) throw new Nfs3Error(NFS3ERR.INVAL, 'path', 'the export root itself');
+    return { dir: await this.resolve(parts.join('/')), name };
+  }
+
+  async stat(p: string): Promise<Fattr3> {
+    return this.nfs.getattr(await this.resolve(p));
+  }
+
+  async exists(p: string): Promise<boolean> {
+    try {
+      await this.resolve(p);
+      return true;
+    } catch (err) {
+      if (err instanceof Nfs3Error && err.status === NFS3ERR.NOENT) return false;
+      throw err;
+    }
+  }
+
+  /** MKDIR of the last component; NFS3ERR_EXIST when it exists. */
+  async mkdir(p: string, mode = 0o755): Promise<FileHandle> {
+    const { dir, name } = await this.parentOf(p);
+    const res = await this.nfs.mkdir(dir, name, { mode });
+    return res.fh ?? (await this.nfs.lookup(dir, name)).fh;
+  }
+
+  /** mkdir -p: every missing component, tolerating a concurrent creator. */
+  async mkdirp(p: string, mode = 0o755): Promise<FileHandle> {
+    let fh = this.root;
+    for (const c of NfsClient.components(p)) {
+      try {
+        fh = (await this.nfs.lookup(fh, c)).fh;
+      } catch (err) {
+        if (!(err instanceof Nfs3Error && err.status === NFS3ERR.NOENT)) throw err;
+        try {
+          const made = await this.nfs.mkdir(fh, c, { mode });
+          fh = made.fh ?? (await this.nfs.lookup(fh, c)).fh;
+        } catch (e) {
+          if (!(e instanceof Nfs3Error && e.status === NFS3ERR.EXIST)) throw e;
+          fh = (await this.nfs.lookup(fh, c)).fh;
+        }
+      }
+    }
+    return fh;
+  }
+
+  /** Every entry of a directory (all READDIRPLUS pages), without . and .. */
+  async list(p: string): Promise<DirEntryPlus[]> {
+    const dir = await this.resolve(p);
+    const out: DirEntryPlus[] = [];
+    let cookie = 0n;
+    let verifier: Buffer = Buffer.alloc(8);
+    for (;;) {
+      const page = await this.nfs.readdirplus(dir, cookie, verifier);
+      for (const e of page.entries) if (e.name !== '.' && e.name !== '..') out.push(e);
+      if (page.eof || page.entries.length === 0) return out;
+      cookie = page.entries[page.entries.length - 1]!.cookie;
+      verifier = page.verifier;
+    }
+  }
+
+  /** rm -rf: removes a file or a directory tree; a missing path is fine. */
+  async removeTree(p: string): Promise<void> {
+    let parent: { dir: FileHandle; name: string };
+    let attrs: Fattr3;
+    try {
+      parent = await this.parentOf(p);
+      attrs = (await this.nfs.lookup(parent.dir, parent.name)).attributes ?? (await this.stat(p));
+    } catch (err) {
+      if (err instanceof Nfs3Error && err.status === NFS3ERR.NOENT) return;
+      throw err;
+    }
+    if (attrs.type === FileType.DIR) {
+      for (const e of await this.list(p)) await this.removeTree(`${p}/${e.name}`);
+      await this.ignoreMissing(this.nfs.rmdir(parent.dir, parent.name));
+    } else {
+      await this.ignoreMissing(this.nfs.remove(parent.dir, parent.name));
+    }
+  }
+
+  private async ignoreMissing(op: Promise<void>): Promise<void> {
+    try {
+      await op;
+    } catch (err) {
+      if (!(err instanceof Nfs3Error && err.status === NFS3ERR.NOENT)) throw err;
+    }
+  }
+
+  async remove(p: string): Promise<void> {
+    const { dir, name } = await this.parentOf(p);
+    await this.nfs.remove(dir, name);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const a = await this.parentOf(from);
+    const b = await this.parentOf(to);
+    await this.nfs.rename(a.dir, a.name, b.dir, b.name);
+  }
+
+  async readFile(p: string): Promise<Buffer> {
+    const fh = await this.resolve(p);
+    const parts: Buffer[] = [];
+    let offset = 0;
+    for (;;) {
+      const { data, eof } = await this.nfs.read(fh, offset, this.chunk.read);
+      parts.push(data);
+      offset += data.length;
+      if (eof || data.length === 0) return Buffer.concat(parts);
+    }
+  }
+
+  /**
+   * Writes a file durably (FILE_SYNC). `exclusive`: create it, failing with
+   * NFS3ERR_EXIST when it exists; otherwise create or truncate.
+   */
+  async writeFile(p: string, data: Buffer | string, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const { dir, name } = await this.parentOf(p);
+    let fh: FileHandle;
+    try {
+      fh = (await this.nfs.create(dir, name, { mode: opts.mode ?? 0o644, size: 0 })).fh ?? (await this.nfs.lookup(dir, name)).fh;
+    } catch (err) {
+      if (opts.exclusive || !(err instanceof Nfs3Error && err.status === NFS3ERR.EXIST)) throw err;
+      fh = (await this.nfs.lookup(dir, name)).fh;
+      await this.nfs.setattr(fh, { size: 0 });
+    }
+    for (let off = 0; off < bytes.length; ) {
+      const { count } = await this.nfs.write(fh, off, bytes.subarray(off, off + this.chunk.write), StableHow.FILE_SYNC);
+      if (count === 0) throw new Nfs3Error(NFS3ERR.IO, 'WRITE', p);
+      off += count;
+    }
+  }
+
+  /** A new sparse file of exactly `size` bytes (NFS3ERR_EXIST when it exists). */
+  async createSparse(p: string, size: number, mode = 0o600): Promise<Fattr3> {
+    const { dir, name } = await this.parentOf(p);
+    const made = await this.nfs.create(dir, name, { mode, size });
+    const fh = made.fh ?? (await this.nfs.lookup(dir, name)).fh;
+    let attrs = made.attributes ?? (await this.nfs.getattr(fh));
+    if (attrs.size !== size) attrs = (await this.nfs.setattr(fh, { size })) ?? (await this.nfs.getattr(fh));
+    return attrs;
+  }
+
+  /** Grows (or shrinks) a file to `size` bytes. */
+  async truncate(p: string, size: number): Promise<void> {
+    await this.nfs.setattr(await this.resolve(p), { size });
+  }
+
+  async fsstat(): Promise<FsStat> {
+    return this.nfs.fsstat(this.root);
+  }
+}
