@@ -36,7 +36,9 @@ import { SINGLE_NODE_MODES } from '../driver/csi.js';
 import type { Pipeline } from '../driver/pipeline.js';
 import { blockFsType, capabilityProblem, MIN_BLOCK_BYTES, requireCapabilities } from './capabilities.js';
 import type { LocalPool, VolumeRecord } from './local-pool.js';
-import { identityParameters, parseParameters } from './parameters.js';
+import type { NfsPools } from './nfs-pool.js';
+import { expandSubDir, identityParameters, parseParameters, type VolumeParameters } from './parameters.js';
+import type { Pool } from './pool.js';
 import { parseRange, requireName, requireString } from './request-fields.js';
 import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName, type VolumeRef } from './volume-id.js';
 
@@ -49,21 +51,25 @@ const SECTOR = 512;
 export interface ControllerConfig {
   nodeId: string;
   pool: LocalPool;
+  nfs: NfsPools;
 }
 
 const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
 
-/** ListVolumes tokens: opaque to callers, a position (a dir name) to us. */
+/** ListVolumes tokens: opaque to callers; to us a position, the pool and the last key listed. */
 export const listToken = {
-  encode: (dirName: string) => Buffer.from(`v1:${dirName}`).toString('base64url'),
-  decode(token: string): string {
+  encode: (poolKey: string, dirName: string) => Buffer.from(`v1:${poolKey}\n${dirName}`).toString('base64url'),
+  decode(token: string): { poolKey: string; dirName: string } {
     const text = Buffer.from(token, 'base64url').toString();
-    if (!text.startsWith('v1:') || Buffer.from(text).toString('base64url') !== token) {
+    const nl = text.indexOf('\n');
+    if (!text.startsWith('v1:') || nl < 0 || Buffer.from(text).toString('base64url') !== token) {
       throw aborted(`starting_token "${token}" is not a token this driver issued`);
     }
-    return text.slice(3);
+    return { poolKey: text.slice(3, nl), dirName: text.slice(nl + 1) };
   },
 };
+
+const LOCAL_POOL_KEY = '';
 
 export class ControllerService {
   private readonly nodeTopology: Topology;
@@ -116,14 +122,13 @@ export class ControllerService {
     const range = parseRange(req.capacity_range);
     const fsType = params.kind === 'block' ? blockFsType(req.volume_capabilities) : '';
     const capacityBytes = this.sizeFor(params.kind, fsType, range);
-    this.requireTopology(req.accessibility_requirements?.requisite ?? []);
+    if (params.pool === 'local') this.requireTopology(req.accessibility_requirements?.requisite ?? []);
 
     const dirName = volumeDirName(name);
     const identity = identityParameters(req.parameters ?? {});
-    const free = await this.cfg.pool.freeBytes(FREE_SPACE_MAX_AGE_MS);
-    const ref: VolumeRef = { pool: 'local', node: encodeNode(this.cfg.nodeId), kind: params.kind, dirName };
-    const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
+    const { pool, ref, volumeContext, subDir } = this.placement(params, name, dirName);
     if (fsType) volumeContext.fsType = fsType;
+    const free = await pool.freeBytes(FREE_SPACE_MAX_AGE_MS);
     const record: VolumeRecord = {
       version: 1,
       name,
@@ -134,21 +139,43 @@ export class ControllerService {
       parameters: identity,
       volumeContext,
       onDelete: params.onDelete,
+      subDir,
       createdAt: new Date().toISOString(),
       attachments: {},
     };
     // Creating is attempted first: the common case (a new name) then costs
-    // no lookup, and an existing volume is found by the failed rename.
-    if (capacityBytes <= free && (await this.cfg.pool.create(dirName, record, params.mountPermissions))) {
+    // no lookup, and an existing volume is found by the failed create.
+    if (capacityBytes <= free && (await pool.create(dirName, record, params.mountPermissions))) {
       return { volume: this.toVolume(record) };
     }
-    const existing = await this.cfg.pool.read(dirName);
+    const existing = await pool.read(dirName);
     if (existing) {
       const mismatch = this.incompatibility(existing, name, identity, range, fsType, params.kind);
       if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
       return { volume: this.toVolume(existing) };
     }
-    throw exhausted(`the local pool on ${this.cfg.nodeId} has ${free} bytes free, ${capacityBytes} asked`);
+    throw exhausted(`the ${params.pool} pool has ${free} bytes free, ${capacityBytes} asked`);
+  }
+
+  /** Which pool a new volume goes to, its id, and what the node will need. */
+  private placement(params: VolumeParameters, name: string, dirName: string) {
+    if (params.pool === 'local') {
+      const ref: VolumeRef = { pool: 'local', node: encodeNode(this.cfg.nodeId), kind: params.kind, dirName };
+      const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
+      return { pool: this.cfg.pool as Pool, ref, volumeContext, subDir: undefined };
+    }
+    const nfs = params.nfs!;
+    const subDir = expandSubDir(nfs.subDir, params, name);
+    const ref: VolumeRef = { pool: 'nfs', server: nfs.server, share: nfs.share, nfsPort: nfs.nfsPort, mountPort: nfs.mountPort, kind: params.kind, dirName };
+    const volumeContext: Record<string, string> = { pool: 'nfs', kind: params.kind, server: nfs.server, share: nfs.share, subDir };
+    if (nfs.mountOptions.length) volumeContext.mountOptions = nfs.mountOptions.join(',');
+    if (nfs.mountedAt) volumeContext.mountedAt = nfs.mountedAt;
+    if (Buffer.byteLength(formatVolumeId(ref)) > 128) throw invalid('server, share and name together make a volume id longer than 128 bytes');
+    return { pool: this.cfg.nfs.get(nfs) as Pool, ref, volumeContext, subDir };
+  }
+
+  private poolOf(ref: VolumeRef): Pool {
+    return ref.pool === 'local' ? this.cfg.pool : this.cfg.nfs.get(ref);
   }
 
   private sizeFor(kind: 'share' | 'block', fsType: string, range: { required: number; limit: number }): number {
@@ -192,17 +219,19 @@ export class ControllerService {
       volume_id: rec.volumeId,
       capacity_bytes: rec.capacityBytes,
       volume_context: rec.volumeContext,
-      accessible_topology: [this.nodeTopology],
+      // NFS volumes are reachable from every node: no constraint.
+      accessible_topology: rec.volumeContext.pool === 'nfs' ? [] : [this.nodeTopology],
     };
   }
 
   /** The record an id names in this pool; undefined when there is none. */
-  private async lookup(volumeId: string): Promise<{ ref: VolumeRef; rec: VolumeRecord } | undefined> {
+  private async lookup(volumeId: string): Promise<{ ref: VolumeRef; rec: VolumeRecord; pool: Pool } | undefined> {
     const ref = parseVolumeId(volumeId);
     if (!ref) return undefined;
-    const rec = await this.cfg.pool.read(ref.dirName);
+    const pool = this.poolOf(ref);
+    const rec = await pool.read(ref.dirName);
     if (!rec || rec.volumeId !== volumeId) return undefined;
-    return { ref, rec };
+    return { ref, rec, pool };
   }
 
   private async mustFind(volumeId: string | undefined) {
@@ -217,7 +246,7 @@ export class ControllerService {
     const found = await this.lookup(id);
     if (!found) {
       const ref = parseVolumeId(id);
-      if (ref && ref.node !== encodeNode(this.cfg.nodeId)) {
+      if (ref?.pool === 'local' && ref.node !== encodeNode(this.cfg.nodeId)) {
         // Not ours to forget: answering OK would orphan another node's data.
         throw failedPrecondition(`volume ${id} lives in the local pool of another node; this controller serves ${this.cfg.nodeId}`);
       }
@@ -225,7 +254,7 @@ export class ControllerService {
     }
     const nodes = Object.keys(found.rec.attachments);
     if (nodes.length > 0) throw failedPrecondition(`volume ${id} is still published to ${nodes.join(', ')}`);
-    await this.cfg.pool.remove(found.ref.dirName, found.rec.onDelete);
+    await found.pool.remove(found.ref.dirName, found.rec.onDelete);
     return {};
   }
 
@@ -235,8 +264,9 @@ export class ControllerService {
     const id = requireString('volume_id', req.volume_id);
     const nodeId = requireString('node_id', req.node_id, 256);
     if (!req.volume_capability) throw invalid('volume_capability is required');
-    const { ref, rec } = await this.mustFind(id);
-    if (nodeId !== this.cfg.nodeId) throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
+    const { ref, rec, pool } = await this.mustFind(id);
+    // A local pool has one node; an NFS export is reachable from any.
+    if (ref.pool === 'local' && nodeId !== this.cfg.nodeId) throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
     const problem = capabilityProblem(rec.kind, req.volume_capability);
     if (problem) throw invalid(problem);
     const accessMode = req.volume_capability.access_mode!.mode as string;
@@ -254,7 +284,7 @@ export class ControllerService {
       throw failedPrecondition(`volume ${id} is published to ${others.map(([n]) => n).join(', ')} with a single-node access mode`);
     }
     rec.attachments[nodeId] = wanted;
-    await this.cfg.pool.writeRecord(ref.dirName, rec);
+    await pool.writeRecord(ref.dirName, rec);
     return { publish_context: publishContext };
   }
 
@@ -262,11 +292,11 @@ export class ControllerService {
     const id = requireString('volume_id', req.volume_id);
     const found = await this.lookup(id);
     if (!found) return {}; // a volume that is gone is detached everywhere
-    const { ref, rec } = found;
+    const { ref, rec, pool } = found;
     const nodes = req.node_id ? [req.node_id] : Object.keys(rec.attachments);
     if (!nodes.some((n) => n in rec.attachments)) return {};
     for (const n of nodes) delete rec.attachments[n];
-    await this.cfg.pool.writeRecord(ref.dirName, rec);
+    await pool.writeRecord(ref.dirName, rec);
     return {};
   }
 
@@ -298,31 +328,28 @@ export class ControllerService {
   async listVolumes(req: ListVolumesRequest): Promise<ListVolumesResponse> {
     if (req.max_entries < 0) throw invalid('max_entries must not be negative');
     const after = req.starting_token ? listToken.decode(req.starting_token) : undefined;
-    const names = await this.cfg.pool.list();
-    let start = 0;
-    if (after !== undefined) {
-      let lo = 0;
-      let hi = names.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if ((names[mid] as string) <= after) lo = mid + 1;
-        else hi = mid;
+    // The local pool first, then the NFS pools this controller has used, in key order.
+    const pools: Array<[string, Pool]> = [[LOCAL_POOL_KEY, this.cfg.pool], ...this.cfg.nfs.all()];
+    const max = req.max_entries || Number.MAX_SAFE_INTEGER;
+    const entries: ListVolumesResponse['entries'] = [];
+    let last: { poolKey: string; dirName: string } | undefined;
+    for (const [poolKey, pool] of pools) {
+      if (after && poolKey < after.poolKey) continue;
+      const names = await pool.list();
+      const start = after && poolKey === after.poolKey ? firstAfter(names, after.dirName) : 0;
+      for (let i = start; i < names.length; i++) {
+        if (entries!.length >= max) return { entries, next_token: listToken.encode(last!.poolKey, last!.dirName) };
+        const rec = await pool.read(names[i] as string);
+        last = { poolKey, dirName: names[i] as string };
+        if (rec) entries!.push({ volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } });
       }
-      start = lo;
     }
-    const max = req.max_entries || names.length;
-    const page = names.slice(start, start + max);
-    const records = await Promise.all(page.map((n) => this.cfg.pool.read(n)));
-    const entries = records
-      .filter((r): r is VolumeRecord => r !== undefined)
-      .map((rec) => ({ volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } }));
-    const more = start + max < names.length;
-    return { entries, next_token: more && page.length > 0 ? listToken.encode(page[page.length - 1] as string) : '' };
+    return { entries, next_token: '' };
   }
 
   async getVolume(req: ControllerGetVolumeRequest): Promise<ControllerGetVolumeResponse> {
-    const { ref, rec } = await this.mustFind(req.volume_id);
-    const problem = await this.cfg.pool.problem(ref.dirName, rec);
+    const { ref, rec, pool } = await this.mustFind(req.volume_id);
+    const problem = await pool.problem(ref.dirName, rec);
     return {
       volume: this.toVolume(rec),
       status: {
@@ -333,7 +360,8 @@ export class ControllerService {
   }
 
   async getCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
-    parseParameters(req.parameters ?? {});
+    const params = parseParameters(req.parameters ?? {});
+    if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs!).freeBytes() };
     const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];
     if (req.accessible_topology && node !== this.cfg.nodeId) return { available_capacity: 0 };
     return { available_capacity: await this.cfg.pool.freeBytes() };
@@ -344,7 +372,7 @@ export class ControllerService {
   async expand(req: ControllerExpandVolumeRequest): Promise<{ capacity_bytes: number; node_expansion_required: boolean }> {
     const range = parseRange(req.capacity_range);
     if (!range.required && !range.limit) throw invalid('capacity_range is required');
-    const { ref, rec } = await this.mustFind(req.volume_id);
+    const { ref, rec, pool } = await this.mustFind(req.volume_id);
     if (req.volume_capability) {
       const problem = capabilityProblem(rec.kind, req.volume_capability);
       if (problem) throw invalid(problem);
@@ -356,12 +384,12 @@ export class ControllerService {
     }
     if (rec.kind === 'block') {
       const growth = target - rec.capacityBytes;
-      const free = await this.cfg.pool.freeBytes();
-      if (growth > free) throw exhausted(`the local pool has ${free} bytes free, growing needs ${growth}`);
-      await this.cfg.pool.growImage(ref.dirName, target);
+      const free = await pool.freeBytes();
+      if (growth > free) throw exhausted(`the pool has ${free} bytes free, growing needs ${growth}`);
+      await pool.growImage(ref.dirName, rec, target);
     }
     rec.capacityBytes = target;
-    await this.cfg.pool.writeRecord(ref.dirName, rec);
+    await pool.writeRecord(ref.dirName, rec);
     return { capacity_bytes: target, node_expansion_required: rec.kind === 'block' };
   }
 }
@@ -377,3 +405,15 @@ export const CONTROLLER_CAPABILITIES = [
   'EXPAND_VOLUME',
   'SINGLE_NODE_MULTI_WRITER',
 ] as const;
+
+/** Index of the first name after `key` in a sorted list. */
+function firstAfter(names: string[], key: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((names[mid] as string) <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

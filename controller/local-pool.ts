@@ -17,6 +17,7 @@ import { failedPrecondition } from '../driver/errors.js';
 import { createFileDurable, createSparseFile, DirectorySync, fsyncDir, writeFileDurable } from './durable.js';
 import { mkdirSync, renameSync } from 'node:fs';
 import type { OnDelete } from './parameters.js';
+import type { Pool } from './pool.js';
 import { isSafeDirName, type VolumeKind } from './volume-id.js';
 
 export interface Attachment {
@@ -36,6 +37,8 @@ export interface VolumeRecord {
   parameters: Record<string, string>;
   volumeContext: Record<string, string>;
   onDelete: OnDelete;
+  /** NFS pools: the volume's directory on the share. */
+  subDir?: string;
   createdAt: string;
   attachments: Record<string, Attachment>;
 }
@@ -44,7 +47,7 @@ const RECORD = 'volume.json';
 const DATA = 'data';
 const IMAGE = 'disk.img';
 
-export class LocalPool {
+export class LocalPool implements Pool {
   readonly volumesDir: string;
   private readonly tmpDir: string;
   private readonly trashDir: string;
@@ -155,7 +158,7 @@ export class LocalPool {
   }
 
   /** Grows a block image (never shrinks). */
-  async growImage(dirName: string, bytes: number): Promise<void> {
+  async growImage(dirName: string, _record: VolumeRecord, bytes: number): Promise<void> {
     const handle = await fs.open(this.imagePath(dirName), 'r+');
     try {
       const { size } = await handle.stat();

@@ -3,10 +3,26 @@ import { invalid } from '../driver/errors.js';
 import type { VolumeKind } from './volume-id.js';
 
 export type OnDelete = 'delete' | 'retain' | 'archive';
-export type PoolType = 'local';
+export type PoolType = 'local' | 'nfs';
+
+/** Where an NFS pool is: the export, and how nodes reach it. */
+export interface NfsLocation {
+  server: string;
+  share: string;
+  nfsPort?: number;
+  mountPort?: number;
+}
 
 export interface VolumeParameters {
   pool: PoolType;
+  nfs?: NfsLocation & {
+    /** The directory of each volume on the share, before template expansion. */
+    subDir: string;
+    /** Mount options nodes use for `mount -t nfs`. */
+    mountOptions: string[];
+    /** Where every node already has the export mounted (berth then never mounts NFS). */
+    mountedAt?: string;
+  };
   kind: VolumeKind;
   onDelete: OnDelete;
   /** Mode bits for a share's directory. */
@@ -23,6 +39,9 @@ export const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 export const PV_NAME = 'csi.storage.k8s.io/pv/name';
 
 const KNOWN = new Set(['pool', 'kind', 'onDelete', 'mountPermissions', PVC_NAME, PVC_NAMESPACE, PV_NAME]);
+const NFS_KEYS = new Set(['server', 'share', 'subDir', 'mountOptions', 'nfsPort', 'mountPort', 'mountedAt']);
+const MOUNT_OPTION = /^[A-Za-z0-9_.=:/@+-]+$/;
+const HOST = /^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/;
 
 function oneOf<T extends string>(key: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined || value === '') return fallback;
@@ -31,10 +50,12 @@ function oneOf<T extends string>(key: string, value: string | undefined, allowed
 }
 
 export function parseParameters(params: Record<string, string>): VolumeParameters {
+  const pool = oneOf('pool', params.pool, ['local', 'nfs'] as const, 'local');
   for (const key of Object.keys(params)) {
-    if (!KNOWN.has(key)) throw invalid(`unknown StorageClass parameter "${key}"`);
+    if (!KNOWN.has(key) && !(pool === 'nfs' && NFS_KEYS.has(key))) {
+      throw invalid(`unknown StorageClass parameter "${key}"${NFS_KEYS.has(key) ? ' (it belongs to pool: nfs)' : ''}`);
+    }
   }
-  const pool = oneOf('pool', params.pool, ['local'] as const, 'local');
   const kind = oneOf('kind', params.kind, ['share', 'block'] as const, 'share');
   const onDelete = oneOf('onDelete', params.onDelete, ['delete', 'retain', 'archive'] as const, 'delete');
   let mountPermissions = 0o777;
@@ -48,8 +69,31 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
   if (kind === 'block' && params.mountPermissions !== undefined) {
     throw invalid('parameter "mountPermissions" applies to the share kind only');
   }
+  let nfs: VolumeParameters['nfs'];
+  if (pool === 'nfs') {
+    const server = params.server ?? '';
+    if (!HOST.test(server)) throw invalid(`parameter "server" must be a host name or address; got "${server}"`);
+    const share = params.share ?? '';
+    if (!share.startsWith('/') || share.includes('\0') || share.split('/').includes('..')) {
+      throw invalid(`parameter "share" must be the export's absolute path; got "${share}"`);
+    }
+    const mountOptions = (params.mountOptions ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+    for (const o of mountOptions) if (!MOUNT_OPTION.test(o)) throw invalid(`mount option "${o}" holds a character that is not allowed`);
+    const port = (key: string) => {
+      const v = params[key];
+      if (v === undefined || v === '') return undefined;
+      if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw invalid(`parameter "${key}" must be a TCP port`);
+      return Number(v);
+    };
+    const mountedAt = params.mountedAt || undefined;
+    if (mountedAt !== undefined && (!mountedAt.startsWith('/') || mountedAt.split('/').includes('..'))) {
+      throw invalid('parameter "mountedAt" must be an absolute path');
+    }
+    nfs = { server, share: share.replace(/\/+$/, '') || '/', nfsPort: port('nfsPort'), mountPort: port('mountPort'), subDir: params.subDir || '${pv.metadata.name}', mountOptions, mountedAt };
+  }
   return {
     pool,
+    nfs,
     kind,
     onDelete,
     mountPermissions,
@@ -65,5 +109,35 @@ export function identityParameters(params: Record<string, string>): Record<strin
   for (const key of Object.keys(params).sort()) {
     if (key !== PVC_NAME && key !== PVC_NAMESPACE && key !== PV_NAME) out[key] = params[key] as string;
   }
+  return out;
+}
+
+const TEMPLATE = /\$\{(pvc\.metadata\.name|pvc\.metadata\.namespace|pv\.metadata\.name)\}/g;
+const COMPONENT = /^[A-Za-z0-9_.-]{1,255}$/;
+
+/**
+ * Expands a subDir template for one volume and checks that the result can
+ * never leave the share: relative, no "." or "..", plain components, no NUL.
+ * `${pv.metadata.name}` falls back to the CSI volume name.
+ */
+export function expandSubDir(template: string, p: VolumeParameters, volumeName: string): string {
+  const values: Record<string, string | undefined> = {
+    'pvc.metadata.name': p.pvcName,
+    'pvc.metadata.namespace': p.pvcNamespace,
+    'pv.metadata.name': p.pvName ?? volumeName,
+  };
+  const leftover = template.replace(TEMPLATE, '').match(/\$\{[^}]*\}/);
+  if (leftover) throw invalid(`subDir template uses ${leftover[0]}; only \${pvc.metadata.name}, \${pvc.metadata.namespace} and \${pv.metadata.name} exist`);
+  const out = template.replace(TEMPLATE, (_m, key: string) => {
+    const v = values[key];
+    if (!v) throw invalid(`subDir template needs ${key}, which this request does not carry (run the provisioner with --extra-create-metadata)`);
+    return v;
+  });
+  if (out.startsWith('/') || out.includes('\0') || Buffer.byteLength(out) > 1024) throw invalid(`subDir "${out}" must be a relative path of at most 1024 bytes`);
+  const parts = out.split('/');
+  for (const c of parts) {
+    if (c === '.' || c === '..' || !COMPONENT.test(c)) throw invalid(`subDir "${out}" has a component "${c}" that is not a plain name`);
+  }
+  if (parts[0] === '.berth') throw invalid('subDir may not start with .berth (berth keeps its records there)');
   return out;
 }

@@ -18,7 +18,18 @@ export interface LocalVolumeRef {
   dirName: string;
 }
 
-export type VolumeRef = LocalVolumeRef;
+/** An NFS volume: the export it lives on and its record's key there. */
+export interface NfsVolumeRef {
+  pool: 'nfs';
+  server: string;
+  share: string;
+  nfsPort?: number;
+  mountPort?: number;
+  kind: VolumeKind;
+  dirName: string;
+}
+
+export type VolumeRef = LocalVolumeRef | NfsVolumeRef;
 
 export const MAX_ID_BYTES = 128;
 const SAFE_DIR = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -48,8 +59,16 @@ export function encodeNode(node: string): string {
   return PLAIN_NODE.test(node) ? node : `~${sha256(node).slice(0, 16)}`;
 }
 
+// ':' separates fields: escape it (and '%') inside server and share.
+const esc = (s: string) => s.replace(/%/g, '%25').replace(/:/g, '%3A');
+const unesc = (s: string) => s.replace(/%3A/g, ':').replace(/%25/g, '%');
+
 export function formatVolumeId(ref: VolumeRef): string {
-  const id = `${ref.pool}:${ref.node}:${ref.kind}:${ref.dirName}`;
+  const where =
+    ref.pool === 'local'
+      ? ref.node
+      : `${esc(ref.server)}${ref.nfsPort || ref.mountPort ? `@${ref.nfsPort ?? ''}@${ref.mountPort ?? ''}` : ''}:${esc(ref.share)}`;
+  const id = `${ref.pool}:${where}:${ref.kind}:${ref.dirName}`;
   if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new Error(`volume id would exceed ${MAX_ID_BYTES} bytes: ${id}`);
   return id;
 }
@@ -58,6 +77,7 @@ export function formatVolumeId(ref: VolumeRef): string {
 export function parseVolumeId(id: string): VolumeRef | undefined {
   if (typeof id !== 'string' || Buffer.byteLength(id) > MAX_ID_BYTES) return undefined;
   const parts = id.split(':');
+  if (parts[0] === 'nfs') return parseNfsId(parts);
   if (parts.length !== 4) return undefined;
   const [pool, node, kind, dirName] = parts as [string, string, string, string];
   if (pool !== 'local') return undefined;
@@ -65,4 +85,19 @@ export function parseVolumeId(id: string): VolumeRef | undefined {
   if (kind !== 'share' && kind !== 'block') return undefined;
   if (!SAFE_DIR.test(dirName)) return undefined;
   return { pool, node, kind, dirName };
+}
+
+const PORT = /^(\d{1,5})?$/;
+
+function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
+  if (parts.length !== 5) return undefined;
+  const [, serverSpec, share, kind, dirName] = parts as [string, string, string, string, string];
+  const [server, nfsPort = '', mountPort = ''] = serverSpec.split('@');
+  if (!server || !PORT.test(nfsPort) || !PORT.test(mountPort)) return undefined;
+  if (kind !== 'share' && kind !== 'block') return undefined;
+  if (!SAFE_DIR.test(dirName) || !share) return undefined;
+  const ref: NfsVolumeRef = { pool: 'nfs', server: unesc(server), share: unesc(share), kind, dirName };
+  if (nfsPort) ref.nfsPort = Number(nfsPort);
+  if (mountPort) ref.mountPort = Number(mountPort);
+  return ref;
 }

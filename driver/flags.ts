@@ -10,6 +10,7 @@ export interface DriverFlags {
   driverName: string;
   mode: Mode;
   poolDir: string;
+  nfsMountDir: string;
   kubeletDir: string;
   maxVolumesPerNode: number;
   logLevel: string;
@@ -37,6 +38,7 @@ const SPECS: Record<string, FlagSpec> = {
   mode: { key: 'mode', kind: 'string', help: 'services to serve: controller, node or all (default all)' },
   'pool-dir': { key: 'poolDir', kind: 'string', help: `directory of the local pool (default ${DEFAULT_POOL_DIR})` },
   'kubelet-dir': { key: 'kubeletDir', kind: 'string', help: 'kubelet root directory (default /var/lib/kubelet)' },
+  'nfs-mount-dir': { key: 'nfsMountDir', kind: 'string', help: 'where the node mounts NFS exports holding block images (default /var/lib/berth/nfs)' },
   'max-volumes-per-node': { key: 'maxVolumesPerNode', kind: 'int', help: 'max_volumes_per_node reported by NodeGetInfo; 0 = no limit (default 0)' },
   'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
   'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
@@ -63,6 +65,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     driverName: DEFAULT_DRIVER_NAME,
     mode: 'all',
     poolDir: DEFAULT_POOL_DIR,
+    nfsMountDir: '/var/lib/berth/nfs',
     kubeletDir: '/var/lib/kubelet',
     maxVolumesPerNode: 0,
     logLevel: 'info',
@@ -105,6 +108,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!flags.kubeletRegistrationPath.startsWith('/')) throw new FlagError('--kubelet-registration-path must be an absolute path');
   if (!flags.poolDir.startsWith('/')) throw new FlagError('--pool-dir must be an absolute path');
   if (!flags.kubeletDir.startsWith('/')) throw new FlagError('--kubelet-dir must be an absolute path');
+  if (!flags.nfsMountDir.startsWith('/')) throw new FlagError('--nfs-mount-dir must be an absolute path');
   return flags;
 }
 

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ControllerService } from '../controller/controller-service.js';
 import { LocalPool } from '../controller/local-pool.js';
+import { NfsPools } from '../controller/nfs-pool.js';
 import { loadCsi, loadRegistration } from './csi.js';
 import { FlagError, parseFlags, socketPath, usage, type DriverFlags } from './flags.js';
 import { identityHandlers } from './identity-service.js';
@@ -34,6 +35,7 @@ export async function startDriver(flags: DriverFlags, onRegistrationRefused: (re
   const csi = loadCsi().csi.v1;
   const pool = new LocalPool(flags.poolDir);
   await pool.init();
+  const nfsPools = new NfsPools();
   const serveController = flags.mode !== 'node';
   const serveNode = flags.mode !== 'controller';
 
@@ -45,15 +47,18 @@ export async function startDriver(flags: DriverFlags, onRegistrationRefused: (re
       version,
       controller: serveController,
       topology: true,
-      probe: () => pool.probe(),
+      probe: async () => {
+        await pool.probe();
+        await nfsPools.probe();
+      },
     }) as never,
   });
   if (serveController) {
-    const controller = new ControllerService({ nodeId: flags.nodeId, pool });
+    const controller = new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools });
     server.add({ definition: csi.Controller.service, handlers: controller.handlers(pipeline) as never });
   }
   if (serveNode) {
-    const node = new NodeService({ nodeId: flags.nodeId, pool, kubeletDir: flags.kubeletDir, maxVolumesPerNode: flags.maxVolumesPerNode, log });
+    const node = new NodeService({ nodeId: flags.nodeId, pool, nfsMountDir: flags.nfsMountDir, kubeletDir: flags.kubeletDir, maxVolumesPerNode: flags.maxVolumesPerNode, log });
     server.add({ definition: csi.Node.service, handlers: node.handlers(pipeline) as never });
   }
   await server.start();
@@ -79,6 +84,7 @@ export async function startDriver(flags: DriverFlags, onRegistrationRefused: (re
     async stop(graceMs: number) {
       const results = [];
       for (const s of servers) results.push(await s.stop(graceMs));
+      nfsPools.close();
       return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
     },
   };

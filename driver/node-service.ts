@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { capabilityProblem, DEFAULT_FS_TYPE } from '../controller/capabilities.js';
 import { TOPOLOGY_KEY } from '../controller/controller-service.js';
-import type { LocalPool, VolumeRecord } from '../controller/local-pool.js';
+import type { LocalPool } from '../controller/local-pool.js';
 import { requireString } from '../controller/request-fields.js';
 import { parseVolumeId, type VolumeRef } from '../controller/volume-id.js';
 import type {
@@ -21,7 +21,8 @@ import type {
   VolumeCapability,
 } from './csi.js';
 import { READ_ONLY_MODES } from './csi.js';
-import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange } from './errors.js';
+import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange, unavailable } from './errors.js';
+import { createHash } from 'node:crypto';
 import { requireKubeletPath } from './kubelet-paths.js';
 import type { Logger } from './log.js';
 import type { Pipeline } from './pipeline.js';
@@ -38,7 +39,10 @@ import {
   growMounted,
   listMounts,
   loopDevice,
+  listLoopDevices,
   loopDevicesOf,
+  mount,
+  mountAt,
   mountsOfDevice,
   refreshLoopSize,
   unmount,
@@ -48,6 +52,8 @@ import {
 export interface NodeConfig {
   nodeId: string;
   pool: LocalPool;
+  /** Where this node mounts NFS exports that hold block images. */
+  nfsMountDir: string;
   kubeletDir: string;
   maxVolumesPerNode: number;
   log: Logger;
@@ -63,16 +69,29 @@ export const NODE_CAPABILITIES = [
 
 /** Raw block staging: the device node is bind-mounted onto this file. */
 export const RAW_DEVICE_FILE = 'device';
+export const NFS_MOUNT_TIMEOUT_MS = 120_000;
 
 const MOUNT_FLAG = /^[A-Za-z0-9_.,=:/@+-]+$/;
 
 /** Two mounts show the same thing when source and root inside it agree. */
 const sameThing = (a: MountEntry, b: MountEntry) => a.source === b.source && a.fsroot === b.fsroot;
 
+/** Where a volume's bytes are reachable on this node. */
+type VolumeSource =
+  | { kind: 'share'; bind: string }
+  | { kind: 'share'; nfs: { device: string; options: string[] } }
+  | { kind: 'block'; image: string; export?: { device: string; options: string[]; mountPoint: string } };
+
 interface Located {
   ref: VolumeRef;
-  rec: VolumeRecord;
+  kind: 'share' | 'block';
+  fsType: string;
+  volumeId: string;
+  /** Undefined for an NFS volume when the call carries no volume_context. */
+  source?: VolumeSource;
 }
+
+const NFS_UNREACHABLE = /timed out|refused|unreachable|no route|connection reset|not responding|network is down/i;
 
 export class NodeService {
   constructor(private readonly cfg: NodeConfig) {}
@@ -99,21 +118,46 @@ export class NodeService {
     };
   }
 
-  private async locate(volumeId: string | undefined): Promise<Located> {
+  /**
+   * A volume of the local pool is found by its record; an NFS volume by its
+   * id and the volume_context the controller returned (server, share,
+   * subDir; mountedAt when the export is pre-mounted on every node).
+   */
+  private async locate(volumeId: string | undefined, context: Record<string, string> = {}): Promise<Located> {
     const id = requireString('volume_id', volumeId);
     const ref = parseVolumeId(id);
+    if (ref?.pool === 'nfs') {
+      const located: Located = { ref, kind: ref.kind, fsType: context.fsType ?? '', volumeId: id };
+      if (context.subDir === undefined) return located;
+      const subDir = context.subDir;
+      if (subDir.startsWith('/') || subDir.split('/').some((c) => c === '..' || c === '' || c.includes('\0'))) throw invalid(`volume_context subDir "${subDir}" is not a relative path`);
+      const options = (context.mountOptions ?? '').split(',').filter(Boolean);
+      for (const o of options) if (!MOUNT_FLAG.test(o)) throw invalid(`mount option "${o}" holds a character that is not allowed`);
+      const device = `${ref.server}:${ref.share}`;
+      if (context.mountedAt) {
+        const base = path.join(context.mountedAt, subDir);
+        located.source = ref.kind === 'share' ? { kind: 'share', bind: base } : { kind: 'block', image: path.join(base, 'disk.img') };
+      } else if (ref.kind === 'share') {
+        located.source = { kind: 'share', nfs: { device: path.posix.join(device, subDir), options } };
+      } else {
+        const mountPoint = path.join(this.cfg.nfsMountDir, createHash('sha256').update(device).digest('hex').slice(0, 16));
+        located.source = { kind: 'block', image: path.join(mountPoint, subDir, 'disk.img'), export: { device, options, mountPoint } };
+      }
+      return located;
+    }
     const rec = ref ? await this.cfg.pool.read(ref.dirName) : undefined;
     if (!ref || !rec || rec.volumeId !== id) throw notFound(`volume ${id} does not exist in the local pool of ${this.cfg.nodeId}`);
-    return { ref, rec };
+    const source: VolumeSource = rec.kind === 'share' ? { kind: 'share', bind: this.cfg.pool.dataDir(ref.dirName) } : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName) };
+    return { ref, kind: rec.kind, fsType: rec.fsType, volumeId: id, source };
   }
 
   private path(field: string, value: string | undefined): Promise<string> {
     return requireKubeletPath(field, value, this.cfg.kubeletDir);
   }
 
-  private requireCapability(rec: VolumeRecord, cap: VolumeCapability | null): VolumeCapability {
+  private requireCapability(v: Located, cap: VolumeCapability | null): VolumeCapability {
     if (!cap) throw invalid('volume_capability is required');
-    const problem = capabilityProblem(rec.kind, cap);
+    const problem = capabilityProblem(v.kind, cap);
     if (problem) throw invalid(problem);
     return cap;
   }
@@ -121,34 +165,79 @@ export class NodeService {
   // ------------------------------------------------------------------- stage
 
   async stage(req: NodeStageVolumeRequest): Promise<Record<string, never>> {
-    const { ref, rec } = await this.locate(req.volume_id);
+    const v = await this.locate(req.volume_id, req.volume_context);
     const staging = await this.path('staging_target_path', req.staging_target_path);
-    const cap = this.requireCapability(rec, req.volume_capability);
+    const cap = this.requireCapability(v, req.volume_capability);
+    if (!v.source) throw invalid('volume_context is required for an NFS volume (server, share, subDir)');
     await fs.mkdir(staging, { recursive: true, mode: 0o750 });
     const mounts = await listMounts();
-    if (rec.kind === 'share') {
-      await this.stageShare(ref, staging, mounts);
-    } else if (cap.access_type === 'block') {
-      await this.stageRaw(ref, staging, mounts);
+    const src = v.source;
+    if (src.kind === 'share') {
+      await this.stageShare(src, staging, mounts);
+      return {};
+    }
+    if (src.export) await this.ensureExportMounted(src.export, mounts);
+    if (cap.access_type === 'block') {
+      await this.stageRaw(src.image, staging, mounts);
     } else {
-      const fsType = cap.mount?.fs_type || rec.fsType || DEFAULT_FS_TYPE;
-      await this.stageFilesystem(ref, staging, fsType, mountFlags(cap), mounts);
+      const fsType = cap.mount?.fs_type || v.fsType || DEFAULT_FS_TYPE;
+      await this.stageFilesystem(v.volumeId, src.image, staging, fsType, mountFlags(cap), mounts);
     }
     return {};
   }
 
-  private async stageShare(ref: VolumeRef, staging: string, mounts: MountEntry[]): Promise<void> {
-    const source = this.cfg.pool.dataDir(ref.dirName);
+  private async stageShare(src: Extract<VolumeSource, { kind: 'share' }>, staging: string, mounts: MountEntry[]): Promise<void> {
     const current = topMount(mounts, staging);
-    if (current) {
-      if (await sameInode(source, staging)) return;
-      throw alreadyExists(`${staging} already has something else mounted (${current.source})`);
+    if ('bind' in src) {
+      if (current) {
+        if (await sameInode(src.bind, staging)) return;
+        throw alreadyExists(`${staging} already has something else mounted (${current.source})`);
+      }
+      if (!(await exists(src.bind))) throw notFound(`the volume's directory ${src.bind} does not exist`);
+      await bindMount(src.bind, staging, false);
+      return;
     }
-    await bindMount(source, staging, false);
+    if (current) {
+      if (current.source !== src.nfs.device) throw alreadyExists(`${staging} already has ${current.source} mounted`);
+      // A stale file handle (the export was recreated on the server): remount.
+      if (!(await fs.stat(staging).then(() => true, (e: NodeJS.ErrnoException) => e.code !== 'ESTALE'))) {
+        await unmount(staging);
+      } else {
+        return;
+      }
+    }
+    await this.mountNfs(src.nfs.device, staging, src.nfs.options);
   }
 
-  private async stageRaw(ref: VolumeRef, staging: string, mounts: MountEntry[]): Promise<void> {
-    const image = this.cfg.pool.imagePath(ref.dirName);
+  /** `mount -t nfs`, with a timeout; an unreachable server is UNAVAILABLE (retryable). */
+  private async mountNfs(device: string, target: string, options: string[]): Promise<void> {
+    try {
+      await mount(device, target, { fstype: 'nfs', options, timeoutMs: NFS_MOUNT_TIMEOUT_MS });
+    } catch (err) {
+      if (err instanceof CommandError && (err.timedOut || NFS_UNREACHABLE.test(err.stderr))) throw unavailable(`NFS server for ${device} is unreachable: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /** The export that holds block images, mounted once per node. */
+  private async ensureExportMounted(exp: { device: string; options: string[]; mountPoint: string }, mounts: MountEntry[]): Promise<void> {
+    const current = topMount(mounts, exp.mountPoint);
+    if (current?.source === exp.device) return;
+    if (current) throw alreadyExists(`${exp.mountPoint} already has ${current.source} mounted`);
+    await fs.mkdir(exp.mountPoint, { recursive: true, mode: 0o700 });
+    await this.mountNfs(exp.device, exp.mountPoint, exp.options);
+  }
+
+  /** Unmounts an export mount of ours once no loop device uses an image on it. */
+  private async releaseExportOf(backingFile: string): Promise<void> {
+    const root = `${path.resolve(this.cfg.nfsMountDir)}/`;
+    if (!backingFile.startsWith(root)) return;
+    const mountPoint = root + backingFile.slice(root.length).split('/')[0];
+    const loops = (await listLoopDevices()).filter((l) => l.backingFile.startsWith(`${mountPoint}/`));
+    if (loops.length === 0 && (await mountAt(mountPoint))) await this.unmountReported(mountPoint);
+  }
+
+  private async stageRaw(image: string, staging: string, mounts: MountEntry[]): Promise<void> {
     const file = path.join(staging, RAW_DEVICE_FILE);
     const current = topMount(mounts, file);
     if (current) {
@@ -167,8 +256,7 @@ export class NodeService {
     }
   }
 
-  private async stageFilesystem(ref: VolumeRef, staging: string, fsType: string, flags: string[], mounts: MountEntry[]): Promise<void> {
-    const image = this.cfg.pool.imagePath(ref.dirName);
+  private async stageFilesystem(volumeId: string, image: string, staging: string, fsType: string, flags: string[], mounts: MountEntry[]): Promise<void> {
     const current = topMount(mounts, staging);
     if (current) {
       const backing = current.source.startsWith('/dev/loop') ? await loopDevice(current.source) : undefined;
@@ -178,12 +266,13 @@ export class NodeService {
       );
     }
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
+    if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
     const device = await attachImage(image);
     try {
       await formatAndMount(device, staging, fsType, { sensitiveOptions: flags });
     } catch (err) {
       await this.detachIfUnused(device);
-      if (err instanceof ForeignContentError) throw failedPrecondition(`volume ${ref.dirName}: ${err.message}`);
+      if (err instanceof ForeignContentError) throw failedPrecondition(`volume ${volumeId}: ${err.message}`);
       throw err;
     }
   }
@@ -199,9 +288,12 @@ export class NodeService {
     const ref = parseVolumeId(id);
     if (!ref) throw notFound(`volume ${id} is not a berth volume`);
     let mounts = await listMounts();
+    const released: string[] = []; // loop devices the staging mounts held
     for (const target of [path.join(staging, RAW_DEVICE_FILE), staging]) {
       const entry = topMount(mounts, target);
       if (!entry) continue;
+      if (entry.source.startsWith('/dev/loop')) released.push(entry.source);
+      else if (entry.fstype === 'devtmpfs' && entry.fsroot.startsWith('/loop')) released.push(`/dev${entry.fsroot}`);
       const users = mounts.filter((m) => m.target !== target && sameThing(m, entry) && !this.isPoolPath(m.target));
       if (users.length > 0) {
         throw failedPrecondition(`volume ${id} is still published at ${users.map((u) => u.target).join(', ')}`);
@@ -210,10 +302,13 @@ export class NodeService {
       mounts = await listMounts();
     }
     await fs.rm(path.join(staging, RAW_DEVICE_FILE), { force: true });
-    if (ref.kind === 'block') {
-      for (const loop of await loopDevicesOf(this.cfg.pool.imagePath(ref.dirName))) {
-        if (mountsOfDevice(mounts, loop.device).length === 0) await detachLoop(loop.device);
-      }
+    const loops = [...released];
+    if (ref.pool === 'local' && ref.kind === 'block') loops.push(...(await loopDevicesOf(this.cfg.pool.imagePath(ref.dirName))).map((l) => l.device));
+    for (const device of new Set(loops)) {
+      const loop = await loopDevice(device);
+      if (!loop?.backingFile || mountsOfDevice(mounts, device).length > 0) continue;
+      await detachLoop(device);
+      await this.releaseExportOf(loop.backingFile);
     }
     return {};
   }
@@ -234,16 +329,16 @@ export class NodeService {
   // ----------------------------------------------------------------- publish
 
   async publish(req: NodePublishVolumeRequest): Promise<Record<string, never>> {
-    const { rec } = await this.locate(req.volume_id);
+    const v = await this.locate(req.volume_id, req.volume_context);
     const target = await this.path('target_path', req.target_path);
-    const cap = this.requireCapability(rec, req.volume_capability);
+    const cap = this.requireCapability(v, req.volume_capability);
     if (!req.staging_target_path) throw failedPrecondition('staging_target_path is required: this driver stages volumes');
     const staging = await this.path('staging_target_path', req.staging_target_path);
     const raw = cap.access_type === 'block';
     const source = raw ? path.join(staging, RAW_DEVICE_FILE) : staging;
     const mounts = await listMounts();
     const staged = topMount(mounts, source);
-    if (!staged) throw failedPrecondition(`volume ${rec.volumeId} is not staged at ${staging}`);
+    if (!staged) throw failedPrecondition(`volume ${v.volumeId} is not staged at ${staging}`);
     const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
 
     const existing = topMount(mounts, target);
@@ -257,7 +352,7 @@ export class NodeService {
     if (cap.access_mode?.mode === 'SINGLE_NODE_SINGLE_WRITER') {
       const others = mounts.filter((m) => sameThing(m, staged) && m.target !== source && !this.isPoolPath(m.target));
       if (others.length > 0) {
-        throw failedPrecondition(`volume ${rec.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`);
+        throw failedPrecondition(`volume ${v.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`);
       }
     }
     if (raw) {
@@ -320,12 +415,13 @@ export class NodeService {
     let condition = { abnormal: false, message: 'volume is mounted and healthy' };
     if (!entry) condition = { abnormal: true, message: `${volumePath} is not mounted` };
     else if (ref.kind === 'block') condition = await this.loopCondition(ref, entry.source.startsWith('/dev/loop') ? await loopDevice(entry.source) : undefined);
-    else if (!(await exists(this.cfg.pool.dataDir(ref.dirName)))) condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
+    else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName)))) condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
     return { usage, volume_condition: condition };
   }
 
   private async loopCondition(ref: VolumeRef, loop: { backingFile: string; backingDeleted: boolean } | undefined) {
-    const image = this.cfg.pool.imagePath(ref.dirName);
+    // An NFS volume's image may sit on a pre-mounted path: judge the backing file itself.
+    const image = ref.pool === 'local' ? this.cfg.pool.imagePath(ref.dirName) : loop?.backingFile ?? '';
     if (!loop || !loop.backingFile) return { abnormal: true, message: 'the loop device is detached' };
     if (loop.backingDeleted || !(await exists(image))) return { abnormal: true, message: `the volume image ${image} is missing` };
     if (loop.backingFile !== image) return { abnormal: true, message: `the loop device is attached to ${loop.backingFile}, not ${image}` };
@@ -335,17 +431,18 @@ export class NodeService {
   // --------------------------------------------------------------- expansion
 
   async expand(req: NodeExpandVolumeRequest): Promise<{ capacity_bytes: number }> {
-    const { ref, rec } = await this.locate(req.volume_id);
+    const v = await this.locate(req.volume_id);
+    const { ref } = v;
     if (!req.volume_path) throw invalid('volume_path is required');
     const required = Number(req.capacity_range?.required_bytes ?? 0);
-    if (rec.kind === 'share') return { capacity_bytes: rec.capacityBytes };
+    if (v.kind === 'share') return { capacity_bytes: required };
     const mounts = await listMounts();
     const where = req.staging_target_path || req.volume_path;
     const entry = topMount(mounts, where) ?? topMount(mounts, req.volume_path) ?? topMount(mounts, path.join(where, RAW_DEVICE_FILE));
-    if (!entry) throw notFound(`volume ${rec.volumeId} is not mounted at ${where}`);
+    if (!entry) throw notFound(`volume ${v.volumeId} is not mounted at ${where}`);
     const device = entry.fstype === 'devtmpfs' ? `/dev${entry.fsroot}` : entry.source;
     const loop = await loopDevice(device);
-    if (loop?.backingFile !== this.cfg.pool.imagePath(ref.dirName)) throw notFound(`${where} does not hold volume ${rec.volumeId}`);
+    if (!loop || (ref.pool === 'local' && loop.backingFile !== this.cfg.pool.imagePath(ref.dirName))) throw notFound(`${where} does not hold volume ${v.volumeId}`);
     await refreshLoopSize(device);
     const size = await deviceSize(device);
     if (required > size) throw outOfRange(`the image is ${size} bytes, fewer than the ${required} asked: expand the volume on the controller first`);

@@ -30,6 +30,12 @@ export async function loopDevicesOf(image: string): Promise<LoopDevice[]> {
   return parse(stdout).filter((l) => l.backingFile === abs);
 }
 
+/** Every attached loop device. */
+export async function listLoopDevices(): Promise<LoopDevice[]> {
+  const { stdout } = await run('losetup', ['-J', '-l'], { timeoutMs: 15_000 });
+  return parse(stdout);
+}
+
 /** What one loop device is attached to, or undefined when it is free. */
 export async function loopDevice(device: string): Promise<LoopDevice | undefined> {
   try {

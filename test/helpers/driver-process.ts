@@ -70,6 +70,7 @@ export class DriverProcess {
       '--mode', this.opts.mode ?? 'all',
       '--pool-dir', this.poolDir,
       '--kubelet-dir', this.kubeletDir,
+      '--nfs-mount-dir', path.join(this.dir, 'nfs'),
       '--log-level', this.opts.logLevel ?? 'warn',
       ...(this.opts.extraArgs ?? []),
     ];

@@ -1,0 +1,277 @@
+// An NFS pool: volumes on an NFS export, provisioned over the NFS protocol
+// with berth's own client. The controller never mounts anything.
+//
+//   <share>/<subDir>/               share kind: the volume's directory
+//   <share>/<subDir>/disk.img       block kind: a sparse image
+//   <share>/.berth/volumes/<key>.json   records (written last: the commit point)
+//   <share>/.berth/trash/           volumes being deleted (swept on connect)
+//   <share>/archived-<subDir>-<ts>  onDelete: archive
+//
+// A create costs three NFS calls (MKDIR, CREATE and WRITE of the record) on
+// cached handles; a server that goes away mid-call gives UNAVAILABLE, and the
+// retry adopts what the failed attempt made, so nothing half-made remains.
+import path from 'node:path';
+import { alreadyExists, CsiError, exhausted, failedPrecondition, internal, Status, unavailable } from '../driver/errors.js';
+import { FileType, MountError, Nfs3Error, NFS3ERR, NfsClient, RpcError, RpcTransportError, XdrError, type FileHandle } from '../nfs-client/index.js';
+import type { VolumeRecord } from './local-pool.js';
+import type { NfsLocation, OnDelete } from './parameters.js';
+import type { Pool } from './pool.js';
+
+const RECORDS = '.berth/volumes';
+const TRASH = '.berth/trash';
+const IMAGE = 'disk.img';
+
+export function nfsPoolKey(l: NfsLocation): string {
+  return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}`;
+}
+
+/** Maps what the NFS client throws to the CSI code a caller should see. */
+export function nfsFailure(err: unknown, where: string): Error {
+  if (err instanceof CsiError) return err;
+  if (err instanceof RpcTransportError || err instanceof XdrError) return unavailable(`NFS server ${where}: ${err.message}`);
+  if (err instanceof RpcError) return unavailable(`NFS server ${where}: ${err.message}`);
+  if (err instanceof MountError) return failedPrecondition(`NFS export ${where}: ${err.message}`);
+  if (err instanceof Nfs3Error) {
+    if (err.status === NFS3ERR.NOSPC || err.status === NFS3ERR.DQUOT) return exhausted(`NFS ${where}: ${err.message}`);
+    if (err.status === NFS3ERR.ACCES || err.status === NFS3ERR.PERM) return new CsiError(Status.PERMISSION_DENIED, `NFS ${where}: ${err.message}`);
+    if (err.status === NFS3ERR.STALE || err.status === NFS3ERR.JUKEBOX) return unavailable(`NFS ${where}: ${err.message}`);
+    return internal(`NFS ${where}: ${err.message}`);
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.status === status;
+
+export class NfsPool implements Pool {
+  private client: Promise<NfsClient> | undefined;
+  private recordsDir: Promise<FileHandle> | undefined;
+  private sequence = 0;
+  private free: { bytes: number; at: number } | undefined;
+
+  constructor(
+    readonly location: NfsLocation,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  get where(): string {
+    return `${this.location.server}:${this.location.share}`;
+  }
+
+  /** One connection per export, made on first use and kept. */
+  private connect(): Promise<NfsClient> {
+    this.client ??= NfsClient.connect({
+      host: this.location.server,
+      exportPath: this.location.share,
+      nfsPort: this.location.nfsPort,
+      mountPort: this.location.mountPort,
+      timeoutMs: this.timeoutMs,
+    }).then(
+      async (c) => {
+        await c.removeTree(TRASH).catch(() => undefined); // what a crash left mid-delete
+        return c;
+      },
+      (err: unknown) => {
+        this.client = undefined;
+        throw err;
+      },
+    );
+    return this.client;
+  }
+
+  /** Runs an operation, mapping failures; a stale root handle forces a new MNT next time. */
+  private async run<T>(what: string, op: (c: NfsClient) => Promise<T>): Promise<T> {
+    try {
+      return await op(await this.connect());
+    } catch (err) {
+      if (isNfs(err, NFS3ERR.STALE) || isNfs(err, NFS3ERR.BADHANDLE)) this.reset();
+      throw nfsFailure(err, `${this.where} (${what})`);
+    }
+  }
+
+  private reset(): void {
+    void this.client?.then((c) => c.close(), () => undefined);
+    this.client = undefined;
+    this.recordsDir = undefined;
+  }
+
+  close(): void {
+    this.reset();
+  }
+
+  private records(c: NfsClient): Promise<FileHandle> {
+    this.recordsDir ??= c.mkdirp(RECORDS, 0o700).catch((err: unknown) => {
+      this.recordsDir = undefined;
+      throw err;
+    });
+    return this.recordsDir;
+  }
+
+  async probe(): Promise<void> {
+    try {
+      await (await this.connect()).nfs.null();
+    } catch (err) {
+      throw failedPrecondition(`NFS server ${this.where} is not reachable: ${(err as Error).message}`);
+    }
+  }
+
+  async read(key: string): Promise<VolumeRecord | undefined> {
+    return this.run('read record', async (c) => {
+      try {
+        const text = (await c.readFile(`${RECORDS}/${key}.json`)).toString('utf8');
+        return text ? (JSON.parse(text) as VolumeRecord) : undefined;
+      } catch (err) {
+        if (isNfs(err, NFS3ERR.NOENT) || err instanceof SyntaxError) return undefined; // none, or half-written
+        throw err;
+      }
+    });
+  }
+
+  async create(key: string, record: VolumeRecord, mountPermissions: number): Promise<boolean> {
+    const subDir = record.subDir;
+    if (!subDir) throw new Error('an NFS volume record needs its subDir');
+    return this.run('create', async (c) => {
+      const records = await this.records(c);
+      const parentPath = path.posix.dirname(subDir);
+      const parent = parentPath === '.' ? c.root : await c.mkdirp(parentPath, 0o755);
+      const name = path.posix.basename(subDir);
+      let dir: FileHandle;
+      try {
+        dir = (await c.nfs.mkdir(parent, name, { mode: mountPermissions })).fh ?? (await c.nfs.lookup(parent, name)).fh;
+      } catch (err) {
+        if (!isNfs(err, NFS3ERR.EXIST)) throw err;
+        if (await this.read(key)) return false;
+        // A directory without a record: adopt only what an interrupted
+        // attempt of ours leaves (empty, or holding just our image).
+        dir = (await c.nfs.lookup(parent, name)).fh;
+        const entries = (await c.list(subDir)).map((e) => e.name);
+        const ours = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === IMAGE);
+        if (!ours) throw alreadyExists(`${subDir} already exists on ${this.where} and is not a berth volume; choose another subDir`);
+      }
+      if (record.kind === 'block') {
+        try {
+          const made = await c.nfs.create(dir, IMAGE, { mode: 0o600, size: record.capacityBytes });
+          if (made.attributes && made.attributes.size !== record.capacityBytes) {
+            await c.nfs.setattr(made.fh ?? (await c.nfs.lookup(dir, IMAGE)).fh, { size: record.capacityBytes });
+          }
+        } catch (err) {
+          if (!isNfs(err, NFS3ERR.EXIST)) throw err;
+          const { fh, attributes } = await c.nfs.lookup(dir, IMAGE);
+          if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes) await c.nfs.setattr(fh, { size: record.capacityBytes });
+        }
+      }
+      // The record, last: a volume exists once its record does.
+      let fh: FileHandle;
+      try {
+        fh = (await c.nfs.create(records, `${key}.json`, { mode: 0o600 })).fh ?? (await c.nfs.lookup(records, `${key}.json`)).fh;
+      } catch (err) {
+        if (!isNfs(err, NFS3ERR.EXIST)) throw err;
+        if (await this.read(key)) return false;
+        fh = (await c.nfs.lookup(records, `${key}.json`)).fh; // half-written by an interrupted attempt
+        await c.nfs.setattr(fh, { size: 0 });
+      }
+      await c.nfs.write(fh, 0, Buffer.from(JSON.stringify(record)));
+      return true;
+    });
+  }
+
+  async writeRecord(key: string, record: VolumeRecord): Promise<void> {
+    await this.run('write record', async (c) => {
+      const tmp = `${RECORDS}/${key}.json.tmp-${process.pid}-${++this.sequence}`;
+      await c.writeFile(tmp, JSON.stringify(record), { mode: 0o600, exclusive: true });
+      await c.rename(tmp, `${RECORDS}/${key}.json`);
+    });
+  }
+
+  async remove(key: string, mode: OnDelete): Promise<void> {
+    const record = await this.read(key);
+    await this.run('delete', async (c) => {
+      const subDir = record?.subDir;
+      if (subDir && (await c.exists(subDir))) {
+        if (mode === 'delete') {
+          await c.mkdirp(TRASH, 0o700);
+          const doomed = `${TRASH}/${key}.${process.pid}-${++this.sequence}`;
+          await c.rename(subDir, doomed);
+          await c.remove(`${RECORDS}/${key}.json`);
+          await c.removeTree(doomed);
+          return;
+        }
+        if (mode === 'archive') {
+          const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+          await c.rename(subDir, `archived-${subDir.replace(/\//g, '-')}-${stamp}`);
+        }
+        // retain: the directory stays where it is.
+      }
+      try {
+        await c.remove(`${RECORDS}/${key}.json`);
+      } catch (err) {
+        if (!isNfs(err, NFS3ERR.NOENT)) throw err;
+      }
+    });
+  }
+
+  async list(): Promise<string[]> {
+    return this.run('list', async (c) => {
+      await this.records(c);
+      const names = (await c.list(RECORDS)).map((e) => e.name).filter((n) => n.endsWith('.json'));
+      return names.map((n) => n.slice(0, -'.json'.length)).sort();
+    });
+  }
+
+  async freeBytes(maxAgeMs = 0): Promise<number> {
+    const now = Date.now();
+    if (!this.free || now - this.free.at > maxAgeMs) {
+      const st = await this.run('fsstat', (c) => c.fsstat());
+      this.free = { bytes: st.availableBytes, at: now };
+    }
+    return this.free.bytes;
+  }
+
+  async problem(_key: string, record: VolumeRecord): Promise<string | undefined> {
+    try {
+      const attrs = await this.run('check', (c) => c.stat(record.kind === 'block' ? `${record.subDir}/${IMAGE}` : record.subDir ?? ''));
+      if (record.kind === 'share' && attrs.type !== FileType.DIR) return `${record.subDir} is not a directory`;
+      if (record.kind === 'block' && attrs.size < record.capacityBytes) return `the image is ${attrs.size} bytes, smaller than the volume's ${record.capacityBytes}`;
+      return undefined;
+    } catch (err) {
+      if (err instanceof CsiError && err.code === Status.UNAVAILABLE) return `the NFS server is unreachable: ${err.message}`;
+      return `the volume's ${record.kind === 'share' ? 'directory' : 'image'} is missing on ${this.where}`;
+    }
+  }
+
+  async growImage(_key: string, record: VolumeRecord, bytes: number): Promise<void> {
+    await this.run('grow', async (c) => {
+      const p = `${record.subDir}/${IMAGE}`;
+      if ((await c.stat(p)).size < bytes) await c.truncate(p, bytes);
+    });
+  }
+}
+
+/** The NFS pools this controller has used, one connection each. */
+export class NfsPools {
+  private readonly pools = new Map<string, NfsPool>();
+
+  get(location: NfsLocation): NfsPool {
+    const key = nfsPoolKey(location);
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = new NfsPool({ server: location.server, share: location.share, nfsPort: location.nfsPort, mountPort: location.mountPort });
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  /** Pools in a stable order (for listing). */
+  all(): Array<[string, NfsPool]> {
+    return [...this.pools.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  async probe(): Promise<void> {
+    const failures: string[] = [];
+    await Promise.all(this.all().map(([, p]) => p.probe().catch((e: Error) => failures.push(e.message))));
+    if (failures.length) throw failedPrecondition(failures.join('; '));
+  }
+
+  close(): void {
+    for (const p of this.pools.values()) p.close();
+  }
+}

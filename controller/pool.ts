@@ -1,0 +1,21 @@
+// What the controller needs of a pool, local or NFS. A pool stores each
+// volume (a directory or an image) and its record, keyed by the volume's
+// directory name (volumeDirName of its CSI name).
+import type { VolumeRecord } from './local-pool.js';
+import type { OnDelete } from './parameters.js';
+
+export interface Pool {
+  /** Throws FAILED_PRECONDITION (or UNAVAILABLE) with the reason when the pool cannot serve. */
+  probe(): Promise<void>;
+  read(key: string): Promise<VolumeRecord | undefined>;
+  /** Makes the volume; false (leaving nothing behind) when one with this key exists. */
+  create(key: string, record: VolumeRecord, mountPermissions: number): Promise<boolean>;
+  writeRecord(key: string, record: VolumeRecord): Promise<void>;
+  remove(key: string, mode: OnDelete): Promise<void>;
+  /** Keys of every volume, sorted. */
+  list(): Promise<string[]>;
+  freeBytes(maxAgeMs?: number): Promise<number>;
+  /** Why a volume's bytes are not usable, or undefined when they are. */
+  problem(key: string, record: VolumeRecord): Promise<string | undefined>;
+  growImage(key: string, record: VolumeRecord, bytes: number): Promise<void>;
+}
