@@ -1,0 +1,146 @@
+// The node service on NFS pools. These machines have no kernel NFS client:
+// the one step that needs it (mount -t nfs) is checked by its exact command
+// line, and the whole data path runs through the pre-mounted mode, where the
+// export's directory (served by a real nfs-ganesha) is reachable locally.
+import { expect } from 'chai';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client.js';
+import { DriverProcess } from '../helpers/driver-process.js';
+import { Ganesha } from '../helpers/ganesha.js';
+import { exec, loopTable, mountTargets } from '../helpers/host.js';
+import { KubeletPaths, podUid } from '../helpers/kubelet.js';
+
+const MiB = 1024 * 1024;
+
+describe('node service on NFS pools', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let g: Ganesha;
+  let d: DriverProcess;
+  let k: KubeletPaths;
+  let loopsBefore: string[];
+  let mountsBefore: string[];
+
+  before(async () => {
+    loopsBefore = await loopTable();
+    mountsBefore = await mountTargets();
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsnode-'));
+    g = new Ganesha(dir);
+    await g.start();
+    d = await DriverProcess.start({ mode: 'all' });
+    k = new KubeletPaths(d.kubeletDir);
+  });
+  after(async () => {
+    await d?.stop('SIGKILL');
+    const loops = await loopTable();
+    const mounts = await mountTargets();
+    await d?.cleanup();
+    await g?.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+    expect(loops).to.deep.equal(loopsBefore);
+    expect(mounts).to.deep.equal(mountsBefore);
+  });
+
+  async function provision(name: string, parameters: Record<string, string>, cap: object, bytes = 0) {
+    const { volume } = await rpc<{ volume: { volume_id: string; volume_context: Record<string, string> } }>(d.clients.controller, 'CreateVolume', {
+      name, capacity_range: bytes ? { required_bytes: bytes } : null, volume_capabilities: [cap], parameters,
+    });
+    await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-a', volume_capability: cap });
+    return volume;
+  }
+
+  async function stagePublish(v: { volume_id: string; volume_context: Record<string, string> }, cap: object, uid: string, raw = false) {
+    const staging = raw ? k.blockStaging(`pv-${uid}`) : k.staging(v.volume_id);
+    await k.prepareStage(staging);
+    await rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context });
+    const target = raw ? k.blockTarget(`pv-${uid}`, uid) : k.target(uid, 'pv');
+    await k.preparePublish(target);
+    await rpc(d.clients.node, 'NodePublishVolume', { volume_id: v.volume_id, staging_target_path: staging, target_path: target, volume_capability: cap, volume_context: v.volume_context });
+    return { staging, target };
+  }
+
+  async function unpublishUnstage(v: { volume_id: string }, p: { staging: string; target: string }) {
+    await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.volume_id, target_path: p.target });
+    await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: v.volume_id, staging_target_path: p.staging });
+  }
+
+  it('mounts a share with mount -t nfs and the StorageClass mountOptions (no kernel NFS client here: checked by its command line)', async () => {
+    const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+    const v = await provision('pvc-kernel', { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1,hard,noatime' }, cap);
+    const staging = k.staging(v.volume_id);
+    await k.prepareStage(staging);
+    const err = await expectCode(
+      rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context }),
+      Code.INTERNAL,
+    );
+    expect(err.details).to.contain(`mount -t nfs -o nfsvers=4.1,hard,noatime -- 127.0.0.1:${g.exportPath}/pvc-kernel ${staging}`);
+    expect(await mountTargets()).to.not.include(staging);
+  });
+
+  it('mounts the export once for a block image (no kernel NFS client here: checked by its command line), leaving nothing behind', async () => {
+    const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');
+    const v = await provision('pvc-kernel-img', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1' }, cap, 64 * MiB);
+    const staging = k.staging(v.volume_id);
+    await k.prepareStage(staging);
+    const err = await expectCode(
+      rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context }),
+      Code.INTERNAL,
+    );
+    expect(err.details).to.match(new RegExp(`mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`));
+    expect(await loopTable()).to.deep.equal(loopsBefore);
+  });
+
+  it('refuses a volume_context subDir that climbs out', async () => {
+    const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+    const v = await provision('pvc-ctx', { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir }, cap);
+    const staging = k.staging(v.volume_id);
+    await k.prepareStage(staging);
+    await expectCode(
+      rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: { ...v.volume_context, subDir: '../../etc' } }),
+      Code.INVALID_ARGUMENT,
+    );
+  });
+
+  it('pre-mounted mode, share: a pod writes through the node, the NFS server has the bytes, another pod reads them', async () => {
+    const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+    const v = await provision('pvc-premounted', { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir }, cap);
+    const [a, b] = [podUid(), podUid()];
+    const pa = await stagePublish(v, cap, a);
+    await fs.writeFile(path.join(pa.target, 'hello'), 'through the pre-mounted export');
+    const viaNfs = await exec('nfs-cat', [`nfs://127.0.0.1${g.exportPath}/pvc-premounted/hello`]);
+    expect(viaNfs.stdout).to.equal('through the pre-mounted export');
+    const tb = k.target(b, 'pv');
+    await k.preparePublish(tb);
+    await rpc(d.clients.node, 'NodePublishVolume', { volume_id: v.volume_id, staging_target_path: pa.staging, target_path: tb, volume_capability: cap, volume_context: v.volume_context });
+    expect(await fs.readFile(path.join(tb, 'hello'), 'utf8')).to.equal('through the pre-mounted export');
+    await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.volume_id, target_path: tb });
+    await unpublishUnstage(v, pa);
+  });
+
+  it('pre-mounted mode, block: an image made over NFS is formatted once, mounted, and keeps its data across restage', async () => {
+    const cap = mountCap('SINGLE_NODE_WRITER', 'xfs');
+    const v = await provision('pvc-premounted-img', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir }, cap, 320 * MiB);
+    const uid = podUid();
+    const first = await stagePublish(v, cap, uid);
+    await fs.writeFile(path.join(first.target, 'db'), 'rows');
+    await unpublishUnstage(v, first);
+    expect(await loopTable()).to.deep.equal(loopsBefore);
+    const again = await stagePublish(v, cap, podUid());
+    expect(await fs.readFile(path.join(again.target, 'db'), 'utf8')).to.equal('rows');
+    const stats = await rpc<{ volume_condition: { abnormal: boolean } }>(d.clients.node, 'NodeGetVolumeStats', { volume_id: v.volume_id, volume_path: again.target });
+    expect(stats.volume_condition.abnormal).to.equal(false);
+    await unpublishUnstage(v, again);
+  });
+
+  it('pre-mounted mode, raw block', async () => {
+    const cap = blockCap();
+    const v = await provision('pvc-premounted-raw', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir }, cap, 16 * MiB);
+    const uid = podUid();
+    const p = await stagePublish(v, cap, uid, true);
+    expect((await exec('blockdev', ['--getsize64', p.target])).stdout.trim()).to.equal(String(16 * MiB));
+    await unpublishUnstage(v, p);
+    expect(await loopTable()).to.deep.equal(loopsBefore);
+  });
+});
