@@ -254,7 +254,7 @@ export class ControllerService {
     }
     const nodes = Object.keys(found.rec.attachments);
     if (nodes.length > 0) throw failedPrecondition(`volume ${id} is still published to ${nodes.join(', ')}`);
-    await found.pool.remove(found.ref.dirName, found.rec.onDelete);
+    await found.pool.remove(found.ref.dirName, found.rec, found.rec.onDelete);
     return {};
   }
 

@@ -172,7 +172,7 @@ export class LocalPool implements Pool {
   }
 
   /** Removes the volume from the pool as onDelete says. */
-  async remove(dirName: string, mode: OnDelete): Promise<void> {
+  async remove(dirName: string, _record: VolumeRecord, mode: OnDelete): Promise<void> {
     const from = this.volumeDir(dirName);
     if (mode === 'delete') {
       const doomed = path.join(this.trashDir, `${dirName}.${this.uniqueSuffix()}`);

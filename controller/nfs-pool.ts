@@ -7,9 +7,10 @@
 //   <share>/.berth/trash/           volumes being deleted (swept on connect)
 //   <share>/archived-<subDir>-<ts>  onDelete: archive
 //
-// A create costs three NFS calls (MKDIR, CREATE and WRITE of the record) on
-// cached handles; a server that goes away mid-call gives UNAVAILABLE, and the
-// retry adopts what the failed attempt made, so nothing half-made remains.
+// A create costs three NFS calls (MKDIR, CREATE and WRITE of the record) and
+// a delete seven (share) or eight (block), on cached directory handles; a server that goes away
+// mid-call gives UNAVAILABLE, and the retry adopts what the failed attempt
+// made, so nothing half-made remains.
 import path from 'node:path';
 import { alreadyExists, CsiError, exhausted, failedPrecondition, internal, Status, unavailable } from '../driver/errors.js';
 import { FileType, MountError, Nfs3Error, NFS3ERR, NfsClient, RpcError, RpcTransportError, XdrError, type FileHandle } from '../nfs-client/index.js';
@@ -45,6 +46,7 @@ const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.
 export class NfsPool implements Pool {
   private client: Promise<NfsClient> | undefined;
   private recordsDir: Promise<FileHandle> | undefined;
+  private trashDir: Promise<FileHandle> | undefined;
   private sequence = 0;
   private free: { bytes: number; at: number } | undefined;
 
@@ -67,7 +69,8 @@ export class NfsPool implements Pool {
       timeoutMs: this.timeoutMs,
     }).then(
       async (c) => {
-        await c.removeTree(TRASH).catch(() => undefined); // what a crash left mid-delete
+        // What a crash left mid-delete: the trash's contents (the directory stays).
+        for (const e of await c.list(TRASH).catch(() => [])) await c.removeTree(`${TRASH}/${e.name}`).catch(() => undefined);
         return c;
       },
       (err: unknown) => {
@@ -92,6 +95,7 @@ export class NfsPool implements Pool {
     void this.client?.then((c) => c.close(), () => undefined);
     this.client = undefined;
     this.recordsDir = undefined;
+    this.trashDir = undefined;
   }
 
   close(): void {
@@ -117,7 +121,7 @@ export class NfsPool implements Pool {
   async read(key: string): Promise<VolumeRecord | undefined> {
     return this.run('read record', async (c) => {
       try {
-        const text = (await c.readFile(`${RECORDS}/${key}.json`)).toString('utf8');
+        const text = (await c.readFileAt(await this.records(c), `${key}.json`)).toString('utf8');
         return text ? (JSON.parse(text) as VolumeRecord) : undefined;
       } catch (err) {
         if (isNfs(err, NFS3ERR.NOENT) || err instanceof SyntaxError) return undefined; // none, or half-written
@@ -182,31 +186,56 @@ export class NfsPool implements Pool {
     });
   }
 
-  async remove(key: string, mode: OnDelete): Promise<void> {
-    const record = await this.read(key);
+  /**
+   * Deletes by handles on cached directories: read the record, move the
+   * data into the trash (one RENAME), drop the record, empty the trash
+   * entry. A crash part-way leaves only trash, swept on the next connect.
+   */
+  async remove(key: string, record: VolumeRecord, mode: OnDelete): Promise<void> {
     await this.run('delete', async (c) => {
-      const subDir = record?.subDir;
-      if (subDir && (await c.exists(subDir))) {
-        if (mode === 'delete') {
-          await c.mkdirp(TRASH, 0o700);
-          const doomed = `${TRASH}/${key}.${process.pid}-${++this.sequence}`;
-          await c.rename(subDir, doomed);
-          await c.remove(`${RECORDS}/${key}.json`);
-          await c.removeTree(doomed);
+      const records = await this.records(c);
+      const subDir = record.subDir;
+      if (subDir) {
+        const parentPath = path.posix.dirname(subDir);
+        const parent = parentPath === '.' ? c.root : await c.resolve(parentPath).catch(() => undefined);
+        const name = path.posix.basename(subDir);
+        if (parent && mode === 'delete') {
+          const trash = await this.trash(c);
+          const doomed = `${key}.${process.pid}-${++this.sequence}`;
+          const moved = await c.nfs.rename(parent, name, trash, doomed).then(() => true, (err: unknown) => {
+            if (isNfs(err, NFS3ERR.NOENT)) return false;
+            throw err;
+          });
+          await this.removeRecord(c, records, key);
+          if (moved) await c.removeTreeAt(trash, doomed);
           return;
         }
-        if (mode === 'archive') {
+        if (parent && mode === 'archive') {
           const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-          await c.rename(subDir, `archived-${subDir.replace(/\//g, '-')}-${stamp}`);
+          await c.nfs.rename(parent, name, c.root, `archived-${subDir.replace(/\//g, '-')}-${stamp}`).catch((err: unknown) => {
+            if (!isNfs(err, NFS3ERR.NOENT)) throw err;
+          });
         }
         // retain: the directory stays where it is.
       }
-      try {
-        await c.remove(`${RECORDS}/${key}.json`);
-      } catch (err) {
-        if (!isNfs(err, NFS3ERR.NOENT)) throw err;
-      }
+      await this.removeRecord(c, records, key);
     });
+  }
+
+  private async removeRecord(c: NfsClient, records: FileHandle, key: string): Promise<void> {
+    try {
+      await c.nfs.remove(records, `${key}.json`);
+    } catch (err) {
+      if (!isNfs(err, NFS3ERR.NOENT)) throw err;
+    }
+  }
+
+  private trash(c: NfsClient): Promise<FileHandle> {
+    this.trashDir ??= c.mkdirp(TRASH, 0o700).catch((err: unknown) => {
+      this.trashDir = undefined;
+      throw err;
+    });
+    return this.trashDir;
   }
 
   async list(): Promise<string[]> {

@@ -11,7 +11,8 @@ export interface Pool {
   /** Makes the volume; false (leaving nothing behind) when one with this key exists. */
   create(key: string, record: VolumeRecord, mountPermissions: number): Promise<boolean>;
   writeRecord(key: string, record: VolumeRecord): Promise<void>;
-  remove(key: string, mode: OnDelete): Promise<void>;
+  /** Removes a volume (whose record the caller has read) as onDelete says. */
+  remove(key: string, record: VolumeRecord, mode: OnDelete): Promise<void>;
   /** Keys of every volume, sorted. */
   list(): Promise<string[]>;
   freeBytes(maxAgeMs?: number): Promise<number>;

@@ -132,20 +132,46 @@ export class NfsClient {
   /** rm -rf: removes a file or a directory tree; a missing path is fine. */
   async removeTree(p: string): Promise<void> {
     let parent: { dir: FileHandle; name: string };
-    let attrs: Fattr3;
     try {
       parent = await this.parentOf(p);
-      attrs = (await this.nfs.lookup(parent.dir, parent.name)).attributes ?? (await this.stat(p));
     } catch (err) {
       if (err instanceof Nfs3Error && err.status === NFS3ERR.NOENT) return;
       throw err;
     }
-    if (attrs.type === FileType.DIR) {
-      for (const e of await this.list(p)) await this.removeTree(`${p}/${e.name}`);
-      await this.ignoreMissing(this.nfs.rmdir(parent.dir, parent.name));
-    } else {
-      await this.ignoreMissing(this.nfs.remove(parent.dir, parent.name));
+    await this.removeTreeAt(parent.dir, parent.name);
+  }
+
+  /** rm -rf of `name` in the directory `dir`, by handles (no path walks); missing is fine. */
+  async removeTreeAt(dir: FileHandle, name: string): Promise<void> {
+    let found: { fh: FileHandle; attributes?: Fattr3 };
+    try {
+      found = await this.nfs.lookup(dir, name);
+    } catch (err) {
+      if (err instanceof Nfs3Error && err.status === NFS3ERR.NOENT) return;
+      throw err;
     }
+    const type = (found.attributes ?? (await this.nfs.getattr(found.fh))).type;
+    if (type !== FileType.DIR) return this.ignoreMissing(this.nfs.remove(dir, name));
+    let cookie = 0n;
+    let verifier: Buffer = Buffer.alloc(8);
+    for (;;) {
+      const page = await this.nfs.readdirplus(found.fh, cookie, verifier);
+      for (const e of page.entries) {
+        if (e.name === '.' || e.name === '..') continue;
+        if (e.attributes?.type === FileType.DIR) await this.removeTreeAt(found.fh, e.name);
+        else await this.ignoreMissing(this.nfs.remove(found.fh, e.name));
+      }
+      if (page.eof || page.entries.length === 0) break;
+      cookie = page.entries[page.entries.length - 1]!.cookie;
+      verifier = page.verifier;
+    }
+    await this.ignoreMissing(this.nfs.rmdir(dir, name));
+  }
+
+  /** Reads a small file by its directory handle and name (one LOOKUP, then READs). */
+  async readFileAt(dir: FileHandle, name: string): Promise<Buffer> {
+    const { fh } = await this.nfs.lookup(dir, name);
+    return this.readHandle(fh);
   }
 
   private async ignoreMissing(op: Promise<void>): Promise<void> {
@@ -168,7 +194,10 @@ export class NfsClient {
   }
 
   async readFile(p: string): Promise<Buffer> {
-    const fh = await this.resolve(p);
+    return this.readHandle(await this.resolve(p));
+  }
+
+  private async readHandle(fh: FileHandle): Promise<Buffer> {
     const parts: Buffer[] = [];
     let offset = 0;
     for (;;) {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
-import { Ganesha } from '../helpers/ganesha.js';
+import { Ganesha } from '../../bench/ganesha.js';
 import { exec, loopTable, mountTargets } from '../helpers/host.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 

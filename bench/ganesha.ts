@@ -1,9 +1,12 @@
-// A real NFS server on loopback for tests: nfs-ganesha (VFS FSAL) with
-// rpcbind, configured as TESTING.md describes, started and stopped by PID.
-import { spawn, type ChildProcess } from 'node:child_process';
+// A real NFS server on loopback for tests and benchmarks: nfs-ganesha (VFS
+// FSAL) with rpcbind, started and stopped by PID. rpcbind is started only
+// when no portmapper answers on 127.0.0.1 already.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { exec } from './host.js';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
 
 export class Ganesha {
   ganesha: ChildProcess | undefined;

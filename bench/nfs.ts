@@ -1,0 +1,135 @@
+// bench/nfs: NFS provisioning against nfs-ganesha on loopback.
+// - the ceiling: MKDIR+RMDIR driven directly through the nfs-client library;
+// - CreateVolume + DeleteVolume over the CSI socket, N = 1,000, concurrency
+//   16, share and block kinds: ops/s and p50/p99 (median of runs);
+// - the NFS calls each CreateVolume and DeleteVolume costs, counted by a TCP
+//   proxy in front of the NFS port (a separate pass, so it does not slow the
+//   timed one).
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { rpc } from '../driver/client.js';
+import { NfsClient } from '../nfs-client/index.js';
+import { startDriver } from './driver-under-test.js';
+import { Ganesha } from './ganesha.js';
+import { fmt, median, percentile, runConcurrently } from './stats.js';
+
+const N = Number(process.env.BENCH_N ?? 1000);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const CONCURRENCY = 16;
+const WARMUP = 200;
+
+/** Counts ONC RPC records (calls) that clients send through it to `target`. */
+async function countingProxy(target: number): Promise<{ port: number; calls: () => number; reset: () => void; close: () => void }> {
+  let calls = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    let pending = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 4) {
+        const mark = pending.readUInt32BE(0);
+        const size = mark & 0x7fffffff;
+        if (pending.length < 4 + size) break;
+        if (mark & 0x80000000) calls++;
+        pending = pending.subarray(4 + size);
+      }
+      upstream.write(chunk);
+    });
+    upstream.pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, calls: () => calls, reset: () => (calls = 0), close: () => server.close() };
+}
+
+function request(kind: string, i: number, params: Record<string, string>) {
+  return {
+    name: `pvc-nfsbench-${kind}-${i}`,
+    capacity_range: { required_bytes: 1 << 30 },
+    volume_capabilities: [{ mount: { fs_type: kind === 'block' ? 'ext4' : '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+    parameters: { ...params, kind },
+  };
+}
+
+async function main() {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsbench-'));
+  const g = new Ganesha(dir);
+  await g.start();
+  try {
+    console.log(`bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} runs (${WARMUP} unmeasured warm-up ops each)`);
+    // The ceiling: the server's MKDIR+RMDIR rate through our client.
+    const client = await NfsClient.connect({ host: '127.0.0.1', exportPath: g.exportPath });
+    const ceiling: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      const t0 = process.hrtime.bigint();
+      await runConcurrently(N, CONCURRENCY, async (i) => {
+        await client.nfs.mkdir(client.root, `ceiling-${i}`, { mode: 0o755 });
+        await client.nfs.rmdir(client.root, `ceiling-${i}`);
+      });
+      ceiling.push(N / (Number(process.hrtime.bigint() - t0) / 1e9));
+    }
+    client.close();
+    console.log(`ceiling: MKDIR+RMDIR pairs through nfs-client   ${fmt(median(ceiling), 0)} pairs/s (${fmt(median(ceiling) * 2, 0)} calls/s)`);
+
+    const params = { pool: 'nfs', server: '127.0.0.1', share: g.exportPath };
+    console.log('kind   create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete');
+    for (const kind of ['share', 'block']) {
+      const creates: Array<{ rate: number; p50: number; p99: number }> = [];
+      const deletes: Array<{ rate: number; p50: number; p99: number }> = [];
+      for (let run = 0; run < RUNS; run++) {
+        const d = await startDriver(['--mode', 'controller']);
+        try {
+          const ids: string[] = [];
+          await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
+            ids[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, N + i, params))).volume.volume_id;
+          });
+          await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] })));
+          const timed = async (task: (i: number) => Promise<void>) => {
+            const t0 = process.hrtime.bigint();
+            const lat = await runConcurrently(N, CONCURRENCY, task);
+            return { rate: N / (Number(process.hrtime.bigint() - t0) / 1e9), p50: percentile(lat, 50), p99: percentile(lat, 99) };
+          };
+          creates.push(await timed(async (i) => {
+            ids[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i, params))).volume.volume_id;
+          }));
+          deletes.push(await timed(async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
+        } finally {
+          await d.stop();
+        }
+      }
+      // NFS calls per operation, through the counting proxy.
+      const proxy = await countingProxy(2049);
+      const d = await startDriver(['--mode', 'controller']);
+      const counted = { ...params, nfsPort: String(proxy.port) };
+      const M = 100;
+      const ids: string[] = [];
+      const warm = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 900_000, counted)); // connects the pool
+      proxy.reset();
+      for (let i = 0; i < M; i++) ids.push((await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 500_000 + i, counted))).volume.volume_id);
+      const perCreate = proxy.calls() / M;
+      proxy.reset();
+      for (const id of ids) await rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
+      const perDelete = proxy.calls() / M;
+      await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm.volume.volume_id });
+      await d.stop();
+      proxy.close();
+      const c = { rate: median(creates.map((x) => x.rate)), p50: median(creates.map((x) => x.p50)), p99: median(creates.map((x) => x.p99)) };
+      const del = { rate: median(deletes.map((x) => x.rate)), p50: median(deletes.map((x) => x.p50)), p99: median(deletes.map((x) => x.p99)) };
+      console.log(
+        `${kind.padEnd(6)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(perCreate, 1).padStart(16)}  ${fmt(perDelete, 1).padStart(16)}`,
+      );
+    }
+  } finally {
+    await g.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
