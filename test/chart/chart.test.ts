@@ -195,8 +195,8 @@ describe('Helm chart (real helm binary)', function () {
     }
   });
 
-  it('renders local StorageClasses the driver accepts, bound at first consumer, expandable for block', () => {
-    const classes = [...rendered.get('defaults')!, ...[...examples.values()].flat()].filter((o) => o.kind === 'StorageClass') as Array<
+  it('renders StorageClasses the driver accepts: local ones bound at first consumer, expandable for block', () => {
+    const classes = [...rendered.get('defaults')!, ...rendered.get('split with nfs classes')!, ...[...examples.values()].flat()].filter((o) => o.kind === 'StorageClass') as Array<
       K8sObject & { parameters: Record<string, string>; volumeBindingMode: string; allowVolumeExpansion: boolean }
     >;
     expect(classes.length).to.be.greaterThan(3);
@@ -204,7 +204,7 @@ describe('Helm chart (real helm binary)', function () {
       // The external-provisioner strips csi.storage.k8s.io/* keys before CreateVolume.
       const params = Object.fromEntries(Object.entries(sc.parameters).filter(([k]) => !k.startsWith('csi.storage.k8s.io/')));
       expect(() => parseParameters(params), sc.metadata.name).to.not.throw();
-      expect(sc.volumeBindingMode, sc.metadata.name).to.equal('WaitForFirstConsumer');
+      expect(sc.volumeBindingMode, sc.metadata.name).to.equal(sc.parameters.pool === 'nfs' ? 'Immediate' : 'WaitForFirstConsumer');
       expect(sc.allowVolumeExpansion, sc.metadata.name).to.equal(sc.parameters.kind === 'block');
     }
   });
