@@ -7,9 +7,13 @@ COPY tsconfig.json ./
 COPY proto ./proto
 COPY driver ./driver
 COPY controller ./controller
+COPY nfs-client ./nfs-client
+COPY flex ./flex
+COPY scripts ./scripts
 COPY test ./test
 COPY bench ./bench
-RUN npm run build && npm prune --omit=dev
+# build:flex also makes dist/berth-flex, which the chart's FlexVolume installer runs.
+RUN npm run build:flex && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update \

@@ -31,11 +31,11 @@ export async function fsyncDir(dir: string): Promise<void> {
   await syncAndClose(fs.openSync(dir, 'r'));
 }
 
-/** Creates `file` (which must not exist), writes it and fsyncs it. */
-export async function createFileDurable(file: string, data: string, mode = 0o600): Promise<void> {
+/** Creates `file` (which must not exist), fills it, fsyncs it. */
+async function createDurable(file: string, mode: number, fill: (fd: number) => void): Promise<void> {
   const fd = fs.openSync(file, 'wx', mode);
   try {
-    fs.writeFileSync(fd, data);
+    fill(fd);
   } catch (err) {
     fs.closeSync(fd);
     throw err;
@@ -43,17 +43,11 @@ export async function createFileDurable(file: string, data: string, mode = 0o600
   await syncAndClose(fd);
 }
 
-/** Creates a sparse file of `bytes`, durably. */
-export async function createSparseFile(file: string, bytes: number, mode = 0o600): Promise<void> {
-  const fd = fs.openSync(file, 'wx', mode);
-  try {
-    fs.ftruncateSync(fd, bytes);
-  } catch (err) {
-    fs.closeSync(fd);
-    throw err;
-  }
-  await syncAndClose(fd);
-}
+/** Creates `file` (which must not exist) holding `data`, durably. */
+export const createFileDurable = (file: string, data: string, mode = 0o600) => createDurable(file, mode, (fd) => fs.writeFileSync(fd, data));
+
+/** Creates a sparse file of `bytes` (no blocks written), durably. */
+export const createSparseFile = (file: string, bytes: number, mode = 0o600) => createDurable(file, mode, (fd) => fs.ftruncateSync(fd, bytes));
 
 /** Atomically replaces `file` with `data`, durably. */
 export async function writeFileDurable(file: string, data: string): Promise<void> {
