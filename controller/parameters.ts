@@ -1,5 +1,6 @@
 // StorageClass parameters, validated once at the edge into a typed value.
 import { invalid } from '../driver/errors.js';
+import { unsafeMountOption } from '../driver/toolkit/mounter.js';
 import type { VolumeKind } from './volume-id.js';
 
 export type OnDelete = 'delete' | 'retain' | 'archive';
@@ -40,7 +41,6 @@ export const PV_NAME = 'csi.storage.k8s.io/pv/name';
 
 const KNOWN = new Set(['pool', 'kind', 'onDelete', 'mountPermissions', PVC_NAME, PVC_NAMESPACE, PV_NAME]);
 const NFS_KEYS = new Set(['server', 'share', 'subDir', 'mountOptions', 'nfsPort', 'mountPort', 'mountedAt']);
-const MOUNT_OPTION = /^[A-Za-z0-9_.=:/@+-]+$/;
 const HOST = /^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/;
 
 function oneOf<T extends string>(key: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
@@ -78,7 +78,8 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
       throw invalid(`parameter "share" must be the export's absolute path; got "${share}"`);
     }
     const mountOptions = (params.mountOptions ?? '').split(',').map((o) => o.trim()).filter(Boolean);
-    for (const o of mountOptions) if (!MOUNT_OPTION.test(o)) throw invalid(`mount option "${o}" holds a character that is not allowed`);
+    const bad = unsafeMountOption(mountOptions);
+    if (bad !== undefined) throw invalid(`mount option "${bad}" holds a character that is not allowed`);
     const port = (key: string) => {
       const v = params[key];
       if (v === undefined || v === '') return undefined;

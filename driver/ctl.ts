@@ -7,6 +7,7 @@ import path from 'node:path';
 import { csiClients, rpc } from './client.js';
 import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from './flags.js';
 import { stagingPath, targetPath } from './kubelet-layout.js';
+import { parseQuantity } from './quantity.js';
 
 const USAGE = `Usage: berth-ctl [--endpoint unix:///path/csi.sock] <command> [args]
 
@@ -25,13 +26,6 @@ Commands:
 
 --endpoint defaults to $CSI_ENDPOINT, else ${DEFAULT_ENDPOINT}.`;
 
-const UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40 };
-
-export function parseSize(text: string): number {
-  const m = /^(\d+)([kmgt]i?)?$/i.exec(text.trim());
-  if (!m) throw new Error(`size "${text}" is not like 512Mi or 10Gi`);
-  return Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] as number);
-}
 
 interface Args {
   positional: string[];
@@ -114,7 +108,7 @@ export async function main(argv: string[]): Promise<number> {
           if (i < 1) throw new Error(`--param takes key=value, got "${kv}"`);
           parameters[kv.slice(0, i)] = kv.slice(i + 1);
         }
-        const size = args.options.has('size') ? parseSize(one(args, 'size')) : 0;
+        const size = args.options.has('size') ? parseQuantity(one(args, 'size')) : 0;
         const res = await rpc(c.controller, 'CreateVolume', { name, capacity_range: size ? { required_bytes: size } : null, volume_capabilities: [cap], parameters });
         print(res);
         return 0;

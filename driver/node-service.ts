@@ -44,8 +44,10 @@ import {
   mount,
   mountAt,
   mountsOfDevice,
+  NFS_MOUNT_TIMEOUT_MS,
   refreshLoopSize,
   unmount,
+  unsafeMountOption,
   type MountEntry,
 } from './toolkit/index.js';
 
@@ -69,9 +71,7 @@ export const NODE_CAPABILITIES = [
 
 /** Raw block staging: the device node is bind-mounted onto this file. */
 export const RAW_DEVICE_FILE = 'device';
-export const NFS_MOUNT_TIMEOUT_MS = 120_000;
 
-const MOUNT_FLAG = /^[A-Za-z0-9_.,=:/@+-]+$/;
 
 /** Two mounts show the same thing when source and root inside it agree. */
 const sameThing = (a: MountEntry, b: MountEntry) => a.source === b.source && a.fsroot === b.fsroot;
@@ -132,7 +132,8 @@ export class NodeService {
       const subDir = context.subDir;
       if (subDir.startsWith('/') || subDir.split('/').some((c) => c === '..' || c === '' || c.includes('\0'))) throw invalid(`volume_context subDir "${subDir}" is not a relative path`);
       const options = (context.mountOptions ?? '').split(',').filter(Boolean);
-      for (const o of options) if (!MOUNT_FLAG.test(o)) throw invalid(`mount option "${o}" holds a character that is not allowed`);
+      const bad = unsafeMountOption(options);
+      if (bad !== undefined) throw invalid(`mount option "${bad}" holds a character that is not allowed`);
       const device = `${ref.server}:${ref.share}`;
       if (context.mountedAt) {
         const base = path.join(context.mountedAt, subDir);
@@ -467,7 +468,7 @@ function topMount(mounts: MountEntry[], target: string): MountEntry | undefined 
 
 function mountFlags(cap: VolumeCapability): string[] {
   const flags = cap.mount?.mount_flags ?? [];
-  for (const f of flags) if (!MOUNT_FLAG.test(f)) throw invalid('mount_flags hold a character that is not allowed in a mount option');
+  if (unsafeMountOption(flags) !== undefined) throw invalid('mount_flags hold a character that is not allowed in a mount option');
   return flags;
 }
 

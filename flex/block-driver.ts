@@ -28,11 +28,11 @@ import {
   unmount,
 } from '../driver/toolkit/index.js';
 import { writeFileDurable } from '../controller/durable.js';
+import { parseQuantity } from '../driver/quantity.js';
 import { FlexFailure, FS_TYPE, notSupported, PV_NAME, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
 
 const FS_TYPES = ['ext4', 'xfs', 'btrfs'];
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const UNITS: Record<string, number> = { '': 1, ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, ti: 2 ** 40, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
 
 export interface BlockConfig {
   /** Host-local state: volume name → where its attachment record lives. */
@@ -47,11 +47,14 @@ interface Volume {
   size: number;
 }
 
+/** The image size, in whole 512-byte sectors. */
 function parseSize(text: string | undefined): number {
   if (!text) return 0;
-  const m = /^(\d+)([kmgt]i?)?$/i.exec(text);
-  if (!m) throw new FlexFailure(`size "${text}" is not like 10Gi`);
-  return Math.ceil((Number(m[1]) * (UNITS[(m[2] ?? '').toLowerCase()] as number)) / 512) * 512;
+  try {
+    return Math.ceil(parseQuantity(text) / 512) * 512;
+  } catch (err) {
+    throw new FlexFailure((err as Error).message);
+  }
 }
 
 function volumeOf(opts: FlexOptions): Volume {

@@ -4,11 +4,9 @@
 // and read-only from kubernetes.io/readwrite.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { isMountPoint, mount, unmount } from '../driver/toolkit/index.js';
+import { isMountPoint, mount, NFS_MOUNT_TIMEOUT_MS, unmount, unsafeMountOption } from '../driver/toolkit/index.js';
 import { FlexFailure, fsGroup, notSupported, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
 
-const MOUNT_OPTION = /^[A-Za-z0-9_.=:/@+-]+$/;
-export const NFS_MOUNT_TIMEOUT_MS = 120_000;
 
 /** The mount(8) argv for an NFS volume; exported so it can be checked exactly. */
 export function nfsMountArgs(opts: FlexOptions, dir: string): { source: string; options: string[] } {
@@ -20,7 +18,8 @@ export function nfsMountArgs(opts: FlexOptions, dir: string): { source: string; 
     if (part === '..' || part.includes('\0')) throw new FlexFailure('share and subDir may not contain ".." or NUL');
   }
   const options = (opts.mountOptions ?? '').split(',').map((o) => o.trim()).filter(Boolean);
-  for (const o of options) if (!MOUNT_OPTION.test(o)) throw new FlexFailure(`mount option "${o}" holds a character that is not allowed`);
+  const bad = unsafeMountOption(options);
+  if (bad !== undefined) throw new FlexFailure(`mount option "${bad}" holds a character that is not allowed`);
   if (readOnly(opts) && !options.includes('ro')) options.push('ro');
   const source = `${server}:${subDir ? path.posix.join(share, subDir) : share}`;
   return { source, options };

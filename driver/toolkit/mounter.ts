@@ -3,6 +3,21 @@
 import { CommandError, run } from './run.js';
 import { mountAt } from './mount-table.js';
 
+/** How long a `mount -t nfs` may take before it is reported as a timeout. */
+export const NFS_MOUNT_TIMEOUT_MS = 120_000;
+
+const MOUNT_OPTION = /^[A-Za-z0-9_.=:/@+-]+$/;
+
+/**
+ * The first option (entries may hold several, comma-separated) that is not a
+ * plain mount option, or undefined when all are. Options travel as one argv
+ * element, never through a shell; this keeps them from smuggling anything.
+ */
+export function unsafeMountOption(options: readonly string[]): string | undefined {
+  for (const entry of options) for (const o of entry.split(',')) if (!MOUNT_OPTION.test(o.trim())) return o;
+  return undefined;
+}
+
 export interface MountOptions {
   fstype?: string;
   options?: string[];

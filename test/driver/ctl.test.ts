@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { parseSize } from '../../driver/ctl.js';
+import { parseQuantity as parseSize } from '../../driver/quantity.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { loopTable } from '../helpers/host.js';
 
