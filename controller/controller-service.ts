@@ -264,7 +264,12 @@ export class ControllerService {
     const id = requireString('volume_id', req.volume_id);
     const nodeId = requireString('node_id', req.node_id, 256);
     if (!req.volume_capability) throw invalid('volume_capability is required');
-    const { ref, rec, pool } = await this.mustFind(id);
+    const found = await this.lookup(id);
+    if (!found) {
+      if (this.isStaticNfsVolume(id, req.volume_context ?? {})) return { publish_context: { kind: 'share' } };
+      throw notFound(`volume ${id} does not exist`);
+    }
+    const { ref, rec, pool } = found;
     // A local pool has one node; an NFS export is reachable from any.
     if (ref.pool === 'local' && nodeId !== this.cfg.nodeId) throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
     const problem = capabilityProblem(rec.kind, req.volume_capability);
@@ -286,6 +291,17 @@ export class ControllerService {
     rec.attachments[nodeId] = wanted;
     await pool.writeRecord(ref.dirName, rec);
     return { publish_context: publishContext };
+  }
+
+  /**
+   * A pre-existing NFS share (a PV written by `berth-flex migrate`, or by
+   * hand) has no record on the export: its PV's volumeAttributes say where
+   * it is. It may be published to any node; nothing needs recording, since a
+   * share is multi-node. Its id and attributes must agree.
+   */
+  private isStaticNfsVolume(id: string, ctx: Record<string, string>): boolean {
+    const ref = parseVolumeId(id);
+    return ref?.pool === 'nfs' && ref.kind === 'share' && ctx.pool === 'nfs' && ctx.static === 'true' && ctx.kind === 'share' && ctx.server === ref.server && ctx.share === ref.share;
   }
 
   async unpublish(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {

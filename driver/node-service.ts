@@ -130,7 +130,10 @@ export class NodeService {
       const located: Located = { ref, kind: ref.kind, fsType: context.fsType ?? '', volumeId: id };
       if (context.subDir === undefined) return located;
       const subDir = context.subDir;
-      if (subDir.startsWith('/') || subDir.split('/').some((c) => c === '..' || c === '' || c.includes('\0'))) throw invalid(`volume_context subDir "${subDir}" is not a relative path`);
+      // '' is the export's root (a share migrated from FlexVolume may be the whole export).
+      if (subDir !== '' && (subDir.startsWith('/') || subDir.split('/').some((c) => c === '..' || c === '.' || c === '' || c.includes('\0')))) {
+        throw invalid(`volume_context subDir "${subDir}" is not a relative path`);
+      }
       const options = (context.mountOptions ?? '').split(',').filter(Boolean);
       const bad = unsafeMountOption(options);
       if (bad !== undefined) throw invalid(`mount option "${bad}" holds a character that is not allowed`);

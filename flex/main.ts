@@ -5,10 +5,13 @@
 //
 //   <driver> <command> [args...]        a FlexVolume call from the kubelet
 //   berth-flex install <plugindir>      install both drivers atomically
+//   berth-flex migrate <file|-> [--mounted-at <path>]
+//                                       FlexVolume NFS PVs in, berth CSI PVs out (YAML)
 import path from 'node:path';
 import { BlockDriver } from './block-driver.js';
 import { FileLog } from './file-log.js';
 import { install } from './install.js';
+import { migrateFlexPVs } from './migrate.js';
 import { nfsCommand } from './nfs-driver.js';
 import { FlexFailure, parseOptions, type Reply } from './protocol.js';
 
@@ -66,4 +69,28 @@ async function main(): Promise<Reply> {
   }
 }
 
-main().then(emit, (err: unknown) => emit({ status: 'Failure', message: String(err) }));
+/** An operator command, not a kubelet call: plain YAML out, notes on stderr. */
+async function migrate(args: string[]): Promise<never> {
+  const file = args[0];
+  const at = args.indexOf('--mounted-at');
+  const mountedAt = at >= 0 ? args[at + 1] : undefined;
+  try {
+    if (!file) throw new Error('usage: berth-flex migrate <pv-manifests.yaml|-> [--mounted-at <path>]');
+    const text = file === '-' ? await new Promise<string>((resolve) => {
+      let buf = '';
+      process.stdin.on('data', (c: Buffer) => (buf += c.toString()));
+      process.stdin.on('end', () => resolve(buf));
+    }) : (await import('node:fs/promises')).readFile(file, 'utf8');
+    const result = migrateFlexPVs(await text, { mountedAt });
+    process.stdout.write(result.yaml);
+    for (const s of result.skipped) process.stderr.write(`# skipped ${s.name}: ${s.reason}\n`);
+    process.stderr.write(`# migrated ${result.migrated.length} PersistentVolume(s)\n`);
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`berth-flex migrate: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+if (process.argv[2] === 'migrate') void migrate(process.argv.slice(3));
+else main().then(emit, (err: unknown) => emit({ status: 'Failure', message: String(err) }));
