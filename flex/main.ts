@@ -11,7 +11,6 @@ import path from 'node:path';
 import { BlockDriver } from './block-driver.js';
 import { FileLog } from './file-log.js';
 import { install } from './install.js';
-import { migrateFlexPVs } from './migrate.js';
 import { nfsCommand } from './nfs-driver.js';
 import { FlexFailure, parseOptions, type Reply } from './protocol.js';
 
@@ -81,6 +80,8 @@ async function migrate(args: string[]): Promise<never> {
       process.stdin.on('data', (c: Buffer) => (buf += c.toString()));
       process.stdin.on('end', () => resolve(buf));
     }) : (await import('node:fs/promises')).readFile(file, 'utf8');
+    // Loaded only here: the YAML parser has no business slowing the kubelet's calls.
+    const { migrateFlexPVs } = await import('./migrate.js');
     const result = migrateFlexPVs(await text, { mountedAt });
     process.stdout.write(result.yaml);
     for (const s of result.skipped) process.stderr.write(`# skipped ${s.name}: ${s.reason}\n`);
