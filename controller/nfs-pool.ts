@@ -3,12 +3,11 @@
 //
 //   <share>/<subDir>/               share kind: the volume's directory
 //   <share>/<subDir>/disk.img       block kind: a sparse image
-//   <share>/.berth/volumes/<key>.json   records (written last: the commit point)
-//   <share>/.berth/trash/           volumes being deleted (swept on connect)
+//   <share>/.berth/volumes/<key>.json   records: written last on create, removed last on delete
 //   <share>/archived-<subDir>-<ts>  onDelete: archive
 //
 // A create costs three NFS calls (MKDIR, CREATE and WRITE of the record) and
-// a delete seven (share) or eight (block), on cached directory handles; a server that goes away
+// a delete six (share) or seven (block), on cached directory handles; a server that goes away
 // mid-call gives UNAVAILABLE, and the retry adopts what the failed attempt
 // made, so nothing half-made remains.
 import path from 'node:path';
@@ -19,7 +18,6 @@ import type { NfsLocation, OnDelete } from './parameters.js';
 import type { Pool } from './pool.js';
 
 const RECORDS = '.berth/volumes';
-const TRASH = '.berth/trash';
 const IMAGE = 'disk.img';
 
 export function nfsPoolKey(l: NfsLocation): string {
@@ -46,7 +44,6 @@ const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.
 export class NfsPool implements Pool {
   private client: Promise<NfsClient> | undefined;
   private recordsDir: Promise<FileHandle> | undefined;
-  private trashDir: Promise<FileHandle> | undefined;
   private sequence = 0;
   private free: { bytes: number; at: number } | undefined;
 
@@ -68,11 +65,7 @@ export class NfsPool implements Pool {
       mountPort: this.location.mountPort,
       timeoutMs: this.timeoutMs,
     }).then(
-      async (c) => {
-        // What a crash left mid-delete: the trash's contents (the directory stays).
-        for (const e of await c.list(TRASH).catch(() => [])) await c.removeTree(`${TRASH}/${e.name}`).catch(() => undefined);
-        return c;
-      },
+      (c) => c,
       (err: unknown) => {
         this.client = undefined;
         throw err;
@@ -95,7 +88,6 @@ export class NfsPool implements Pool {
     void this.client?.then((c) => c.close(), () => undefined);
     this.client = undefined;
     this.recordsDir = undefined;
-    this.trashDir = undefined;
   }
 
   close(): void {
@@ -187,9 +179,11 @@ export class NfsPool implements Pool {
   }
 
   /**
-   * Deletes by handles on cached directories: read the record, move the
-   * data into the trash (one RENAME), drop the record, empty the trash
-   * entry. A crash part-way leaves only trash, swept on the next connect.
+   * Deletes by handles on cached directories: remove the data in place, then
+   * the record. A crash part-way leaves the record, so DeleteVolume's retry
+   * finds the volume and finishes. (No rename into a trash directory first:
+   * nfs-ganesha answers about 1 % of RENAMEs only after a 1 s delay, and
+   * DeleteVolume only runs on volumes nothing uses.)
    */
   async remove(key: string, record: VolumeRecord, mode: OnDelete): Promise<void> {
     await this.run('delete', async (c) => {
@@ -199,17 +193,7 @@ export class NfsPool implements Pool {
         const parentPath = path.posix.dirname(subDir);
         const parent = parentPath === '.' ? c.root : await c.resolve(parentPath).catch(() => undefined);
         const name = path.posix.basename(subDir);
-        if (parent && mode === 'delete') {
-          const trash = await this.trash(c);
-          const doomed = `${key}.${process.pid}-${++this.sequence}`;
-          const moved = await c.nfs.rename(parent, name, trash, doomed).then(() => true, (err: unknown) => {
-            if (isNfs(err, NFS3ERR.NOENT)) return false;
-            throw err;
-          });
-          await this.removeRecord(c, records, key);
-          if (moved) await c.removeTreeAt(trash, doomed);
-          return;
-        }
+        if (parent && mode === 'delete') await c.removeTreeAt(parent, name);
         if (parent && mode === 'archive') {
           const stamp = new Date().toISOString().replace(/[:.]/g, '-');
           await c.nfs.rename(parent, name, c.root, `archived-${subDir.replace(/\//g, '-')}-${stamp}`).catch((err: unknown) => {
@@ -228,14 +212,6 @@ export class NfsPool implements Pool {
     } catch (err) {
       if (!isNfs(err, NFS3ERR.NOENT)) throw err;
     }
-  }
-
-  private trash(c: NfsClient): Promise<FileHandle> {
-    this.trashDir ??= c.mkdirp(TRASH, 0o700).catch((err: unknown) => {
-      this.trashDir = undefined;
-      throw err;
-    });
-    return this.trashDir;
   }
 
   async list(): Promise<string[]> {
