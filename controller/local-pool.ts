@@ -152,11 +152,6 @@ export class LocalPool implements Pool {
     this.trash = this.trash.then(() => fs.rm(entry, { recursive: true, force: true }).catch(() => undefined));
   }
 
-  /** Resolves when every trashed volume has been removed. */
-  trashEmptied(): Promise<void> {
-    return this.trash;
-  }
-
   /** Grows a block image (never shrinks). */
   async growImage(dirName: string, _record: VolumeRecord, bytes: number): Promise<void> {
     const handle = await fs.open(this.imagePath(dirName), 'r+');

@@ -62,15 +62,6 @@ export type { NodeGetVolumeStatsResponse } from '../generated/csi/v1/NodeGetVolu
 export type { NodeExpandVolumeRequest__Output as NodeExpandVolumeRequest } from '../generated/csi/v1/NodeExpandVolumeRequest.js';
 export type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
 
-export type AccessModeName =
-  | 'SINGLE_NODE_WRITER'
-  | 'SINGLE_NODE_READER_ONLY'
-  | 'MULTI_NODE_READER_ONLY'
-  | 'MULTI_NODE_SINGLE_WRITER'
-  | 'MULTI_NODE_MULTI_WRITER'
-  | 'SINGLE_NODE_SINGLE_WRITER'
-  | 'SINGLE_NODE_MULTI_WRITER';
-
 export const SINGLE_NODE_MODES: ReadonlySet<string> = new Set([
   'SINGLE_NODE_WRITER',
   'SINGLE_NODE_READER_ONLY',

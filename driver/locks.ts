@@ -14,8 +14,4 @@ export class KeyedLocks {
   release(key: string): void {
     this.held.delete(key);
   }
-
-  get size(): number {
-    return this.held.size;
-  }
 }

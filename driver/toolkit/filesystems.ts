@@ -31,10 +31,6 @@ const MKFS: Record<string, string[]> = {
   btrfs: ['mkfs.btrfs', '-q'],
 };
 
-export function supportedFsType(fsType: string): boolean {
-  return fsType in MKFS;
-}
-
 /**
  * Formats `device` only if it is blank. Throws (never touching the device)
  * when it holds anything: the caller decides whether a filesystem is usable.
