@@ -49,23 +49,26 @@ export class Pipeline {
   unary<Req, Res>(method: string, handler: Handler<Req, Res>, opts: PipelineOptions<Req> = {}): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const requestId = `${prefix}-${(++sequence).toString(36)}`;
-      const log = this.log.child({ requestId, method });
+      // The child logger is made on first use: a successful call at info
+      // level logs nothing, and should not pay for it.
+      let child: Logger | undefined;
+      const log = () => (child ??= this.log.child({ requestId, method }));
       const started = process.hrtime.bigint();
       this.inFlight.enter();
       const debug = this.log.isLevelEnabled('debug');
-      if (debug) log.debug('request', { request: redact(call.request) });
+      if (debug) log().debug('request', { request: redact(call.request) });
       let key: string | undefined;
       let locked = false;
       const finish = (err: unknown, res?: Res) => {
         if (locked && key !== undefined) this.locks.release(key);
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         if (err === null) {
-          if (debug) log.debug('ok', { ms });
+          if (debug) log().debug('ok', { ms });
           callback(null, res);
         } else {
           const { code, message } = toStatus(err);
           const level = code === Status.INTERNAL || code === Status.UNKNOWN ? 'error' : 'info';
-          log.log(level, 'failed', { code: Status[code], message, ms, ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}) });
+          log().log(level, 'failed', { code: Status[code], message, ms, ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}) });
           // The caller gets the code and the readable message, never a stack.
           callback({ code, details: message, message } as grpc.ServiceError);
         }
@@ -77,7 +80,7 @@ export class Pipeline {
           if (!this.locks.tryAcquire(key)) throw aborted(`an operation on ${key} is already in progress`);
           locked = true;
         }
-        handler(call.request, { requestId, log }).then(
+        handler(call.request, { requestId, get log() { return log(); } }).then(
           (res) => finish(null, res),
           (err: unknown) => finish(err),
         );
