@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { rpc } from '../driver/client.js';
 import { NfsClient } from '../nfs-client/index.js';
-import { startDriver } from './driver-under-test.js';
+import { DriverProcess } from './driver-process.js';
 import { Ganesha } from './ganesha.js';
 import { fmt, median, percentile, runConcurrently } from './stats.js';
 
@@ -81,7 +81,7 @@ async function main() {
       const creates: Array<{ rate: number; p50: number; p99: number }> = [];
       const deletes: Array<{ rate: number; p50: number; p99: number }> = [];
       for (let run = 0; run < RUNS; run++) {
-        const d = await startDriver(['--mode', 'controller']);
+        const d = await DriverProcess.start({ mode: 'controller' });
         try {
           const ids: string[] = [];
           await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
@@ -98,12 +98,12 @@ async function main() {
           }));
           deletes.push(await timed(async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
         } finally {
-          await d.stop();
+          await d.cleanup();
         }
       }
       // NFS calls per operation, through the counting proxy.
       const proxy = await countingProxy(2049);
-      const d = await startDriver(['--mode', 'controller']);
+      const d = await DriverProcess.start({ mode: 'controller' });
       const counted = { ...params, nfsPort: String(proxy.port) };
       const M = 100;
       const ids: string[] = [];
@@ -115,7 +115,7 @@ async function main() {
       for (const id of ids) await rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
       const perDelete = proxy.calls() / M;
       await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm.volume.volume_id });
-      await d.stop();
+      await d.cleanup();
       proxy.close();
       const c = { rate: median(creates.map((x) => x.rate)), p50: median(creates.map((x) => x.p50)), p99: median(creates.map((x) => x.p99)) };
       const del = { rate: median(deletes.map((x) => x.rate)), p50: median(deletes.map((x) => x.p50)), p99: median(deletes.map((x) => x.p99)) };

@@ -12,7 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { rpc } from '../driver/client.js';
-import { startDriver, type Driver } from './driver-under-test.js';
+import { DriverProcess } from './driver-process.js';
 import { fmt, median, memoryOf } from './stats.js';
 
 const exec = promisify(execFile);
@@ -25,7 +25,7 @@ const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 class Volume {
   readonly staging: string;
   constructor(
-    readonly d: Driver,
+    readonly d: DriverProcess,
     readonly id: string,
     readonly cap: object,
   ) {
@@ -49,7 +49,7 @@ class Volume {
   }
 }
 
-async function createVolume(d: Driver, name: string, fsType: string, bytes: number): Promise<Volume> {
+async function createVolume(d: DriverProcess, name: string, fsType: string, bytes: number): Promise<Volume> {
   const cap = { mount: { fs_type: fsType }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
   const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', {
     name, capacity_range: { required_bytes: bytes }, volume_capabilities: [cap], parameters: { kind: 'block' },
@@ -71,7 +71,7 @@ async function sequentialIo(dir: string): Promise<{ write: number; read: number 
 }
 
 async function main() {
-  const d = await startDriver();
+  const d = await DriverProcess.start();
   try {
     console.log(`bench/node: 1 GiB block volumes on a local pool; ${CYCLES} cycles; I/O median of ${IO_RUNS} runs`);
     console.log('fs     first stage+publish  stage+publish p50  unpublish+unstage p50');
@@ -117,7 +117,7 @@ async function main() {
     console.log(`ratio volume/pool                ${fmt(vw / pw, 2).padStart(9)}  ${fmt(vr / pr, 2).padStart(10)}`);
     console.log(`driver peak RSS: ${fmt(memoryOf(d.pid).peakMiB)} MB`);
   } finally {
-    await d.stop();
+    await d.cleanup();
   }
 }
 

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { rpc } from '../driver/client.js';
-import { startDriver } from './driver-under-test.js';
+import { DriverProcess } from './driver-process.js';
 import { fmt, median, memoryOf, percentile, runConcurrently } from './stats.js';
 
 const CONCURRENCY = 16;
@@ -53,7 +53,7 @@ async function main() {
       let idle = 0;
       let peak = 0;
       for (let run = 0; run < RUNS; run++) {
-        const d = await startDriver();
+        const d = await DriverProcess.start();
         await new Promise((r) => setTimeout(r, 300));
         idle = Math.max(idle, memoryOf(d.pid).rssMiB);
         const warm: string[] = new Array(WARMUP);
@@ -71,7 +71,7 @@ async function main() {
         );
         deletes.push(await phase(n, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
         peak = Math.max(peak, memoryOf(d.pid).peakMiB);
-        await d.stop();
+        await d.cleanup();
       }
       const c = { rate: median(creates.map((p) => p.rate)), p50: median(creates.map((p) => p.p50)), p99: median(creates.map((p) => p.p99)) };
       const del = { rate: median(deletes.map((p) => p.rate)), p50: median(deletes.map((p) => p.p50)), p99: median(deletes.map((p) => p.p99)) };
