@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { DriverProcess } from '../helpers/driver-process.js';
-import { loopTable, mountTargets } from '../helpers/host.js';
+import { HostState, mountTargets } from '../helpers/host.js';
 import { KubeletHarness, type Pod } from '../helpers/kubelet-harness.js';
 import { rawGrpcCall } from '../helpers/raw-h2.js';
 import { ExternalAttacher, ExternalProvisioner, type Claim, type StorageClass } from '../helpers/sidecars.js';
@@ -33,12 +33,10 @@ describe('end to end: sidecars, kubelet registration and pod lifecycles', functi
   let kubelet: KubeletHarness;
   let provisioner: ExternalProvisioner;
   let attacher: ExternalAttacher;
-  let loopsBefore: string[];
-  let mountsBefore: string[];
+  let host: HostState;
 
   before(async () => {
-    loopsBefore = await loopTable();
-    mountsBefore = await mountTargets();
+    host = await HostState.capture();
     d = await DriverProcess.start({ mode: 'all' });
     kubelet = new KubeletHarness(d.kubeletDir, 'node-a');
     await kubelet.start();
@@ -50,11 +48,9 @@ describe('end to end: sidecars, kubelet registration and pod lifecycles', functi
   after(async () => {
     await kubelet.stop();
     await d.stop('SIGKILL');
-    const loops = await loopTable();
-    const mounts = await mountTargets();
+    const leaks = await host.leaks();
     await d.cleanup();
-    expect(loops).to.deep.equal(loopsBefore);
-    expect(mounts).to.deep.equal(mountsBefore);
+    expect(leaks, 'loop devices or mounts left behind').to.deep.equal({ loops: [], mounts: [] });
   });
 
   describe('registration', () => {

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { nfsMountArgs } from '../../flex/nfs-driver.js';
 import { undoUnder } from '../helpers/driver-process.js';
 import { FlexKubelet, type FlexPV } from '../helpers/flex-kubelet.js';
-import { exec, loopTable, mountTargets, sha256File } from '../helpers/host.js';
+import { exec, HostState, sha256File } from '../helpers/host.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -37,12 +37,10 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
   let dir: string;
   let kubelet: FlexKubelet;
   let logFile: string;
-  let loopsBefore: string[];
-  let mountsBefore: string[];
+  let host: HostState;
 
   before(async () => {
-    loopsBefore = await loopTable();
-    mountsBefore = await mountTargets();
+    host = await HostState.capture();
     await run(process.execPath, [path.join(ROOT, 'scripts/build-flex.mjs')]);
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-flex-'));
     const pluginDir = path.join(dir, 'exec');
@@ -54,12 +52,10 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
   });
 
   after(async () => {
-    const loops = await loopTable();
-    const mounts = await mountTargets();
+    const leaks = await host.leaks();
     await undoUnder(dir);
     await fs.rm(dir, { recursive: true, force: true });
-    expect(loops).to.deep.equal(loopsBefore);
-    expect(mounts).to.deep.equal(mountsBefore);
+    expect(leaks, 'loop devices or mounts left behind').to.deep.equal({ loops: [], mounts: [] });
   });
 
   it('installs atomically into <plugindir>/berth~nfs/nfs and berth~block/block, leaving no temp file', async () => {
@@ -105,7 +101,7 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       const attached = await kubelet.call('berth/block', ['isattached', kubelet.options(v), 'node-a']);
       expect(attached.reply).to.include({ status: 'Success', attached: true });
       await kubelet.unmountAttachable(v, a, 'node-a');
-      expect(await loopTable()).to.deep.equal(loopsBefore);
+      expect(await host.loopsLeft()).to.deep.equal([]);
       const gone = await kubelet.call('berth/block', ['isattached', kubelet.options(v), 'node-a']);
       expect(gone.reply.attached).to.equal(false);
       const db = await kubelet.mountAttachable(v, b, 'node-a');
@@ -132,7 +128,7 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       const err = await kubelet.mountAttachable(v, { uid: randomUUID(), name: 'x', namespace: 'default' }, 'node-a').catch((e: Error) => e);
       expect((err as Error).message).to.match(/mountdevice failed \(1\).*xfs.*refusing/);
       expect(await sha256File(path.join(pool, 'vol-xfs.img'))).to.equal(before);
-      expect(await loopTable()).to.deep.equal(loopsBefore);
+      expect(await host.loopsLeft()).to.deep.equal([]);
       await fs.rmdir(kubelet.deviceMountPath(v));
       await kubelet.call('berth/block', ['detach', v.name, 'node-a']);
     });

@@ -23,3 +23,33 @@ export async function sha256File(file: string): Promise<string> {
   for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
+
+/** What differs between two sorted tables: "+entry" added, "-entry" gone. */
+function difference(before: string[], now: string[]): string[] {
+  const was = new Set(before);
+  const is = new Set(now);
+  return [...now.filter((e) => !was.has(e)).map((e) => `+${e}`), ...before.filter((e) => !is.has(e)).map((e) => `-${e}`)];
+}
+
+/**
+ * The host's loop and mount tables at the start of a suite, to prove the
+ * suite leaves them as it found them (loop devices are not namespaced).
+ */
+export class HostState {
+  private constructor(
+    private readonly loops: string[],
+    private readonly mounts: string[],
+  ) {}
+
+  static async capture(): Promise<HostState> {
+    return new HostState(await loopTable(), await mountTargets());
+  }
+
+  async loopsLeft(): Promise<string[]> {
+    return difference(this.loops, await loopTable());
+  }
+
+  async leaks(): Promise<{ loops: string[]; mounts: string[] }> {
+    return { loops: await this.loopsLeft(), mounts: difference(this.mounts, await mountTargets()) };
+  }
+}

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { Ganesha } from '../../bench/ganesha.js';
-import { exec, loopTable, mountTargets } from '../helpers/host.js';
+import { exec, HostState, mountTargets } from '../helpers/host.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 
 const MiB = 1024 * 1024;
@@ -20,12 +20,10 @@ describe('node service on NFS pools', function () {
   let g: Ganesha;
   let d: DriverProcess;
   let k: KubeletPaths;
-  let loopsBefore: string[];
-  let mountsBefore: string[];
+  let host: HostState;
 
   before(async () => {
-    loopsBefore = await loopTable();
-    mountsBefore = await mountTargets();
+    host = await HostState.capture();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsnode-'));
     g = new Ganesha(dir);
     await g.start();
@@ -34,13 +32,11 @@ describe('node service on NFS pools', function () {
   });
   after(async () => {
     await d?.stop('SIGKILL');
-    const loops = await loopTable();
-    const mounts = await mountTargets();
+    const leaks = await host.leaks();
     await d?.cleanup();
     await g?.stop();
     await fs.rm(dir, { recursive: true, force: true });
-    expect(loops).to.deep.equal(loopsBefore);
-    expect(mounts).to.deep.equal(mountsBefore);
+    expect(leaks, 'loop devices or mounts left behind').to.deep.equal({ loops: [], mounts: [] });
   });
 
   async function provision(name: string, parameters: Record<string, string>, cap: object, bytes = 0) {
@@ -89,7 +85,7 @@ describe('node service on NFS pools', function () {
       Code.INTERNAL,
     );
     expect(err.details).to.match(new RegExp(`mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`));
-    expect(await loopTable()).to.deep.equal(loopsBefore);
+    expect(await host.loopsLeft()).to.deep.equal([]);
   });
 
   it('refuses a volume_context subDir that climbs out', async () => {
@@ -126,7 +122,7 @@ describe('node service on NFS pools', function () {
     const first = await stagePublish(v, cap, uid);
     await fs.writeFile(path.join(first.target, 'db'), 'rows');
     await unpublishUnstage(v, first);
-    expect(await loopTable()).to.deep.equal(loopsBefore);
+    expect(await host.loopsLeft()).to.deep.equal([]);
     const again = await stagePublish(v, cap, podUid());
     expect(await fs.readFile(path.join(again.target, 'db'), 'utf8')).to.equal('rows');
     const stats = await rpc<{ volume_condition: { abnormal: boolean } }>(d.clients.node, 'NodeGetVolumeStats', { volume_id: v.volume_id, volume_path: again.target });
@@ -141,6 +137,6 @@ describe('node service on NFS pools', function () {
     const p = await stagePublish(v, cap, uid, true);
     expect((await exec('blockdev', ['--getsize64', p.target])).stdout.trim()).to.equal(String(16 * MiB));
     await unpublishUnstage(v, p);
-    expect(await loopTable()).to.deep.equal(loopsBefore);
+    expect(await host.loopsLeft()).to.deep.equal([]);
   });
 });

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
-import { exec, loopTable, mountTargets, sha256File } from '../helpers/host.js';
+import { exec, HostState, mountTargets, sha256File } from '../helpers/host.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 
 const MiB = 1024 * 1024;
@@ -20,23 +20,19 @@ describe('node service on a local pool (root, real devices)', function () {
   this.timeout(120_000);
   let d: DriverProcess;
   let k: KubeletPaths;
-  let loopsBefore: string[];
-  let mountsBefore: string[];
+  let host: HostState;
 
   before(async () => {
-    loopsBefore = await loopTable();
-    mountsBefore = await mountTargets();
+    host = await HostState.capture();
     d = await DriverProcess.start({ mode: 'all', extraArgs: ['--max-volumes-per-node', '42'] });
     k = new KubeletPaths(d.kubeletDir);
   });
 
   after(async () => {
     await d.stop('SIGKILL');
-    const loopsAfter = await loopTable();
-    const mountsAfter = await mountTargets();
+    const leaks = await host.leaks();
     await d.cleanup(); // also undoes what a failed test left behind
-    expect(loopsAfter, 'loop devices left attached').to.deep.equal(loopsBefore);
-    expect(mountsAfter, 'mounts left behind').to.deep.equal(mountsBefore);
+    expect(leaks, 'loop devices or mounts left behind').to.deep.equal({ loops: [], mounts: [] });
   });
 
   /** One volume seen from the kubelet's side. */
@@ -135,7 +131,7 @@ describe('node service on a local pool (root, real devices)', function () {
         await v.unpublish(a);
         expect(await fs.stat(ta).catch(() => null), 'target removed').to.equal(null);
         await v.unstage();
-        if (kind === 'block') expect(await loopTable()).to.deep.equal(loopsBefore);
+        if (kind === 'block') expect(await host.loopsLeft()).to.deep.equal([]);
         await v.stage();
         const tb = await v.publish(b);
         const read = v.raw ? await readRaw(tb, `hello from ${label}`.length) : await fs.readFile(path.join(tb, 'greeting'), 'utf8');
@@ -184,7 +180,7 @@ describe('node service on a local pool (root, real devices)', function () {
         const err = await expectCode(v.stage(), Code.FAILED_PRECONDITION);
         expect(err.details).to.match(/refusing/);
         expect(await sha256File(v.image)).to.equal(before);
-        expect(await loopTable(), 'its loop device was detached again').to.deep.equal(loopsBefore);
+        expect(await host.loopsLeft(), 'its loop device was detached again').to.deep.equal([]);
         expect(await mountTargets()).to.not.include(v.staging);
       });
     }
@@ -278,7 +274,7 @@ describe('node service on a local pool (root, real devices)', function () {
           await step(); // the kubelet retries after an uncertain answer
         }
       }
-      expect(await loopTable()).to.deep.equal(loopsBefore);
+      expect(await host.loopsLeft()).to.deep.equal([]);
     });
   });
 
