@@ -298,7 +298,7 @@ export class NodeService {
       if (!entry) continue;
       if (entry.source.startsWith('/dev/loop')) released.push(entry.source);
       else if (entry.fstype === 'devtmpfs' && entry.fsroot.startsWith('/loop')) released.push(`/dev${entry.fsroot}`);
-      const users = mounts.filter((m) => m.target !== target && sameThing(m, entry) && !this.isPoolPath(m.target));
+      const users = mounts.filter((m) => m.target !== target && sameThing(m, entry));
       if (users.length > 0) {
         throw failedPrecondition(`volume ${id} is still published at ${users.map((u) => u.target).join(', ')}`);
       }
@@ -315,10 +315,6 @@ export class NodeService {
       await this.releaseExportOf(loop.backingFile);
     }
     return {};
-  }
-
-  private isPoolPath(p: string): boolean {
-    return p.startsWith(`${this.cfg.pool.root}/`);
   }
 
   private async unmountReported(target: string): Promise<void> {
@@ -354,7 +350,7 @@ export class NodeService {
       return {};
     }
     if (cap.access_mode?.mode === 'SINGLE_NODE_SINGLE_WRITER') {
-      const others = mounts.filter((m) => sameThing(m, staged) && m.target !== source && !this.isPoolPath(m.target));
+      const others = mounts.filter((m) => sameThing(m, staged) && m.target !== source);
       if (others.length > 0) {
         throw failedPrecondition(`volume ${v.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`);
       }
