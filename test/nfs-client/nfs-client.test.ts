@@ -230,17 +230,19 @@ describe('nfs-client against a misbehaving peer (fake TCP server)', function () 
   this.timeout(30_000);
 
   /** A server that answers each record with whatever `reply` returns (given the call's xid). */
-  async function fakeServer(reply: (xid: number, socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
+  async function fakeServer(reply: (xid: number, socket: net.Socket, body: Buffer) => void): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+    let connections = 0;
     const server = net.createServer((socket) => {
+      connections++;
       let buf = Buffer.alloc(0);
       socket.on('data', (chunk: Buffer) => {
         buf = Buffer.concat([buf, chunk]);
         while (buf.length >= 4) {
           const size = buf.readUInt32BE(0) & 0x7fffffff;
           if (buf.length < 4 + size) return;
-          const xid = buf.readUInt32BE(4);
+          const body = buf.subarray(4, 4 + size);
           buf = buf.subarray(4 + size);
-          reply(xid, socket);
+          reply(body.readUInt32BE(0), socket, body);
         }
       });
       socket.on('error', () => undefined);
@@ -248,6 +250,7 @@ describe('nfs-client against a misbehaving peer (fake TCP server)', function () 
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     return {
       port: (server.address() as net.AddressInfo).port,
+      connections: () => connections,
       close: () => new Promise((r) => server.close(() => r())),
     };
   }
@@ -273,33 +276,20 @@ describe('nfs-client against a misbehaving peer (fake TCP server)', function () 
   it('keeps 200 calls in flight on one connection and matches replies sent in reverse order by xid', async () => {
     const N = 200;
     const held: Array<{ xid: number; n: number; socket: net.Socket }> = [];
-    let connections = 0;
-    const server = net.createServer((socket) => {
-      connections++;
-      let buf = Buffer.alloc(0);
-      socket.on('data', (chunk: Buffer) => {
-        buf = Buffer.concat([buf, chunk]);
-        while (buf.length >= 4) {
-          const size = buf.readUInt32BE(0) & 0x7fffffff;
-          if (buf.length < 4 + size) return;
-          const body = buf.subarray(4, 4 + size);
-          buf = buf.subarray(4 + size);
-          // The call's argument (its number) is the last 4 bytes of the body.
-          held.push({ xid: body.readUInt32BE(0), n: body.readUInt32BE(body.length - 4), socket });
-          // Answer nothing until every call is in flight, then answer backwards.
-          if (held.length === N) for (const h of [...held].reverse()) h.socket.write(record(acceptedHeader(h.xid).uint32(h.n * 7).toBuffer()));
-        }
-      });
+    // Answer nothing until every call is in flight, then answer backwards,
+    // echoing each call's argument (the last 4 bytes of its body) times 7.
+    const peer = await fakeServer((xid, socket, body) => {
+      held.push({ xid, n: body.readUInt32BE(body.length - 4), socket });
+      if (held.length === N) for (const h of [...held].reverse()) h.socket.write(record(acceptedHeader(h.xid).uint32(h.n * 7).toBuffer()));
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const rpc = new RpcClient({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, timeoutMs: 5000 });
+    const rpc = new RpcClient({ host: '127.0.0.1', port: peer.port, timeoutMs: 5000 });
     try {
       const answers = await Promise.all(Array.from({ length: N }, (_, n) => rpc.call(100003, 3, 0, new XdrWriter().uint32(n).toBuffer()).then((r) => r.uint32())));
       expect(answers).to.deep.equal(Array.from({ length: N }, (_, n) => n * 7));
-      expect(connections).to.equal(1);
+      expect(peer.connections()).to.equal(1);
     } finally {
       rpc.close();
-      await new Promise((r) => server.close(r));
+      await peer.close();
     }
   });
 
