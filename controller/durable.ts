@@ -31,8 +31,12 @@ export async function fsyncDir(dir: string): Promise<void> {
   await syncAndClose(fs.openSync(dir, 'r'));
 }
 
-/** Creates `file` (which must not exist), fills it, fsyncs it. */
-async function createDurable(file: string, mode: number, fill: (fd: number) => void): Promise<void> {
+/**
+ * Creates `file` (which must not exist) and fills it, without syncing:
+ * returns the open descriptor, for syncAll. Lets a caller make several
+ * files and directories first and then wait for all their fsyncs at once.
+ */
+export function createUnsynced(file: string, fill: (fd: number) => void, mode = 0o600): number {
   const fd = fs.openSync(file, 'wx', mode);
   try {
     fill(fd);
@@ -40,14 +44,38 @@ async function createDurable(file: string, mode: number, fill: (fd: number) => v
     fs.closeSync(fd);
     throw err;
   }
-  await syncAndClose(fd);
+  return fd;
+}
+
+export const writeContent = (data: string) => (fd: number) => fs.writeFileSync(fd, data);
+/** Makes a file sparse of `bytes` (no blocks written). */
+export const sparseOf = (bytes: number) => (fd: number) => fs.ftruncateSync(fd, bytes);
+
+/** fsyncs and closes every descriptor, in parallel; all are closed even when one fails. */
+async function syncAll(fds: number[]): Promise<void> {
+  const results = await Promise.allSettled(fds.map(syncAndClose));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/**
+ * Runs `make`, which creates entries and hands the descriptors to fsync to
+ * `keep`; then fsyncs them all side by side: one wait instead of several in
+ * a row. When `make` throws, what it opened is closed unsynced.
+ */
+export async function makeThenSync(make: (keep: (fd: number) => void) => void): Promise<void> {
+  const fds: number[] = [];
+  try {
+    make((fd) => fds.push(fd));
+  } catch (err) {
+    for (const fd of fds) fs.closeSync(fd);
+    throw err;
+  }
+  await syncAll(fds);
 }
 
 /** Creates `file` (which must not exist) holding `data`, durably. */
-export const createFileDurable = (file: string, data: string, mode = 0o600) => createDurable(file, mode, (fd) => fs.writeFileSync(fd, data));
-
-/** Creates a sparse file of `bytes` (no blocks written), durably. */
-export const createSparseFile = (file: string, bytes: number, mode = 0o600) => createDurable(file, mode, (fd) => fs.ftruncateSync(fd, bytes));
+export const createFileDurable = (file: string, data: string, mode = 0o600) => syncAll([createUnsynced(file, writeContent(data), mode)]);
 
 /** Atomically replaces `file` with `data`, durably. */
 export async function writeFileDurable(file: string, data: string): Promise<void> {

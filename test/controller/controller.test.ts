@@ -66,14 +66,14 @@ describe('controller on a local pool', function () {
       expect(volume.capacity_bytes).to.equal(String(GiB));
       expect(volume.accessible_topology).to.deep.equal([{ segments: { [KEY]: 'node-a' } }]);
       expect(volume.volume_context).to.include({ kind: 'share', pool: 'local' });
-      const st = await fs.stat(path.join(d.poolDir, 'volumes/pvc-share-1/data'));
+      const st = await fs.stat(path.join(d.poolDir, 'volumes/pvc-share-1'));
       expect(st.isDirectory()).to.equal(true);
       expect(st.mode & 0o7777).to.equal(0o777);
     });
 
     it('creates a block volume as a sparse image of exactly the asked size', async () => {
       const { volume } = await block('pvc-block-1', 100 * 1024 * 1024);
-      const st = await fs.stat(path.join(d.poolDir, 'volumes/pvc-block-1/disk.img'));
+      const st = await fs.stat(path.join(d.poolDir, 'volumes/pvc-block-1.img'));
       expect(st.size).to.equal(100 * 1024 * 1024);
       expect(st.blocks).to.equal(0);
       expect(volume.capacity_bytes).to.equal(String(100 * 1024 * 1024));
@@ -157,7 +157,7 @@ describe('controller on a local pool', function () {
       const again = await block('pvc-race', 64 << 20);
       expect(again.volume.volume_id).to.equal(ok[0]!.value.volume.volume_id);
       const dirs = (await fs.readdir(path.join(d.poolDir, 'volumes'))).filter((n) => n.startsWith('pvc-race'));
-      expect(dirs).to.deep.equal(['pvc-race']);
+      expect(dirs.sort()).to.deep.equal(['pvc-race.img', 'pvc-race.json']);
       expect(await fs.readdir(path.join(d.poolDir, '.tmp'))).to.deep.equal([]);
     });
 
@@ -172,7 +172,7 @@ describe('controller on a local pool', function () {
     it('deletes, and answers OK again for the same or an unknown id', async () => {
       const { volume } = await block('pvc-del', 64 << 20);
       await rpc(d.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id });
-      expect(await fs.stat(path.join(d.poolDir, 'volumes/pvc-del')).catch(() => null)).to.equal(null);
+      expect((await fs.readdir(path.join(d.poolDir, 'volumes'))).filter((n) => n.startsWith('pvc-del'))).to.deep.equal([]);
       await rpc(d.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id });
       await rpc(d.clients.controller, 'DeleteVolume', { volume_id: 'local:node-a:share:never-was' });
       await rpc(d.clients.controller, 'DeleteVolume', { volume_id: 'garbage' });
@@ -186,12 +186,13 @@ describe('controller on a local pool', function () {
     it('keeps the data with onDelete retain and archive', async () => {
       for (const mode of ['retain', 'archive']) {
         const { volume } = await share(`pvc-keep-${mode}`, { parameters: { onDelete: mode } });
-        await fs.writeFile(path.join(d.poolDir, `volumes/pvc-keep-${mode}/data/file`), mode);
+        await fs.writeFile(path.join(d.poolDir, `volumes/pvc-keep-${mode}/file`), mode);
         await rpc(d.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id });
         const keptIn = path.join(d.poolDir, mode === 'retain' ? 'retained' : 'archived');
-        const [kept] = (await fs.readdir(keptIn)).filter((n) => n.startsWith(`pvc-keep-${mode}`));
-        expect(kept, mode).to.be.a('string');
-        expect(await fs.readFile(path.join(keptIn, kept!, 'data/file'), 'utf8')).to.equal(mode);
+        const kept = (await fs.readdir(keptIn)).filter((n) => n.startsWith(`pvc-keep-${mode}`)).sort();
+        expect(kept, mode).to.have.length(2); // the data and its record
+        expect(await fs.readFile(path.join(keptIn, kept[0]!, 'file'), 'utf8')).to.equal(mode);
+        expect(JSON.parse(await fs.readFile(path.join(keptIn, kept[1]!), 'utf8'))).to.include({ name: `pvc-keep-${mode}` });
       }
     });
 
@@ -287,7 +288,7 @@ describe('controller on a local pool', function () {
       const id = (await share('pvc-condition')).volume.volume_id;
       type Res = { status: { volume_condition: { abnormal: boolean; message: string } } };
       expect((await rpc<Res>(d.clients.controller, 'ControllerGetVolume', { volume_id: id })).status.volume_condition.abnormal).to.equal(false);
-      await fs.rmdir(path.join(d.poolDir, 'volumes/pvc-condition/data'));
+      await fs.rmdir(path.join(d.poolDir, 'volumes/pvc-condition'));
       const sick = await rpc<Res>(d.clients.controller, 'ControllerGetVolume', { volume_id: id });
       expect(sick.status.volume_condition).to.deep.include({ abnormal: true });
       expect(sick.status.volume_condition.message).to.contain('missing');
@@ -330,8 +331,8 @@ describe('controller on a local pool', function () {
     it('lists every volume when max_entries is 0', async () => {
       const all = await list(0);
       expect(all.next_token).to.equal('');
-      const dirs = await fs.readdir(path.join(d.poolDir, 'volumes'));
-      expect(all.entries.length).to.equal(dirs.length);
+      const records = (await fs.readdir(path.join(d.poolDir, 'volumes'))).filter((n) => n.endsWith('.json'));
+      expect(all.entries.length).to.equal(records.length);
     });
 
     it('answers ABORTED for a token it did not issue', async () => {
@@ -348,7 +349,7 @@ describe('controller on a local pool', function () {
         capacity_range: { required_bytes: 96 << 20 },
       });
       expect(res).to.deep.equal({ capacity_bytes: String(96 << 20), node_expansion_required: true });
-      expect((await fs.stat(path.join(d.poolDir, 'volumes/pvc-grow/disk.img'))).size).to.equal(96 << 20);
+      expect((await fs.stat(path.join(d.poolDir, 'volumes/pvc-grow.img'))).size).to.equal(96 << 20);
       const again = await rpc<{ capacity_bytes: string }>(d.clients.controller, 'ControllerExpandVolume', { volume_id: id, capacity_range: { required_bytes: 80 << 20 } });
       expect(again.capacity_bytes).to.equal(String(96 << 20));
       await expectCode(rpc(d.clients.controller, 'ControllerExpandVolume', { volume_id: 'local:node-a:block:nope', capacity_range: { required_bytes: 1 } }), Code.NOT_FOUND);
@@ -367,11 +368,28 @@ describe('controller on a local pool', function () {
       expect(status.published_node_ids).to.deep.equal(['node-a']);
     });
 
-    it('sweeps half-made volumes left by a crash', async () => {
-      await fs.mkdir(path.join(d.poolDir, '.tmp/pvc-half.1234/data'), { recursive: true });
+    it('sweeps half-made volumes left by a crash, and never anything holding data', async () => {
+      const at = (p: string) => path.join(d.poolDir, p);
+      await fs.writeFile(at('.tmp/pvc-half.json.1234-1'), '{"half":'); // a record being written
+      await fs.mkdir(at('volumes/pvc-half-share')); // data claimed, no record yet
+      await fs.writeFile(at('volumes/pvc-half-block.img'), ''); // likewise, a sparse image
+      await fs.truncate(at('volumes/pvc-half-block.img'), 64 << 20);
+      await fs.mkdir(at('volumes/pvc-orphan-full'));
+      await fs.writeFile(at('volumes/pvc-orphan-full/precious'), 'keep me');
+      await fs.writeFile(at('volumes/pvc-orphan-written.img'), 'keep me too');
       await d.restart('SIGKILL');
-      expect(await fs.readdir(path.join(d.poolDir, '.tmp'))).to.deep.equal([]);
-      await expectCode(rpc(d.clients.controller, 'ControllerGetVolume', { volume_id: 'local:node-a:share:pvc-half' }), Code.NOT_FOUND);
+      expect(await fs.readdir(at('.tmp'))).to.deep.equal([]);
+      const left = (await fs.readdir(at('volumes'))).filter((n) => /^pvc-(half|orphan)/.test(n)).sort();
+      expect(left).to.deep.equal(['pvc-orphan-full', 'pvc-orphan-written.img']);
+      expect(await fs.readFile(at('volumes/pvc-orphan-full/precious'), 'utf8')).to.equal('keep me');
+      await expectCode(rpc(d.clients.controller, 'ControllerGetVolume', { volume_id: 'local:node-a:share:pvc-half-share' }), Code.NOT_FOUND);
+      // A name whose data is there without a record is refused, and the data kept.
+      await expectCode(share('pvc-orphan-full'), Code.FAILED_PRECONDITION);
+      expect(await fs.readFile(at('volumes/pvc-orphan-full/precious'), 'utf8')).to.equal('keep me');
+      await fs.rm(at('volumes/pvc-orphan-full'), { recursive: true });
+      await fs.rm(at('volumes/pvc-orphan-written.img'));
+      // The names swept are free again.
+      expect((await share('pvc-half-share')).volume.volume_id).to.equal('local:node-a:share:pvc-half-share');
     });
 
     it('keeps single-node attachments exclusive when the pool changes node name', async () => {

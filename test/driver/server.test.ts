@@ -133,7 +133,7 @@ describe('driver process', function () {
       const g = await DriverProcess.start({ mode: 'controller' });
       const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', { name: 'pvc-slow', volume_capabilities: [mountCap()] });
       // A FIFO in place of the record holds ControllerGetVolume in flight until we write it.
-      const record = path.join(g.poolDir, 'volumes/pvc-slow/volume.json');
+      const record = path.join(g.poolDir, 'volumes/pvc-slow.json');
       const content = await fs.readFile(record, 'utf8');
       await fs.rm(record);
       await exec('mkfifo', [record]);
@@ -156,7 +156,7 @@ describe('driver process', function () {
     it('bounds the wait: a call stuck in the kernel does not keep it from exiting', async () => {
       const g = await DriverProcess.start({ mode: 'controller', extraArgs: ['--shutdown-grace', '500'] });
       const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', { name: 'pvc-stuck', volume_capabilities: [mountCap()] });
-      const record = path.join(g.poolDir, 'volumes/pvc-stuck/volume.json');
+      const record = path.join(g.poolDir, 'volumes/pvc-stuck.json');
       await fs.rm(record);
       await exec('mkfifo', [record]);
       const stuck = rpc(g.clients.controller, 'ControllerGetVolume', { volume_id: volume.volume_id }).catch((e: { code: number }) => e);

@@ -68,7 +68,7 @@ describe('node service on a local pool (root, real devices)', function () {
       await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: this.id, target_path: this.target(uid) });
     }
     get image() {
-      return path.join(d.poolDir, 'volumes', this.pv, 'disk.img');
+      return path.join(d.poolDir, 'volumes', `${this.pv}.img`);
     }
   }
 
