@@ -5,6 +5,9 @@
 // - the NFS calls each CreateVolume and DeleteVolume costs, counted by a TCP
 //   proxy in front of the NFS port (a separate pass, so it does not slow the
 //   timed one).
+// Each run restarts ganesha on a fresh export filesystem; one more row runs
+// on the root filesystem (fresh-fs.ts says why). Run it inside a private
+// mount namespace (npm run bench:nfs).
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -13,6 +16,7 @@ import { rpc } from '../driver/client.js';
 import { NfsClient } from '../nfs-client/index.js';
 import { DriverProcess } from './driver-process.js';
 import { Ganesha } from './ganesha.js';
+import { FreshFilesystem, settleRootFilesystem } from './fresh-fs.js';
 import { fmt, median, percentile, runConcurrently } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
@@ -55,75 +59,119 @@ function request(kind: string, i: number, params: Record<string, string>) {
   };
 }
 
+type Row = { rate: number; p50: number; p99: number };
+const medianRow = (rows: Row[]): Row => ({ rate: median(rows.map((x) => x.rate)), p50: median(rows.map((x) => x.p50)), p99: median(rows.map((x) => x.p99)) });
+
+/** The export's filesystem for each run: fresh, or the root filesystem as it is (see fresh-fs.ts). */
+class Exports {
+  private current: FreshFilesystem | undefined;
+  constructor(private readonly g: Ganesha) {}
+
+  /** Restarts ganesha on a new fresh filesystem, or on the root filesystem. */
+  async next(fresh: boolean): Promise<void> {
+    await this.g.stopGanesha();
+    await this.current?.remove();
+    this.current = undefined;
+    await settleRootFilesystem();
+    if (fresh) this.current = await FreshFilesystem.make(this.g.exportDir);
+    await this.g.startGanesha();
+  }
+
+  async close(): Promise<void> {
+    await this.g.stopGanesha();
+    await this.current?.remove();
+  }
+}
+
+/** WARMUP + N creates, then the deletes, on a new driver; measured creates never follow deletes (see fresh-fs.ts). */
+async function provisionRun(kind: string, params: Record<string, string>): Promise<{ create: Row; del: Row }> {
+  const d = await DriverProcess.start({ mode: 'controller' });
+  try {
+    const warm: string[] = [];
+    await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
+      warm[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, N + i, params))).volume.volume_id;
+    });
+    const timed = async (task: (i: number) => Promise<void>): Promise<Row> => {
+      const t0 = process.hrtime.bigint();
+      const lat = await runConcurrently(N, CONCURRENCY, task);
+      return { rate: N / (Number(process.hrtime.bigint() - t0) / 1e9), p50: percentile(lat, 50), p99: percentile(lat, 99) };
+    };
+    const ids: string[] = [];
+    const create = await timed(async (i) => {
+      ids[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i, params))).volume.volume_id;
+    });
+    await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm[i] })));
+    const del = await timed(async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] })));
+    return { create, del };
+  } finally {
+    await d.cleanup();
+  }
+}
+
+/** NFS calls per CreateVolume and DeleteVolume, counted by a proxy in front of the NFS port. */
+async function callsPerOperation(kind: string, params: Record<string, string>): Promise<{ perCreate: number; perDelete: number }> {
+  const proxy = await countingProxy(2049);
+  const d = await DriverProcess.start({ mode: 'controller' });
+  try {
+    const counted = { ...params, nfsPort: String(proxy.port) };
+    const M = 100;
+    const ids: string[] = [];
+    const warm = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 900_000, counted)); // connects the pool
+    proxy.reset();
+    for (let i = 0; i < M; i++) ids.push((await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 500_000 + i, counted))).volume.volume_id);
+    const perCreate = proxy.calls() / M;
+    proxy.reset();
+    for (const id of ids) await rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
+    const perDelete = proxy.calls() / M;
+    await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm.volume.volume_id });
+    return { perCreate, perDelete };
+  } finally {
+    await d.cleanup();
+    proxy.close();
+  }
+}
+
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsbench-'));
   const g = new Ganesha(dir);
   await g.start();
+  const exports = new Exports(g);
   try {
-    console.log(`bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} runs (${WARMUP} unmeasured warm-up ops each)`);
+    console.log(`bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} runs (${WARMUP} unmeasured warm-up creates each)`);
+    console.log(`export fs: fresh = ${FreshFilesystem.description}; root = this machine's /, after the earlier runs`);
     // The ceiling: the server's MKDIR+RMDIR rate through our client.
-    const client = await NfsClient.connect({ host: '127.0.0.1', exportPath: g.exportPath });
     const ceiling: number[] = [];
     for (let run = 0; run < RUNS; run++) {
+      await exports.next(true);
+      const client = await NfsClient.connect({ host: '127.0.0.1', exportPath: g.exportPath });
       const t0 = process.hrtime.bigint();
       await runConcurrently(N, CONCURRENCY, async (i) => {
         await client.nfs.mkdir(client.root, `ceiling-${i}`, { mode: 0o755 });
         await client.nfs.rmdir(client.root, `ceiling-${i}`);
       });
       ceiling.push(N / (Number(process.hrtime.bigint() - t0) / 1e9));
+      client.close();
     }
-    client.close();
-    console.log(`ceiling: MKDIR+RMDIR pairs through nfs-client   ${fmt(median(ceiling), 0)} pairs/s (${fmt(median(ceiling) * 2, 0)} calls/s)`);
+    console.log(`ceiling (fresh fs): MKDIR+RMDIR pairs through nfs-client   ${fmt(median(ceiling), 0)} pairs/s (${fmt(median(ceiling) * 2, 0)} calls/s)`);
 
     const params = { pool: 'nfs', server: '127.0.0.1', share: g.exportPath };
-    console.log('kind   create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete');
-    for (const kind of ['share', 'block']) {
-      const creates: Array<{ rate: number; p50: number; p99: number }> = [];
-      const deletes: Array<{ rate: number; p50: number; p99: number }> = [];
+    console.log('kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run');
+    const rows: Array<[string, boolean]> = [['share', true], ['block', true], ['share', false]];
+    for (const [kind, fresh] of rows) {
+      const runs: Array<{ create: Row; del: Row }> = [];
       for (let run = 0; run < RUNS; run++) {
-        const d = await DriverProcess.start({ mode: 'controller' });
-        try {
-          const ids: string[] = [];
-          await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
-            ids[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, N + i, params))).volume.volume_id;
-          });
-          await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] })));
-          const timed = async (task: (i: number) => Promise<void>) => {
-            const t0 = process.hrtime.bigint();
-            const lat = await runConcurrently(N, CONCURRENCY, task);
-            return { rate: N / (Number(process.hrtime.bigint() - t0) / 1e9), p50: percentile(lat, 50), p99: percentile(lat, 99) };
-          };
-          creates.push(await timed(async (i) => {
-            ids[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i, params))).volume.volume_id;
-          }));
-          deletes.push(await timed(async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
-        } finally {
-          await d.cleanup();
-        }
+        await exports.next(fresh);
+        runs.push(await provisionRun(kind, params));
       }
-      // NFS calls per operation, through the counting proxy.
-      const proxy = await countingProxy(2049);
-      const d = await DriverProcess.start({ mode: 'controller' });
-      const counted = { ...params, nfsPort: String(proxy.port) };
-      const M = 100;
-      const ids: string[] = [];
-      const warm = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 900_000, counted)); // connects the pool
-      proxy.reset();
-      for (let i = 0; i < M; i++) ids.push((await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 500_000 + i, counted))).volume.volume_id);
-      const perCreate = proxy.calls() / M;
-      proxy.reset();
-      for (const id of ids) await rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
-      const perDelete = proxy.calls() / M;
-      await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm.volume.volume_id });
-      await d.cleanup();
-      proxy.close();
-      const c = { rate: median(creates.map((x) => x.rate)), p50: median(creates.map((x) => x.p50)), p99: median(creates.map((x) => x.p99)) };
-      const del = { rate: median(deletes.map((x) => x.rate)), p50: median(deletes.map((x) => x.p50)), p99: median(deletes.map((x) => x.p99)) };
+      const { perCreate, perDelete } = await callsPerOperation(kind, params);
+      const c = medianRow(runs.map((r) => r.create));
+      const del = medianRow(runs.map((r) => r.del));
       console.log(
-        `${kind.padEnd(6)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(perCreate, 1).padStart(16)}  ${fmt(perDelete, 1).padStart(16)}`,
+        `${kind.padEnd(6)} ${(fresh ? 'fresh' : 'root').padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(perCreate, 1).padStart(16)}  ${fmt(perDelete, 1).padStart(16)}   ${runs.map((r) => fmt(r.create.rate, 0)).join(', ')}`,
       );
     }
   } finally {
+    await exports.close();
     await g.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }

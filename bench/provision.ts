@@ -1,18 +1,26 @@
 // bench/provision: CreateVolume then DeleteVolume over the CSI socket on a
 // local pool, concurrency 16, N = 1,000 and N = 10,000, share and block kinds.
 // Prints ops/s and p50/p99 latency (median over runs), the N=10,000/N=1,000
-// rate ratio, and the driver's idle and peak RSS.
+// rate ratio, and the driver's idle and peak RSS. Each run's pool is on a
+// fresh filesystem; one more row runs on the root filesystem (fresh-fs.ts
+// says why). Run it inside a private mount namespace (npm run bench:provision).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { rpc } from '../driver/client.js';
 import { DriverProcess } from './driver-process.js';
+import { FreshFilesystem, settleRootFilesystem } from './fresh-fs.js';
 import { fmt, median, memoryOf, percentile, runConcurrently } from './stats.js';
 
 const CONCURRENCY = 16;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
-/** Unmeasured creates+deletes first, so the JIT has warmed up before timing. */
-const WARMUP = 500;
+const KINDS = (process.env.BENCH_KINDS ?? 'share,block').split(',');
+/**
+ * Unmeasured creates before timing, so the JIT has warmed up (the rate keeps
+ * rising for about three seconds of calls); they are deleted after the
+ * measured creates, so the measured creates run with them in the pool.
+ */
+const WARMUP = 3000;
 
 interface Phase {
   rate: number;
@@ -30,7 +38,7 @@ function request(kind: string, i: number) {
   };
 }
 
-/** Deleted volumes are freed in the background: let that finish before timing. */
+/** Deleted volumes are freed in the background: let that finish before timing deletes. */
 async function trashEmptied(poolDir: string): Promise<void> {
   while ((await fs.readdir(path.join(poolDir, '.trash'))).length > 0) await new Promise((r) => setTimeout(r, 50));
 }
@@ -42,50 +50,65 @@ async function phase(n: number, task: (i: number) => Promise<void>): Promise<Pha
   return { rate: n / secs, p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
-async function main() {
-  console.log(`bench/provision: local pool, concurrency ${CONCURRENCY}, median of ${RUNS} runs, ${WARMUP} unmeasured warm-up ops per run`);
-  console.log('kind   N       create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   idle RSS  peak RSS');
-  const rates = new Map<string, number>();
-  for (const kind of ['share', 'block']) {
-    for (const n of SIZES) {
-      const creates: Phase[] = [];
-      const deletes: Phase[] = [];
-      let idle = 0;
-      let peak = 0;
-      for (let run = 0; run < RUNS; run++) {
-        const d = await DriverProcess.start();
-        await new Promise((r) => setTimeout(r, 300));
-        idle = Math.max(idle, memoryOf(d.pid).rssMiB);
-        const warm: string[] = new Array(WARMUP);
-        await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
-          warm[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, n + i))).volume.volume_id;
-        });
-        await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm[i] })));
-        await trashEmptied(d.poolDir);
-        const ids: string[] = new Array(n);
-        creates.push(
-          await phase(n, async (i) => {
-            const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i));
-            ids[i] = res.volume.volume_id;
-          }),
-        );
-        deletes.push(await phase(n, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
-        peak = Math.max(peak, memoryOf(d.pid).peakMiB);
-        await d.cleanup();
-      }
-      const c = { rate: median(creates.map((p) => p.rate)), p50: median(creates.map((p) => p.p50)), p99: median(creates.map((p) => p.p99)) };
-      const del = { rate: median(deletes.map((p) => p.rate)), p50: median(deletes.map((p) => p.p50)), p99: median(deletes.map((p) => p.p99)) };
-      rates.set(`${kind}/${n}`, c.rate);
-      console.log(
-        `${kind.padEnd(6)} ${String(n).padEnd(7)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(idle).padStart(5)} MB  ${fmt(peak).padStart(5)} MB`,
+type PoolFs = 'fresh' | 'root';
+
+/** One row: `RUNS` runs of WARMUP + n creates and deletes, each on a new driver. */
+async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number> {
+  const creates: Phase[] = [];
+  const deletes: Phase[] = [];
+  let idle = 0;
+  let peak = 0;
+  for (let run = 0; run < RUNS; run++) {
+    await settleRootFilesystem();
+    const fresh = poolFs === 'fresh' ? await FreshFilesystem.make() : undefined;
+    const d = await DriverProcess.start(fresh ? { poolDir: path.join(fresh.mountpoint, 'pool') } : {});
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      idle = Math.max(idle, memoryOf(d.pid).rssMiB);
+      // Warm-up creates first and warm-up deletes after the measured
+      // creates: measured creates never follow deletes (see fresh-fs.ts).
+      const warm: string[] = new Array(WARMUP);
+      await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
+        warm[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, n + i))).volume.volume_id;
+      });
+      const ids: string[] = new Array(n);
+      creates.push(
+        await phase(n, async (i) => {
+          const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i));
+          ids[i] = res.volume.volume_id;
+        }),
       );
+      await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm[i] })));
+      await trashEmptied(d.poolDir);
+      deletes.push(await phase(n, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
+      peak = Math.max(peak, memoryOf(d.pid).peakMiB);
+    } finally {
+      await d.cleanup();
+      await fresh?.remove();
     }
   }
+  const c = { rate: median(creates.map((p) => p.rate)), p50: median(creates.map((p) => p.p50)), p99: median(creates.map((p) => p.p99)) };
+  const del = { rate: median(deletes.map((p) => p.rate)), p50: median(deletes.map((p) => p.p50)), p99: median(deletes.map((p) => p.p99)) };
+  console.log(
+    `${kind.padEnd(6)} ${String(n).padEnd(6)} ${poolFs.padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(idle).padStart(5)} MB  ${fmt(peak).padStart(5)} MB   ${creates.map((p) => fmt(p.rate, 0)).join(', ')}`,
+  );
+  return c.rate;
+}
+
+async function main() {
+  console.log(`bench/provision: local pool, concurrency ${CONCURRENCY}, median of ${RUNS} runs, ${WARMUP} unmeasured warm-up creates per run`);
+  console.log(`pool fs: fresh = ${FreshFilesystem.description}; root = this machine's /, after the earlier runs`);
+  console.log('kind   N      fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   idle RSS  peak RSS   create/s per run');
+  const rates = new Map<string, number>();
+  for (const kind of KINDS) {
+    for (const n of SIZES) rates.set(`${kind}/${n}`, await measure(kind, n, 'fresh'));
+  }
+  if (KINDS.includes('share')) await measure('share', SIZES[0] as number, 'root');
   if (SIZES.length >= 2) {
     const [small, large] = [SIZES[0], SIZES[SIZES.length - 1]];
-    for (const kind of ['share', 'block']) {
+    for (const kind of KINDS) {
       const ratio = (rates.get(`${kind}/${large}`) ?? NaN) / (rates.get(`${kind}/${small}`) ?? NaN);
-      console.log(`${kind}: create rate at N=${large} / N=${small} = ${fmt(ratio, 2)}`);
+      console.log(`${kind}: create rate at N=${large} / N=${small} (fresh fs) = ${fmt(ratio, 2)}`);
     }
   }
 }
