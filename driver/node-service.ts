@@ -41,6 +41,8 @@ import {
   loopDevice,
   listLoopDevices,
   loopDevicesOf,
+  isStale,
+  isStaleError,
   mount,
   mountAt,
   mountsOfDevice,
@@ -173,7 +175,10 @@ export class NodeService {
     const staging = await this.path('staging_target_path', req.staging_target_path);
     const cap = this.requireCapability(v, req.volume_capability);
     if (!v.source) throw invalid('volume_context is required for an NFS volume (server, share, subDir)');
-    await fs.mkdir(staging, { recursive: true, mode: 0o750 });
+    // A stale NFS mount already on staging answers ESTALE: stageShare remounts it.
+    await fs.mkdir(staging, { recursive: true, mode: 0o750 }).catch((err: unknown) => {
+      if (!isStaleError(err)) throw err;
+    });
     const mounts = await listMounts();
     const src = v.source;
     if (src.kind === 'share') {
@@ -204,11 +209,8 @@ export class NodeService {
     if (current) {
       if (current.source !== src.nfs.device) throw alreadyExists(`${staging} already has ${current.source} mounted`);
       // A stale file handle (the export was recreated on the server): remount.
-      if (!(await fs.stat(staging).then(() => true, (e: NodeJS.ErrnoException) => e.code !== 'ESTALE'))) {
-        await unmount(staging);
-      } else {
-        return;
-      }
+      if (!(await isStale(staging))) return;
+      await unmount(staging);
     }
     await this.mountNfs(src.nfs.device, staging, src.nfs.options);
   }

@@ -10,6 +10,7 @@ import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client
 import { DriverProcess } from '../helpers/driver-process.js';
 import { Ganesha } from '../../bench/ganesha.js';
 import { exec, HostState, mountTargets } from '../helpers/host.js';
+import { FuseStandIn, FUSE_GETATTR } from '../helpers/fuse-stand-in.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 
 const MiB = 1024 * 1024;
@@ -86,6 +87,49 @@ describe('node service on NFS pools', function () {
     );
     expect(err.details).to.match(new RegExp(`mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`));
     expect(await host.loopsLeft()).to.deep.equal([]);
+  });
+
+  it('answers UNAVAILABLE (retryable) when the NFS server cannot be reached, mounting nothing (the real mount.nfs: with nfsvers=3 it asks the server before the kernel)', async () => {
+    // No NFS server answers on 127.0.0.2 (the suite's ganesha binds 127.0.0.1):
+    // mount.nfs's query of the server is refused before mount(2) is tried.
+    const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+    for (const kind of ['share', 'block'] as const) {
+      const volumeId = `nfs:127.0.0.2:/gone:${kind}:pvc-unreachable`;
+      const staging = k.staging(volumeId);
+      await k.prepareStage(staging);
+      const context = { subDir: 'pvc-unreachable', mountOptions: 'nfsvers=3,nolock,retry=0', ...(kind === 'block' ? { fsType: 'ext4' } : {}) };
+      const err = await expectCode(
+        rpc(d.clients.node, 'NodeStageVolume', { volume_id: volumeId, staging_target_path: staging, volume_capability: kind === 'block' ? mountCap('SINGLE_NODE_WRITER', 'ext4') : cap, volume_context: context }),
+        Code.UNAVAILABLE,
+      );
+      expect(err.details, kind).to.match(/unreachable.*refused/i);
+      expect((await mountTargets()).filter((t) => t.startsWith(d.dir) || t.startsWith(k.root))).to.deep.equal([]);
+    }
+  });
+
+  it('remounts a share whose NFS mount went stale, keeps a healthy one, unstages a stale one (a FUSE stand-in plays the NFS mount: no kernel NFS client here, so the remount is checked by its command line)', async () => {
+    const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+    const options = 'nfsvers=3,nolock,retry=0';
+    const v = await provision('pvc-stale', { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountOptions: options }, cap);
+    const staging = k.staging(v.volume_id);
+    await k.prepareStage(staging);
+    const stage = () => rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context });
+    const standIn = await FuseStandIn.mount(`127.0.0.1:${g.exportPath}/pvc-stale`, staging);
+    try {
+      await stage(); // the volume's export is mounted and answers: already staged
+      expect(standIn.seen).to.include(FUSE_GETATTR);
+      expect(await mountTargets()).to.include(staging);
+      standIn.makeStale();
+      const err = await expectCode(stage(), Code.INTERNAL); // the remount: mount(2) has no NFS here
+      expect(err.details, err.details).to.contain(`mount -t nfs -o ${options} -- 127.0.0.1:${g.exportPath}/pvc-stale ${staging}`);
+      expect(await mountTargets(), 'the stale mount is gone').to.not.include(staging);
+      // NodeUnstageVolume unmounts a stale mount too.
+      (await FuseStandIn.mount(`127.0.0.1:${g.exportPath}/pvc-stale`, staging)).makeStale();
+      await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: v.volume_id, staging_target_path: staging });
+      expect(await mountTargets()).to.not.include(staging);
+    } finally {
+      await exec('umount', [staging]).catch(() => undefined);
+    }
   });
 
   it('refuses a volume_context subDir that climbs out', async () => {
