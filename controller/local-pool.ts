@@ -164,9 +164,9 @@ export class LocalPool implements Pool {
         keep(createUnsynced(tmp, writeContent(JSON.stringify(record))));
       });
     } catch (err) {
-      removeQuietly(tmp, 'block');
+      removeQuietly(tmp, false);
       if (claimed) {
-        removeQuietly(data, record.kind);
+        removeQuietly(data, record.kind === 'share');
         throw err;
       }
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -176,11 +176,11 @@ export class LocalPool implements Pool {
     try {
       linkSync(tmp, this.recordPath(dirName)); // the commit point: link(2) never replaces a record
     } catch (err) {
-      removeQuietly(data, record.kind);
+      removeQuietly(data, record.kind === 'share');
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false; // a record whose data is gone: the caller reads it
       throw err;
     } finally {
-      removeQuietly(tmp, 'block');
+      removeQuietly(tmp, false);
     }
     await this.volumesSync.sync();
     return true;
@@ -296,9 +296,9 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** Undoes a step of a failed create; what cannot be removed stays (never recursive). */
-function removeQuietly(p: string, kind: VolumeKind): void {
+function removeQuietly(p: string, isDirectory: boolean): void {
   try {
-    if (kind === 'share') rmdirSync(p);
+    if (isDirectory) rmdirSync(p);
     else unlinkSync(p);
   } catch {
     // already gone, or not ours to remove
