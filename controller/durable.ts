@@ -19,7 +19,7 @@ import { promisify } from 'node:util';
 const fsyncFd = promisify(fs.fsync);
 
 /** fsync of an open descriptor, off the event loop. */
-export async function syncAndClose(fd: number): Promise<void> {
+async function syncAndClose(fd: number): Promise<void> {
   try {
     await fsyncFd(fd);
   } finally {
@@ -33,7 +33,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /**
  * Creates `file` (which must not exist) and fills it, without syncing:
- * returns the open descriptor, for syncAll. Lets a caller make several
+ * returns the open descriptor, to hand to makeThenSync's keep. Lets a caller make several
  * files and directories first and then wait for all their fsyncs at once.
  */
 export function createUnsynced(file: string, fill: (fd: number) => void, mode = 0o600): number {
