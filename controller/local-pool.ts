@@ -19,6 +19,7 @@ import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { failedPrecondition } from '../driver/errors.js';
+import { exists } from '../driver/toolkit/paths.js';
 import { createFileDurable, createUnsynced, DirectorySync, fsyncDir, makeThenSync, sparseOf, writeContent } from './durable.js';
 import { linkSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import type { OnDelete } from './parameters.js';
@@ -283,15 +284,6 @@ export class LocalPool implements Pool {
       return `the volume's ${record.kind === 'share' ? 'directory' : 'image'} is missing (${(err as NodeJS.ErrnoException).code})`;
     }
     return undefined;
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -33,6 +33,7 @@ import {
   CommandError,
   detachLoop,
   deviceSize,
+  exists,
   filesystemSmallerThan,
   ForeignContentError,
   formatAndMount,
@@ -478,12 +479,6 @@ async function sameInode(a: string, b: string): Promise<boolean> {
   return x.dev === y.dev && x.ino === y.ino;
 }
 
-async function exists(p: string): Promise<boolean> {
-  return fs.access(p).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** Removes a publish target: a file, or an empty directory; never contents. */
 async function removeTarget(target: string): Promise<void> {

@@ -15,6 +15,7 @@ import {
   attachImage,
   detachLoop,
   deviceSize,
+  exists,
   filesystemSmallerThan,
   ForeignContentError,
   formatAndMount,
@@ -67,7 +68,6 @@ function volumeOf(opts: FlexOptions): Volume {
   return { pool, image, imagePath: path.join(pool, `${image}.img`), fsType, size: parseSize(opts.size) };
 }
 
-const exists = (p: string) => fs.access(p).then(() => true, () => false);
 
 export class BlockDriver {
   constructor(private readonly cfg: BlockConfig) {}

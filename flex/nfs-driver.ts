@@ -7,9 +7,8 @@ import path from 'node:path';
 import { isMountPoint, mount, NFS_MOUNT_TIMEOUT_MS, unmount, unsafeMountOption } from '../driver/toolkit/index.js';
 import { FlexFailure, fsGroup, notSupported, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
 
-
 /** The mount(8) argv for an NFS volume; exported so it can be checked exactly. */
-export function nfsMountArgs(opts: FlexOptions, dir: string): { source: string; options: string[] } {
+export function nfsMountArgs(opts: FlexOptions): { source: string; options: string[] } {
   const server = required(opts, 'server');
   if (!/^[A-Za-z0-9.:[\]-]+$/.test(server)) throw new FlexFailure(`server "${server}" is not a host name or address`);
   const share = `/${required(opts, 'share').replace(/^\/+/, '')}`.replace(/\/+$/, '') || '/';
@@ -34,7 +33,7 @@ export async function nfsCommand(command: string, args: string[], parse: (json: 
       if (!dir) throw new FlexFailure('mount needs the pod volume directory');
       const opts = parse(args[1]);
       secrets(opts); // validated; NFS with sec=sys has no use for them
-      const { source, options } = nfsMountArgs(opts, dir);
+      const { source, options } = nfsMountArgs(opts);
       if (await isMountPoint(dir)) return success();
       await fs.mkdir(dir, { recursive: true, mode: 0o750 });
       await mount(source, dir, { fstype: 'nfs', options, timeoutMs: NFS_MOUNT_TIMEOUT_MS });

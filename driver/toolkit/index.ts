@@ -6,3 +6,4 @@ export * from './mounter.js';
 export * from './loop-devices.js';
 export * from './filesystems.js';
 export * from './format-and-mount.js';
+export * from './paths.js';

@@ -165,13 +165,13 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
     const nfs = (options: Record<string, string>, over: Partial<FlexPV> = {}): FlexPV => ({ name: 'legacy', driver: 'berth/nfs', fsType: 'nfs', readOnly: false, options, ...over });
 
     it('builds the mount argv from the legacy {server, share} shape, subDir, mountOptions and read-only', () => {
-      expect(nfsMountArgs({ server: '10.10.0.25', share: 'export' }, '/d')).to.deep.equal({ source: '10.10.0.25:/export', options: [] });
-      expect(nfsMountArgs({ server: 'nas', share: '/exports/k8s/', subDir: 'team-a/db', mountOptions: 'nfsvers=4.1, hard', 'kubernetes.io/readwrite': 'ro' }, '/d')).to.deep.equal({
+      expect(nfsMountArgs({ server: '10.10.0.25', share: 'export' })).to.deep.equal({ source: '10.10.0.25:/export', options: [] });
+      expect(nfsMountArgs({ server: 'nas', share: '/exports/k8s/', subDir: 'team-a/db', mountOptions: 'nfsvers=4.1, hard', 'kubernetes.io/readwrite': 'ro' })).to.deep.equal({
         source: 'nas:/exports/k8s/team-a/db',
         options: ['nfsvers=4.1', 'hard', 'ro'],
       });
-      expect(() => nfsMountArgs({ server: 'nas', share: '/e', subDir: '../etc' }, '/d')).to.throw(/\.\./);
-      expect(() => nfsMountArgs({ server: 'nas; rm -rf /', share: '/e' }, '/d')).to.throw(/host name/);
+      expect(() => nfsMountArgs({ server: 'nas', share: '/e', subDir: '../etc' })).to.throw(/\.\./);
+      expect(() => nfsMountArgs({ server: 'nas; rm -rf /', share: '/e' })).to.throw(/host name/);
     });
 
     it('runs mount -t nfs with exactly that argv (no kernel NFS client here: checked by its command line)', async () => {
