@@ -74,20 +74,26 @@ export async function makeThenSync(make: (keep: (fd: number) => void) => void): 
   await syncAll(fds);
 }
 
-/** Creates `file` (which must not exist) holding `data`, durably. */
-export const createFileDurable = (file: string, data: string, mode = 0o600) => syncAll([createUnsynced(file, writeContent(data), mode)]);
-
-/** Atomically replaces `file` with `data`, durably. */
-export async function writeFileDurable(file: string, data: string): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  await createFileDurable(tmp, data);
+/**
+ * Atomically replaces `file` with `data`, durably: temp file, fsync, rename,
+ * directory sync. `tmp` (default: beside the file) must be on the same
+ * filesystem; `syncDir` (default: an fsync of the file's directory) may be a
+ * DirectorySync shared by concurrent writers.
+ */
+export async function writeFileDurable(
+  file: string,
+  data: string,
+  opts: { tmp?: string; syncDir?: () => Promise<void> } = {},
+): Promise<void> {
+  const tmp = opts.tmp ?? `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  await syncAll([createUnsynced(tmp, writeContent(data))]);
   try {
     fs.renameSync(tmp, file);
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  await fsyncDir(path.dirname(file));
+  await (opts.syncDir ?? (() => fsyncDir(path.dirname(file))))();
 }
 
 /**

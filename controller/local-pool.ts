@@ -20,7 +20,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { failedPrecondition } from '../driver/errors.js';
 import { exists } from '../driver/toolkit/paths.js';
-import { createFileDurable, createUnsynced, DirectorySync, fsyncDir, makeThenSync, sparseOf, writeContent } from './durable.js';
+import { createUnsynced, DirectorySync, fsyncDir, makeThenSync, sparseOf, writeContent, writeFileDurable } from './durable.js';
 import { linkSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import type { OnDelete } from './parameters.js';
 import type { Pool } from './pool.js';
@@ -84,15 +84,17 @@ export class LocalPool implements Pool {
   private async sweepInterruptedCreates(): Promise<void> {
     const entries = await fs.readdir(this.volumesDir, { withFileTypes: true });
     const records = new Set(entries.filter((e) => e.isFile() && e.name.endsWith(RECORD)).map((e) => e.name.slice(0, -RECORD.length)));
+    let removed = false;
     for (const e of entries) {
       const p = path.join(this.volumesDir, e.name);
       if (e.isDirectory() && !records.has(e.name)) {
-        await fs.rmdir(p).catch(() => undefined); // fails, keeping it, unless empty
-      } else if (e.isFile() && e.name.endsWith(IMAGE) && !records.has(e.name.slice(0, -IMAGE.length))) {
-        if ((await fs.stat(p)).blocks === 0) await fs.unlink(p);
+        removed = (await fs.rmdir(p).then(() => true, () => false)) || removed; // fails, keeping it, unless empty
+      } else if (e.isFile() && e.name.endsWith(IMAGE) && !records.has(e.name.slice(0, -IMAGE.length)) && (await fs.stat(p)).blocks === 0) {
+        await fs.unlink(p);
+        removed = true;
       }
     }
-    await this.volumesSync.sync();
+    if (removed) await this.volumesSync.sync();
   }
 
   /** Throws FAILED_PRECONDITION with the reason when the pool cannot serve. */
@@ -134,17 +136,12 @@ export class LocalPool implements Pool {
     }
   }
 
-  /** Replaces a record atomically and durably: temp file, fsync, rename, directory sync. */
+  /** Replaces a record atomically and durably; the temp file goes under .tmp, swept at start-up. */
   async writeRecord(dirName: string, record: VolumeRecord): Promise<void> {
-    const tmp = path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`);
-    await createFileDurable(tmp, JSON.stringify(record));
-    try {
-      renameSync(tmp, this.recordPath(dirName));
-    } catch (err) {
-      await fs.rm(tmp, { force: true });
-      throw err;
-    }
-    await this.volumesSync.sync();
+    await writeFileDurable(this.recordPath(dirName), JSON.stringify(record), {
+      tmp: path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`),
+      syncDir: () => this.volumesSync.sync(),
+    });
   }
 
   /**
