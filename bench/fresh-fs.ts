@@ -11,9 +11,9 @@
 // there, and back-to-back runs of the same bench fell from 1,412 to
 // 1,155 creates/s. A fresh filesystem per run measures the driver, not the
 // history of the disk; the benches also print a figure on the root
-// filesystem, for comparison. Before each run, dirty blocks are written
-// back and the 5 s waited out, so the root filesystem is as quiet as it can
-// be made without waiting 300 s.
+// filesystem, for comparison. Before that row's runs, dirty blocks are
+// written back and the 5 s waited out, so the root filesystem is as quiet as
+// it can be made without waiting 300 s.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -58,8 +58,12 @@ export class FreshFilesystem {
 
 const RECENTLY_DELETED_MS = 5_000;
 
-/** Writes dirty blocks back (sync) and waits out the allocator's 5 s window. */
-export async function settleRootFilesystem(): Promise<void> {
+/**
+ * Before a run: writes dirty blocks back (sync), so the previous run's
+ * writeback does not land in this one; for a run on the root filesystem,
+ * also waits out the allocator's 5 s window.
+ */
+export async function quietenFilesystems(rootRun: boolean): Promise<void> {
   await exec('sync');
-  await new Promise((r) => setTimeout(r, RECENTLY_DELETED_MS + 1_000));
+  if (rootRun) await new Promise((r) => setTimeout(r, RECENTLY_DELETED_MS + 1_000));
 }

@@ -16,13 +16,14 @@ import { rpc } from '../driver/client.js';
 import { NfsClient } from '../nfs-client/index.js';
 import { DriverProcess } from './driver-process.js';
 import { Ganesha } from './ganesha.js';
-import { FreshFilesystem, settleRootFilesystem } from './fresh-fs.js';
-import { fmt, median, percentile, runConcurrently } from './stats.js';
+import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
+import { FreshFilesystem, quietenFilesystems } from './fresh-fs.js';
+import { fmt, median, runConcurrently } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const CONCURRENCY = 16;
-const WARMUP = 200;
+/** Unmeasured creates per run (see create-delete.ts). */
+const WARMUP = 3000;
 
 /** Counts ONC RPC records (calls) that clients send through it to `target`. */
 async function countingProxy(target: number): Promise<{ port: number; calls: () => number; reset: () => void; close: () => void }> {
@@ -59,9 +60,6 @@ function request(kind: string, i: number, params: Record<string, string>) {
   };
 }
 
-type Row = { rate: number; p50: number; p99: number };
-const medianRow = (rows: Row[]): Row => ({ rate: median(rows.map((x) => x.rate)), p50: median(rows.map((x) => x.p50)), p99: median(rows.map((x) => x.p99)) });
-
 /** The export's filesystem for each run: fresh, or the root filesystem as it is (see fresh-fs.ts). */
 class Exports {
   private current: FreshFilesystem | undefined;
@@ -72,7 +70,7 @@ class Exports {
     await this.g.stopGanesha();
     await this.current?.remove();
     this.current = undefined;
-    await settleRootFilesystem();
+    await quietenFilesystems(!fresh);
     if (fresh) this.current = await FreshFilesystem.make(this.g.exportDir);
     await this.g.startGanesha();
   }
@@ -83,26 +81,11 @@ class Exports {
   }
 }
 
-/** WARMUP + N creates, then the deletes, on a new driver; measured creates never follow deletes (see fresh-fs.ts). */
-async function provisionRun(kind: string, params: Record<string, string>): Promise<{ create: Row; del: Row }> {
+/** One run (see create-delete.ts) on a new driver. */
+async function provisionRun(kind: string, params: Record<string, string>): Promise<{ create: Phase; del: Phase }> {
   const d = await DriverProcess.start({ mode: 'controller' });
   try {
-    const warm: string[] = [];
-    await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
-      warm[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, N + i, params))).volume.volume_id;
-    });
-    const timed = async (task: (i: number) => Promise<void>): Promise<Row> => {
-      const t0 = process.hrtime.bigint();
-      const lat = await runConcurrently(N, CONCURRENCY, task);
-      return { rate: N / (Number(process.hrtime.bigint() - t0) / 1e9), p50: percentile(lat, 50), p99: percentile(lat, 99) };
-    };
-    const ids: string[] = [];
-    const create = await timed(async (i) => {
-      ids[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i, params))).volume.volume_id;
-    });
-    await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm[i] })));
-    const del = await timed(async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] })));
-    return { create, del };
+    return await createDeleteRun({ controller: d.clients.controller, n: N, warmup: WARMUP, request: (i) => request(kind, i, params) });
   } finally {
     await d.cleanup();
   }
@@ -158,14 +141,14 @@ async function main() {
     console.log('kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run');
     const rows: Array<[string, boolean]> = [['share', true], ['block', true], ['share', false]];
     for (const [kind, fresh] of rows) {
-      const runs: Array<{ create: Row; del: Row }> = [];
+      const runs: Array<{ create: Phase; del: Phase }> = [];
       for (let run = 0; run < RUNS; run++) {
         await exports.next(fresh);
         runs.push(await provisionRun(kind, params));
       }
       const { perCreate, perDelete } = await callsPerOperation(kind, params);
-      const c = medianRow(runs.map((r) => r.create));
-      const del = medianRow(runs.map((r) => r.del));
+      const c = medianPhase(runs.map((r) => r.create));
+      const del = medianPhase(runs.map((r) => r.del));
       console.log(
         `${kind.padEnd(6)} ${(fresh ? 'fresh' : 'root').padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(perCreate, 1).padStart(16)}  ${fmt(perDelete, 1).padStart(16)}   ${runs.map((r) => fmt(r.create.rate, 0)).join(', ')}`,
       );

@@ -6,27 +6,16 @@
 // says why). Run it inside a private mount namespace (npm run bench:provision).
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { rpc } from '../driver/client.js';
+import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
 import { DriverProcess } from './driver-process.js';
-import { FreshFilesystem, settleRootFilesystem } from './fresh-fs.js';
-import { fmt, median, memoryOf, percentile, runConcurrently } from './stats.js';
+import { FreshFilesystem, quietenFilesystems } from './fresh-fs.js';
+import { fmt, memoryOf } from './stats.js';
 
-const CONCURRENCY = 16;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
 const KINDS = (process.env.BENCH_KINDS ?? 'share,block').split(',');
-/**
- * Unmeasured creates before timing, so the JIT has warmed up (the rate keeps
- * rising for about three seconds of calls); they are deleted after the
- * measured creates, so the measured creates run with them in the pool.
- */
+/** Unmeasured creates per run (see create-delete.ts); they stay in the pool while the measured creates run. */
 const WARMUP = 3000;
-
-interface Phase {
-  rate: number;
-  p50: number;
-  p99: number;
-}
 
 function request(kind: string, i: number) {
   const cap = { mount: { fs_type: kind === 'block' ? 'ext4' : '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -43,13 +32,6 @@ async function trashEmptied(poolDir: string): Promise<void> {
   while ((await fs.readdir(path.join(poolDir, '.trash'))).length > 0) await new Promise((r) => setTimeout(r, 50));
 }
 
-async function phase(n: number, task: (i: number) => Promise<void>): Promise<Phase> {
-  const t0 = process.hrtime.bigint();
-  const lat = await runConcurrently(n, CONCURRENCY, task);
-  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { rate: n / secs, p50: percentile(lat, 50), p99: percentile(lat, 99) };
-}
-
 type PoolFs = 'fresh' | 'root';
 
 /** One row: `RUNS` runs of WARMUP + n creates and deletes, each on a new driver. */
@@ -59,36 +41,29 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
   let idle = 0;
   let peak = 0;
   for (let run = 0; run < RUNS; run++) {
-    await settleRootFilesystem();
+    await quietenFilesystems(poolFs === 'root');
     const fresh = poolFs === 'fresh' ? await FreshFilesystem.make() : undefined;
     const d = await DriverProcess.start(fresh ? { poolDir: path.join(fresh.mountpoint, 'pool') } : {});
     try {
       await new Promise((r) => setTimeout(r, 300));
       idle = Math.max(idle, memoryOf(d.pid).rssMiB);
-      // Warm-up creates first and warm-up deletes after the measured
-      // creates: measured creates never follow deletes (see fresh-fs.ts).
-      const warm: string[] = new Array(WARMUP);
-      await runConcurrently(WARMUP, CONCURRENCY, async (i) => {
-        warm[i] = (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, n + i))).volume.volume_id;
+      const run = await createDeleteRun({
+        controller: d.clients.controller,
+        n,
+        warmup: WARMUP,
+        request: (i) => request(kind, i),
+        beforeDeletes: () => trashEmptied(d.poolDir),
       });
-      const ids: string[] = new Array(n);
-      creates.push(
-        await phase(n, async (i) => {
-          const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, i));
-          ids[i] = res.volume.volume_id;
-        }),
-      );
-      await runConcurrently(WARMUP, CONCURRENCY, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: warm[i] })));
-      await trashEmptied(d.poolDir);
-      deletes.push(await phase(n, async (i) => void (await rpc(d.clients.controller, 'DeleteVolume', { volume_id: ids[i] }))));
+      creates.push(run.create);
+      deletes.push(run.del);
       peak = Math.max(peak, memoryOf(d.pid).peakMiB);
     } finally {
       await d.cleanup();
       await fresh?.remove();
     }
   }
-  const c = { rate: median(creates.map((p) => p.rate)), p50: median(creates.map((p) => p.p50)), p99: median(creates.map((p) => p.p99)) };
-  const del = { rate: median(deletes.map((p) => p.rate)), p50: median(deletes.map((p) => p.p50)), p99: median(deletes.map((p) => p.p99)) };
+  const c = medianPhase(creates);
+  const del = medianPhase(deletes);
   console.log(
     `${kind.padEnd(6)} ${String(n).padEnd(6)} ${poolFs.padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(idle).padStart(5)} MB  ${fmt(peak).padStart(5)} MB   ${creates.map((p) => fmt(p.rate, 0)).join(', ')}`,
   );
