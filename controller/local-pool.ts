@@ -10,8 +10,8 @@
 // Create: the data entry is made in volumes/ exclusively (mkdir, or open
 // with O_EXCL), the record is written and fsynced under .tmp, then linked
 // into volumes/ (link(2) never replaces: the commit point), and volumes/ is
-// synced by group commit. That is one inode and one fsync fewer per volume
-// than a volume directory holding both (see bench/provision).
+// synced by group commit: one inode and one fsync fewer per volume than a
+// volume directory holding data and record, the layout before.
 // Delete moves the data out first and the record last, so a volume with a
 // record always has its data; data without a record can only be an
 // interrupted create, and start-up removes it while it is still empty.

@@ -228,7 +228,9 @@ describe('Helm chart (real helm binary)', function () {
   });
 
   it('passes yamllint: values, examples and rendered output', async function () {
-    const targets = [path.join(CHART, 'values.yaml'), path.join(ROOT, 'examples'), ...(await fs.readdir(dir)).filter((f) => f.endsWith('.rendered.yaml')).map((f) => path.join(dir, f))];
+    const rendered = (await fs.readdir(dir)).filter((f) => f.endsWith('.rendered.yaml')).map((f) => path.join(dir, f));
+    expect(rendered, 'the template tests wrote their output').to.not.be.empty;
+    const targets = [path.join(CHART, 'values.yaml'), path.join(ROOT, 'examples'), ...rendered];
     const config = '{extends: default, rules: {line-length: disable, document-start: disable, comments: {min-spaces-from-content: 1}, indentation: {indent-sequences: whatever}}}';
     await exec('yamllint', ['-s', '-d', config, ...targets]);
   });
