@@ -1,7 +1,7 @@
 // StorageClass parameters, validated once at the edge into a typed value.
 import { invalid } from '../driver/errors.js';
 import { unsafeMountOption } from '../driver/toolkit/mounter.js';
-import type { VolumeKind } from './volume-id.js';
+import { VOLUME_KINDS, type VolumeKind } from './volume-id.js';
 
 export type OnDelete = 'delete' | 'retain' | 'archive';
 export type PoolType = 'local' | 'nfs';
@@ -56,7 +56,7 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
       throw invalid(`unknown StorageClass parameter "${key}"${NFS_KEYS.has(key) ? ' (it belongs to pool: nfs)' : ''}`);
     }
   }
-  const kind = oneOf('kind', params.kind, ['share', 'block'] as const, 'share');
+  const kind = oneOf('kind', params.kind, VOLUME_KINDS, 'share');
   const onDelete = oneOf('onDelete', params.onDelete, ['delete', 'retain', 'archive'] as const, 'delete');
   let mountPermissions = 0o777;
   if (params.mountPermissions !== undefined && params.mountPermissions !== '') {

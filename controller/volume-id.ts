@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 
 export type VolumeKind = 'share' | 'block';
 export const VOLUME_KINDS: readonly VolumeKind[] = ['share', 'block'];
+const isKind = (k: string): k is VolumeKind => (VOLUME_KINDS as readonly string[]).includes(k);
 
 export interface LocalVolumeRef {
   pool: 'local';
@@ -82,7 +83,7 @@ export function parseVolumeId(id: string): VolumeRef | undefined {
   const [pool, node, kind, dirName] = parts as [string, string, string, string];
   if (pool !== 'local') return undefined;
   if (!PLAIN_NODE.test(node) && !HASHED_NODE.test(node)) return undefined;
-  if (kind !== 'share' && kind !== 'block') return undefined;
+  if (!isKind(kind)) return undefined;
   if (!SAFE_DIR.test(dirName)) return undefined;
   return { pool, node, kind, dirName };
 }
@@ -94,7 +95,7 @@ function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
   const [, serverSpec, share, kind, dirName] = parts as [string, string, string, string, string];
   const [server, nfsPort = '', mountPort = ''] = serverSpec.split('@');
   if (!server || !PORT.test(nfsPort) || !PORT.test(mountPort)) return undefined;
-  if (kind !== 'share' && kind !== 'block') return undefined;
+  if (!isKind(kind)) return undefined;
   if (!SAFE_DIR.test(dirName) || !share) return undefined;
   const ref: NfsVolumeRef = { pool: 'nfs', server: unesc(server), share: unesc(share), kind, dirName };
   if (nfsPort) ref.nfsPort = Number(nfsPort);
