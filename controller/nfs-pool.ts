@@ -18,7 +18,8 @@ import type { NfsLocation, OnDelete } from './parameters.js';
 import type { Pool } from './pool.js';
 
 const RECORDS = '.berth/volumes';
-const IMAGE = 'disk.img';
+/** The block image's name inside its volume directory; the node service finds it by this name too. */
+export const NFS_IMAGE = 'disk.img';
 
 export function nfsPoolKey(l: NfsLocation): string {
   return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}`;
@@ -140,18 +141,18 @@ export class NfsPool implements Pool {
         // attempt of ours leaves (empty, or holding just our image).
         dir = (await c.nfs.lookup(parent, name)).fh;
         const entries = (await c.list(subDir)).map((e) => e.name);
-        const ours = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === IMAGE);
+        const ours = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === NFS_IMAGE);
         if (!ours) throw alreadyExists(`${subDir} already exists on ${this.where} and is not a berth volume; choose another subDir`);
       }
       if (record.kind === 'block') {
         try {
-          const made = await c.nfs.create(dir, IMAGE, { mode: 0o600, size: record.capacityBytes });
+          const made = await c.nfs.create(dir, NFS_IMAGE, { mode: 0o600, size: record.capacityBytes });
           if (made.attributes && made.attributes.size !== record.capacityBytes) {
-            await c.nfs.setattr(made.fh ?? (await c.nfs.lookup(dir, IMAGE)).fh, { size: record.capacityBytes });
+            await c.nfs.setattr(made.fh ?? (await c.nfs.lookup(dir, NFS_IMAGE)).fh, { size: record.capacityBytes });
           }
         } catch (err) {
           if (!isNfs(err, NFS3ERR.EXIST)) throw err;
-          const { fh, attributes } = await c.nfs.lookup(dir, IMAGE);
+          const { fh, attributes } = await c.nfs.lookup(dir, NFS_IMAGE);
           if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes) await c.nfs.setattr(fh, { size: record.capacityBytes });
         }
       }
@@ -233,7 +234,7 @@ export class NfsPool implements Pool {
 
   async problem(_key: string, record: VolumeRecord): Promise<string | undefined> {
     try {
-      const attrs = await this.run('check', (c) => c.stat(record.kind === 'block' ? `${record.subDir}/${IMAGE}` : record.subDir ?? ''));
+      const attrs = await this.run('check', (c) => c.stat(record.kind === 'block' ? `${record.subDir}/${NFS_IMAGE}` : record.subDir ?? ''));
       if (record.kind === 'share' && attrs.type !== FileType.DIR) return `${record.subDir} is not a directory`;
       if (record.kind === 'block' && attrs.size < record.capacityBytes) return `the image is ${attrs.size} bytes, smaller than the volume's ${record.capacityBytes}`;
       return undefined;
@@ -245,7 +246,7 @@ export class NfsPool implements Pool {
 
   async growImage(_key: string, record: VolumeRecord, bytes: number): Promise<void> {
     await this.run('grow', async (c) => {
-      const p = `${record.subDir}/${IMAGE}`;
+      const p = `${record.subDir}/${NFS_IMAGE}`;
       if ((await c.stat(p)).size < bytes) await c.truncate(p, bytes);
     });
   }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { capabilityProblem, DEFAULT_FS_TYPE } from '../controller/capabilities.js';
 import { TOPOLOGY_KEY } from '../controller/controller-service.js';
 import type { LocalPool } from '../controller/local-pool.js';
+import { NFS_IMAGE } from '../controller/nfs-pool.js';
 import { requireString } from '../controller/request-fields.js';
 import { parseVolumeId, type VolumeRef } from '../controller/volume-id.js';
 import type {
@@ -143,12 +144,12 @@ export class NodeService {
       const device = `${ref.server}:${ref.share}`;
       if (context.mountedAt) {
         const base = path.join(context.mountedAt, subDir);
-        located.source = ref.kind === 'share' ? { kind: 'share', bind: base } : { kind: 'block', image: path.join(base, 'disk.img') };
+        located.source = ref.kind === 'share' ? { kind: 'share', bind: base } : { kind: 'block', image: path.join(base, NFS_IMAGE) };
       } else if (ref.kind === 'share') {
         located.source = { kind: 'share', nfs: { device: path.posix.join(device, subDir), options } };
       } else {
         const mountPoint = path.join(this.cfg.nfsMountDir, createHash('sha256').update(device).digest('hex').slice(0, 16));
-        located.source = { kind: 'block', image: path.join(mountPoint, subDir, 'disk.img'), export: { device, options, mountPoint } };
+        located.source = { kind: 'block', image: path.join(mountPoint, subDir, NFS_IMAGE), export: { device, options, mountPoint } };
       }
       return located;
     }
