@@ -1,7 +1,5 @@
 // One small mounter over the command runner: mount, bind, read-only bind,
 // unmount. Options that may hold secrets travel apart and are never shown.
-import fs from 'node:fs/promises';
-import { constants } from 'node:os';
 import { CommandError, run } from './run.js';
 import { mountAt } from './mount-table.js';
 
@@ -72,22 +70,4 @@ export async function unmount(target: string): Promise<void> {
     if (err instanceof CommandError && /busy/i.test(err.stderr)) throw new BusyError(target, err.stderr.trim());
     throw err;
   }
-}
-
-/**
- * ESTALE: a network mount whose export went away under it (recreated on the
- * server). libuv has no name for this errno (Node reports "Unknown system
- * error -116"), so its number is compared.
- */
-export function isStaleError(err: unknown): boolean {
-  const e = err as NodeJS.ErrnoException;
-  return e.code === 'ESTALE' || e.errno === -constants.errno.ESTALE;
-}
-
-/** True when stat of `target` fails with ESTALE. */
-export async function isStale(target: string): Promise<boolean> {
-  return fs.stat(target).then(
-    () => false,
-    (err: unknown) => isStaleError(err),
-  );
 }
