@@ -6,7 +6,7 @@
 // warm-up volumes' deletes, `n` measured deletes. Measured creates never
 // follow deletes (fresh-fs.ts says why that matters here).
 import type * as grpc from '@grpc/grpc-js';
-import { rpc } from '../driver/client.js';
+import { rpc } from '../cli/client.js';
 import { median, percentile, runConcurrently } from './stats.js';
 
 export interface Phase {

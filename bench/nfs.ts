@@ -12,12 +12,12 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { rpc } from '../driver/client.js';
+import { rpc } from '../cli/client.js';
 import { NfsClient } from '../nfs-client/index.js';
-import { DriverProcess } from './driver-process.js';
-import { Ganesha } from './ganesha.js';
+import { DriverProcess } from '../test/helpers/driver-process.js';
+import { Ganesha } from '../test/helpers/ganesha.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
-import { FreshFilesystem, quietenFilesystems } from './fresh-fs.js';
+import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { fmt, median, runConcurrently } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);

@@ -11,8 +11,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { rpc } from '../driver/client.js';
-import { DriverProcess } from './driver-process.js';
+import { rpc } from '../cli/client.js';
+import { DriverProcess } from '../test/helpers/driver-process.js';
 import { fmt, median, memoryOf } from './stats.js';
 
 const exec = promisify(execFile);

@@ -7,8 +7,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
-import { DriverProcess } from './driver-process.js';
-import { FreshFilesystem, quietenFilesystems } from './fresh-fs.js';
+import { DriverProcess } from '../test/helpers/driver-process.js';
+import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { fmt, memoryOf } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

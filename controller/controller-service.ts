@@ -2,7 +2,6 @@
 // DeleteVolume), attach (ControllerPublish / ControllerUnpublish), listing,
 // capacity and expansion. Every answer is computed from the pool's records,
 // never from memory, so any replica or restart sees the same truth.
-import type * as grpc from '@grpc/grpc-js';
 import {
   alreadyExists,
   exhausted,
@@ -11,14 +10,11 @@ import {
   notFound,
   outOfRange,
   aborted,
-  CsiError,
-  Status,
-} from '../driver/errors.js';
+} from '../volume/errors.js';
 import type {
   ControllerExpandVolumeRequest,
   ControllerGetVolumeRequest,
   ControllerGetVolumeResponse,
-  ControllerHandlers,
   ControllerPublishVolumeRequest,
   ControllerUnpublishVolumeRequest,
   CreateVolumeRequest,
@@ -31,16 +27,16 @@ import type {
   ValidateVolumeCapabilitiesRequest,
   ValidateVolumeCapabilitiesResponse,
   Volume,
-} from '../driver/csi.js';
-import { SINGLE_NODE_MODES } from '../driver/csi.js';
-import type { Pipeline } from '../driver/pipeline.js';
-import { blockFsType, capabilityProblem, MIN_BLOCK_BYTES, requireCapabilities } from './capabilities.js';
-import type { LocalPool, VolumeRecord } from './local-pool.js';
+} from '../volume/csi.js';
+import { SINGLE_NODE_MODES } from '../volume/csi.js';
+import { blockFsType, capabilityProblem, MIN_BLOCK_BYTES, requireCapabilities } from '../volume/capabilities.js';
+import type { LocalPool } from './local-pool.js';
+import type { VolumeRecord } from '../volume/record.js';
 import type { NfsPools } from './nfs-pool.js';
-import { expandSubDir, identityParameters, parseParameters, type VolumeParameters } from './parameters.js';
+import { expandSubDir, identityParameters, parseParameters, type VolumeParameters } from '../volume/parameters.js';
 import type { Pool } from './pool.js';
-import { parseRange, requireName, requireString } from './request-fields.js';
-import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName, type VolumeRef } from './volume-id.js';
+import { parseRange, requireName, requireString } from '../volume/request-fields.js';
+import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName, type VolumeRef } from '../volume/volume-id.js';
 
 export const TOPOLOGY_KEY = 'topology.berth.csi.dev/node';
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
@@ -71,6 +67,12 @@ export const listToken = {
 
 const LOCAL_POOL_KEY = '';
 
+const lockByName = (req: { name?: string }) => (req.name ? `controller/${volumeDirName(req.name)}` : undefined);
+const lockById = (req: { volume_id?: string }) => {
+  const ref = req.volume_id ? parseVolumeId(req.volume_id) : undefined;
+  return ref ? `controller/${ref.dirName}` : undefined;
+};
+
 export class ControllerService {
   private readonly nodeTopology: Topology;
 
@@ -78,43 +80,22 @@ export class ControllerService {
     this.nodeTopology = { segments: { [TOPOLOGY_KEY]: cfg.nodeId } };
   }
 
-  /** The pipeline lock key of a volume, for calls naming it by name or id. */
-  static lockByName = (req: { name?: string }) => (req.name ? `controller/${volumeDirName(req.name)}` : undefined);
-  static lockById = (req: { volume_id?: string }) => {
-    const ref = req.volume_id ? parseVolumeId(req.volume_id) : undefined;
-    return ref ? `controller/${ref.dirName}` : undefined;
+  /** The per-volume lock each RPC holds (the pipeline answers ABORTED to a second caller). */
+  static readonly lockKeys = {
+    CreateVolume: lockByName,
+    DeleteVolume: lockById,
+    ControllerPublishVolume: lockById,
+    ControllerUnpublishVolume: lockById,
+    ControllerExpandVolume: lockById,
   };
 
-  handlers(p: Pipeline): ControllerHandlers {
-    const byName = { lockKey: ControllerService.lockByName };
-    const byId = { lockKey: ControllerService.lockById };
-    const unimplemented = (method: string): grpc.handleUnaryCall<unknown, never> =>
-      p.unary(method, async () => {
-        throw new CsiError(Status.UNIMPLEMENTED, `${method} is not supported by berth`);
-      });
-    return {
-      CreateVolume: p.unary('CreateVolume', (r: CreateVolumeRequest) => this.createVolume(r), byName),
-      DeleteVolume: p.unary('DeleteVolume', (r: DeleteVolumeRequest) => this.deleteVolume(r), byId),
-      ControllerPublishVolume: p.unary('ControllerPublishVolume', (r: ControllerPublishVolumeRequest) => this.publish(r), byId),
-      ControllerUnpublishVolume: p.unary('ControllerUnpublishVolume', (r: ControllerUnpublishVolumeRequest) => this.unpublish(r), byId),
-      ValidateVolumeCapabilities: p.unary('ValidateVolumeCapabilities', (r: ValidateVolumeCapabilitiesRequest) => this.validate(r)),
-      ListVolumes: p.unary('ListVolumes', (r: ListVolumesRequest) => this.listVolumes(r)),
-      GetCapacity: p.unary('GetCapacity', (r: GetCapacityRequest) => this.getCapacity(r)),
-      ControllerGetCapabilities: p.unary('ControllerGetCapabilities', async () => ({
-        capabilities: CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })),
-      })),
-      ControllerGetVolume: p.unary('ControllerGetVolume', (r: ControllerGetVolumeRequest) => this.getVolume(r)),
-      ControllerExpandVolume: p.unary('ControllerExpandVolume', (r: ControllerExpandVolumeRequest) => this.expand(r), byId),
-      CreateSnapshot: unimplemented('CreateSnapshot'),
-      DeleteSnapshot: unimplemented('DeleteSnapshot'),
-      ListSnapshots: unimplemented('ListSnapshots'),
-      ControllerModifyVolume: unimplemented('ControllerModifyVolume'),
-    };
+  async ControllerGetCapabilities() {
+    return { capabilities: CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })) };
   }
 
   // ------------------------------------------------------------ provisioning
 
-  async createVolume(req: CreateVolumeRequest): Promise<CreateVolumeResponse> {
+  async CreateVolume(req: CreateVolumeRequest): Promise<CreateVolumeResponse> {
     const name = requireName(req.name);
     const params = parseParameters(req.parameters ?? {});
     requireCapabilities(params.kind, req.volume_capabilities);
@@ -241,7 +222,7 @@ export class ControllerService {
     return found;
   }
 
-  async deleteVolume(req: DeleteVolumeRequest): Promise<Record<string, never>> {
+  async DeleteVolume(req: DeleteVolumeRequest): Promise<Record<string, never>> {
     const id = requireString('volume_id', req.volume_id);
     const found = await this.lookup(id);
     if (!found) {
@@ -260,7 +241,7 @@ export class ControllerService {
 
   // ------------------------------------------------------------------ attach
 
-  async publish(req: ControllerPublishVolumeRequest): Promise<{ publish_context: Record<string, string> }> {
+  async ControllerPublishVolume(req: ControllerPublishVolumeRequest): Promise<{ publish_context: Record<string, string> }> {
     const id = requireString('volume_id', req.volume_id);
     const nodeId = requireString('node_id', req.node_id, 256);
     if (!req.volume_capability) throw invalid('volume_capability is required');
@@ -304,7 +285,7 @@ export class ControllerService {
     return ref?.pool === 'nfs' && ref.kind === 'share' && ctx.pool === 'nfs' && ctx.static === 'true' && ctx.kind === 'share' && ctx.server === ref.server && ctx.share === ref.share;
   }
 
-  async unpublish(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {
+  async ControllerUnpublishVolume(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {
     const id = requireString('volume_id', req.volume_id);
     const found = await this.lookup(id);
     if (!found) return {}; // a volume that is gone is detached everywhere
@@ -318,7 +299,7 @@ export class ControllerService {
 
   // ------------------------------------------------------------- inspection
 
-  async validate(req: ValidateVolumeCapabilitiesRequest): Promise<ValidateVolumeCapabilitiesResponse> {
+  async ValidateVolumeCapabilities(req: ValidateVolumeCapabilitiesRequest): Promise<ValidateVolumeCapabilitiesResponse> {
     const { rec } = await this.mustFind(req.volume_id);
     if (req.volume_capabilities.length === 0) throw invalid('volume_capabilities is required');
     for (const cap of req.volume_capabilities) {
@@ -341,7 +322,7 @@ export class ControllerService {
     };
   }
 
-  async listVolumes(req: ListVolumesRequest): Promise<ListVolumesResponse> {
+  async ListVolumes(req: ListVolumesRequest): Promise<ListVolumesResponse> {
     if (req.max_entries < 0) throw invalid('max_entries must not be negative');
     const after = req.starting_token ? listToken.decode(req.starting_token) : undefined;
     // The local pool first, then the NFS pools this controller has used, in key order.
@@ -363,7 +344,7 @@ export class ControllerService {
     return { entries, next_token: '' };
   }
 
-  async getVolume(req: ControllerGetVolumeRequest): Promise<ControllerGetVolumeResponse> {
+  async ControllerGetVolume(req: ControllerGetVolumeRequest): Promise<ControllerGetVolumeResponse> {
     const { ref, rec, pool } = await this.mustFind(req.volume_id);
     const problem = await pool.problem(ref.dirName, rec);
     return {
@@ -375,7 +356,7 @@ export class ControllerService {
     };
   }
 
-  async getCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
+  async GetCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
     const params = parseParameters(req.parameters ?? {});
     if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs!).freeBytes() };
     const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];
@@ -385,7 +366,7 @@ export class ControllerService {
 
   // --------------------------------------------------------------- expansion
 
-  async expand(req: ControllerExpandVolumeRequest): Promise<{ capacity_bytes: number; node_expansion_required: boolean }> {
+  async ControllerExpandVolume(req: ControllerExpandVolumeRequest): Promise<{ capacity_bytes: number; node_expansion_required: boolean }> {
     const range = parseRange(req.capacity_range);
     if (!range.required && !range.limit) throw invalid('capacity_range is required');
     const { ref, rec, pool } = await this.mustFind(req.volume_id);

@@ -1,8 +1,6 @@
-// A local pool: a directory on one node holding volumes and their records.
+// A local pool: a directory on one node holding volumes and their records
+// (the layout of volumes/ is in volume/local-layout.ts), and:
 //
-//   <root>/volumes/<dir>.json   the record (truth for the controller)
-//   <root>/volumes/<dir>/       share kind: the volume's directory
-//   <root>/volumes/<dir>.img    block kind: a sparse image
 //   <root>/.tmp/                records being written (never visible)
 //   <root>/.trash/              volumes being deleted
 //   <root>/retained/, <root>/archived/   what onDelete keeps (data and record)
@@ -15,51 +13,24 @@
 // Delete moves the data out first and the record last, so a volume with a
 // record always has its data; data without a record can only be an
 // interrupted create, and start-up removes it while it is still empty.
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, linkSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { failedPrecondition } from '../driver/errors.js';
-import { exists } from '../driver/toolkit/paths.js';
-import { createUnsynced, DirectorySync, fsyncDir, makeThenSync, sparseOf, writeContent, writeFileDurable } from './durable.js';
-import { linkSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
-import type { OnDelete } from './parameters.js';
+import { createUnsynced, DirectorySync, fsyncDir, makeThenSync, sparseOf, writeContent, writeFileDurable } from '../host/durable.js';
+import { exists } from '../host/paths.js';
+import { failedPrecondition } from '../volume/errors.js';
+import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
+import type { OnDelete, VolumeRecord } from '../volume/record.js';
+import { isSafeDirName } from '../volume/volume-id.js';
 import type { Pool } from './pool.js';
-import { isSafeDirName, type VolumeKind } from './volume-id.js';
 
-export interface Attachment {
-  accessMode: string;
-  readonly: boolean;
-}
-
-export interface VolumeRecord {
-  version: 1;
-  name: string;
-  volumeId: string;
-  kind: VolumeKind;
-  capacityBytes: number;
-  /** Block kind: the filesystem asked for at creation ('' for raw only). */
-  fsType: string;
-  /** Parameters that define the volume, compared when the name is reused. */
-  parameters: Record<string, string>;
-  volumeContext: Record<string, string>;
-  onDelete: OnDelete;
-  /** NFS pools: the volume's directory on the share. */
-  subDir?: string;
-  createdAt: string;
-  attachments: Record<string, Attachment>;
-}
-
-const RECORD = '.json';
-const IMAGE = '.img';
-
-export class LocalPool implements Pool {
-  readonly volumesDir: string;
+export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly tmpDir: string;
   private readonly trashDir: string;
   private readonly volumesSync: DirectorySync;
 
-  constructor(readonly root: string) {
-    this.volumesDir = path.join(root, 'volumes');
+  constructor(root: string) {
+    super(root);
     this.tmpDir = path.join(root, '.tmp');
     this.trashDir = path.join(root, '.trash');
     this.volumesSync = new DirectorySync(this.volumesDir);
@@ -105,34 +76,6 @@ export class LocalPool implements Pool {
       await fs.access(this.volumesDir, fsc.W_OK | fsc.R_OK | fsc.X_OK);
     } catch (err) {
       throw failedPrecondition(`local pool ${this.root} is not usable: ${(err as Error).message}`);
-    }
-  }
-
-  private entry(dirName: string, suffix: string): string {
-    if (!isSafeDirName(dirName)) throw new Error(`unsafe volume directory name ${JSON.stringify(dirName)}`);
-    return path.join(this.volumesDir, dirName + suffix);
-  }
-
-  dataDir(dirName: string): string {
-    return this.entry(dirName, '');
-  }
-
-  imagePath(dirName: string): string {
-    return this.entry(dirName, IMAGE);
-  }
-
-  recordPath(dirName: string): string {
-    return this.entry(dirName, RECORD);
-  }
-
-  async read(dirName: string): Promise<VolumeRecord | undefined> {
-    // Asynchronous on purpose: every RPC naming a volume reads its record,
-    // and a stuck read must not stall the event loop (signals, Probe).
-    try {
-      return JSON.parse(await fs.readFile(this.recordPath(dirName), 'utf8')) as VolumeRecord;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
     }
   }
 

@@ -11,15 +11,14 @@
 // mid-call gives UNAVAILABLE, and the retry adopts what the failed attempt
 // made, so nothing half-made remains.
 import path from 'node:path';
-import { alreadyExists, CsiError, exhausted, failedPrecondition, internal, Status, unavailable } from '../driver/errors.js';
+import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, permissionDenied, unavailable } from '../volume/errors.js';
 import { FileType, MountError, Nfs3Error, NFS3ERR, NfsClient, RpcError, RpcTransportError, XdrError, type FileHandle } from '../nfs-client/index.js';
-import type { VolumeRecord } from './local-pool.js';
-import type { NfsLocation, OnDelete } from './parameters.js';
+import { NFS_IMAGE } from '../volume/nfs.js';
+import type { NfsLocation } from '../volume/parameters.js';
+import type { OnDelete, VolumeRecord } from '../volume/record.js';
 import type { Pool } from './pool.js';
 
 const RECORDS = '.berth/volumes';
-/** The block image's name inside its volume directory; the node service finds it by this name too. */
-export const NFS_IMAGE = 'disk.img';
 
 export function nfsPoolKey(l: NfsLocation): string {
   return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}`;
@@ -33,7 +32,7 @@ export function nfsFailure(err: unknown, where: string): Error {
   if (err instanceof MountError) return failedPrecondition(`NFS export ${where}: ${err.message}`);
   if (err instanceof Nfs3Error) {
     if (err.status === NFS3ERR.NOSPC || err.status === NFS3ERR.DQUOT) return exhausted(`NFS ${where}: ${err.message}`);
-    if (err.status === NFS3ERR.ACCES || err.status === NFS3ERR.PERM) return new CsiError(Status.PERMISSION_DENIED, `NFS ${where}: ${err.message}`);
+    if (err.status === NFS3ERR.ACCES || err.status === NFS3ERR.PERM) return permissionDenied(`NFS ${where}: ${err.message}`);
     if (err.status === NFS3ERR.STALE || err.status === NFS3ERR.JUKEBOX) return unavailable(`NFS ${where}: ${err.message}`);
     return internal(`NFS ${where}: ${err.message}`);
   }
@@ -146,27 +145,23 @@ export class NfsPool implements Pool {
       }
       if (record.kind === 'block') {
         try {
-          const made = await c.nfs.create(dir, NFS_IMAGE, { mode: 0o600, size: record.capacityBytes });
-          if (made.attributes && made.attributes.size !== record.capacityBytes) {
-            await c.nfs.setattr(made.fh ?? (await c.nfs.lookup(dir, NFS_IMAGE)).fh, { size: record.capacityBytes });
-          }
+          await c.createSparseAt(dir, NFS_IMAGE, record.capacityBytes);
         } catch (err) {
           if (!isNfs(err, NFS3ERR.EXIST)) throw err;
+          // Left by an interrupted attempt of ours (the directory was adopted above).
           const { fh, attributes } = await c.nfs.lookup(dir, NFS_IMAGE);
           if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes) await c.nfs.setattr(fh, { size: record.capacityBytes });
         }
       }
       // The record, last: a volume exists once its record does.
-      let fh: FileHandle;
+      const text = JSON.stringify(record);
       try {
-        fh = (await c.nfs.create(records, `${key}.json`, { mode: 0o600 })).fh ?? (await c.nfs.lookup(records, `${key}.json`)).fh;
+        await c.writeFileAt(records, `${key}.json`, text, { mode: 0o600, exclusive: true });
       } catch (err) {
         if (!isNfs(err, NFS3ERR.EXIST)) throw err;
         if (await this.read(key)) return false;
-        fh = (await c.nfs.lookup(records, `${key}.json`)).fh; // half-written by an interrupted attempt
-        await c.nfs.setattr(fh, { size: 0 });
+        await c.writeFileAt(records, `${key}.json`, text, { mode: 0o600 }); // half-written by an interrupted attempt
       }
-      await c.nfs.write(fh, 0, Buffer.from(JSON.stringify(record)));
       return true;
     });
   }
@@ -239,7 +234,7 @@ export class NfsPool implements Pool {
       if (record.kind === 'block' && attrs.size < record.capacityBytes) return `the image is ${attrs.size} bytes, smaller than the volume's ${record.capacityBytes}`;
       return undefined;
     } catch (err) {
-      if (err instanceof CsiError && err.code === Status.UNAVAILABLE) return `the NFS server is unreachable: ${err.message}`;
+      if (err instanceof CsiError && err.code === Code.UNAVAILABLE) return `the NFS server is unreachable: ${err.message}`;
       return `the volume's ${record.kind === 'share' ? 'directory' : 'image'} is missing on ${this.where}`;
     }
   }

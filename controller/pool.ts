@@ -1,8 +1,7 @@
 // What the controller needs of a pool, local or NFS. A pool stores each
 // volume (a directory or an image) and its record, keyed by the volume's
 // directory name (volumeDirName of its CSI name).
-import type { VolumeRecord } from './local-pool.js';
-import type { OnDelete } from './parameters.js';
+import type { OnDelete, VolumeRecord } from '../volume/record.js';
 
 export interface Pool {
   /** Throws FAILED_PRECONDITION (or UNAVAILABLE) with the reason when the pool cannot serve. */

@@ -1,6 +1,4 @@
 // The CSI Identity service: who we are, what we offer, whether we are ready.
-import type { IdentityHandlers } from './csi.js';
-import type { Pipeline } from './pipeline.js';
 
 export interface IdentityConfig {
   driverName: string;
@@ -12,19 +10,23 @@ export interface IdentityConfig {
   probe: () => Promise<void>;
 }
 
-export function identityHandlers(p: Pipeline, cfg: IdentityConfig): IdentityHandlers {
-  return {
-    GetPluginInfo: p.unary('GetPluginInfo', async () => ({ name: cfg.driverName, vendor_version: cfg.version })),
-    GetPluginCapabilities: p.unary('GetPluginCapabilities', async () => {
-      const capabilities: Array<Record<string, unknown>> = [];
-      if (cfg.controller) capabilities.push({ service: { type: 'CONTROLLER_SERVICE' } });
-      if (cfg.topology) capabilities.push({ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
-      capabilities.push({ volume_expansion: { type: 'ONLINE' } });
-      return { capabilities };
-    }),
-    Probe: p.unary('Probe', async () => {
-      await cfg.probe();
-      return { ready: { value: true } };
-    }),
-  };
+export class IdentityService {
+  constructor(private readonly cfg: IdentityConfig) {}
+
+  async GetPluginInfo() {
+    return { name: this.cfg.driverName, vendor_version: this.cfg.version };
+  }
+
+  async GetPluginCapabilities() {
+    const capabilities: Array<Record<string, unknown>> = [];
+    if (this.cfg.controller) capabilities.push({ service: { type: 'CONTROLLER_SERVICE' } });
+    if (this.cfg.topology) capabilities.push({ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
+    capabilities.push({ volume_expansion: { type: 'ONLINE' } });
+    return { capabilities };
+  }
+
+  async Probe() {
+    await this.cfg.probe();
+    return { ready: { value: true } };
+  }
 }

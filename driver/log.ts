@@ -14,4 +14,4 @@ export function createLogger(level = 'info', stream?: NodeJS.WritableStream): Lo
   });
 }
 
-export { redact } from './redact.js';
+export { redact } from '../volume/redact.js';

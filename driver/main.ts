@@ -7,15 +7,16 @@ import path from 'node:path';
 import { ControllerService } from '../controller/controller-service.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
-import { loadCsi, loadRegistration } from './csi.js';
+import { loadCsi, loadRegistration } from '../proto/load.js';
 import { FlagError, parseFlags, socketPath, usage, type DriverFlags } from './flags.js';
-import { identityHandlers } from './identity-service.js';
+import { IdentityService } from './identity-service.js';
 import { KeyedLocks } from './locks.js';
 import { createLogger } from './log.js';
-import { NodeService } from './node-service.js';
+import { NodeService } from '../node/node-service.js';
 import { Pipeline } from './pipeline.js';
-import { registrationHandlers, registrationSocketPath } from './registration.js';
+import { RegistrationService, registrationSocketPath } from './registration.js';
 import { UnixServer } from './server.js';
+import { LinuxHost } from '../host/linux-host.js';
 
 export function packageVersion(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
@@ -40,41 +41,40 @@ export async function startDriver(flags: DriverFlags, onRegistrationRefused: (re
   const serveNode = flags.mode !== 'controller';
 
   const server = new UnixServer(socketPath(flags.endpoint), pipeline.inFlight);
-  server.add({
-    definition: csi.Identity.service,
-    handlers: identityHandlers(pipeline, {
-      driverName: flags.driverName,
-      version,
-      controller: serveController,
-      topology: true,
-      probe: async () => {
-        await pool.probe();
-        await nfsPools.probe();
-      },
-    }) as never,
+  const identity = new IdentityService({
+    driverName: flags.driverName,
+    version,
+    controller: serveController,
+    topology: true,
+    probe: async () => {
+      await pool.probe();
+      await nfsPools.probe();
+    },
   });
+  server.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
   if (serveController) {
     const controller = new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools });
-    server.add({ definition: csi.Controller.service, handlers: controller.handlers(pipeline) as never });
+    server.add({ definition: csi.Controller.service, handlers: pipeline.serve(csi.Controller.service, controller, ControllerService.lockKeys) });
   }
   if (serveNode) {
-    const node = new NodeService({ nodeId: flags.nodeId, pool, nfsMountDir: flags.nfsMountDir, kubeletDir: flags.kubeletDir, maxVolumesPerNode: flags.maxVolumesPerNode, log });
-    server.add({ definition: csi.Node.service, handlers: node.handlers(pipeline) as never });
+    const node = new NodeService({
+      nodeId: flags.nodeId,
+      pool,
+      nfsMountDir: flags.nfsMountDir,
+      kubeletDir: flags.kubeletDir,
+      maxVolumesPerNode: flags.maxVolumesPerNode,
+      host: new LinuxHost(),
+    });
+    server.add({ definition: csi.Node.service, handlers: pipeline.serve(csi.Node.service, node, NodeService.lockKeys) });
   }
   await server.start();
   const servers = [server];
   if (serveNode && flags.selfRegister) {
     // Started after the CSI socket: the kubelet calls NodeGetInfo as soon as it sees this one.
+    const definition = loadRegistration().pluginregistration.Registration.service;
     const registration = new UnixServer(registrationSocketPath(flags.kubeletDir, flags.driverName), pipeline.inFlight);
-    registration.add({
-      definition: loadRegistration().pluginregistration.Registration.service,
-      handlers: registrationHandlers(pipeline, {
-        driverName: flags.driverName,
-        endpoint: flags.kubeletRegistrationPath,
-        log,
-        onRefused: onRegistrationRefused,
-      }) as never,
-    });
+    const service = new RegistrationService({ driverName: flags.driverName, endpoint: flags.kubeletRegistrationPath, log, onRefused: onRegistrationRefused });
+    registration.add({ definition, handlers: pipeline.serve(definition, service) });
     await registration.start();
     servers.unshift(registration); // stopped first: the kubelet deregisters before the CSI socket goes
   }

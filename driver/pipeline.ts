@@ -4,16 +4,15 @@
 // storage logic only.
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import { aborted, Status, toStatus } from './errors.js';
+import { aborted, Code, unimplemented } from '../volume/errors.js';
+import { toStatus } from './status.js';
 import type { KeyedLocks } from './locks.js';
 import { redact, type Logger } from './log.js';
 
-export interface CallContext {
-  requestId: string;
-  log: Logger;
-}
+export type Handler<Req, Res> = (req: Req) => Promise<Res>;
 
-export type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+/** Per RPC, the key a call must hold exclusively (e.g. its volume). */
+export type LockKeys = Partial<Record<string, (req: never) => string | undefined>>;
 
 export interface PipelineOptions<Req> {
   /** The key this call must hold exclusively (e.g. the volume), if any. */
@@ -67,10 +66,10 @@ export class Pipeline {
           callback(null, res);
         } else {
           const { code, message } = toStatus(err);
-          const level = code === Status.INTERNAL || code === Status.UNKNOWN ? 'error' : 'info';
-          log().log(level, 'failed', { code: Status[code], message, ms, ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}) });
+          const level = code === Code.INTERNAL || code === Code.UNKNOWN ? 'error' : 'info';
+          log().log(level, 'failed', { code: Code[code], message, ms, ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}) });
           // The caller gets the code and the readable message, never a stack.
-          callback({ code, details: message, message } as grpc.ServiceError);
+          callback({ code: code as number as grpc.status, details: message, message } as grpc.ServiceError);
         }
         this.inFlight.leave();
       };
@@ -80,7 +79,7 @@ export class Pipeline {
           if (!this.locks.tryAcquire(key)) throw aborted(`an operation on ${key} is already in progress`);
           locked = true;
         }
-        handler(call.request, { requestId, get log() { return log(); } }).then(
+        handler(call.request).then(
           (res) => finish(null, res),
           (err: unknown) => finish(err),
         );
@@ -88,5 +87,25 @@ export class Pipeline {
         finish(err);
       }
     };
+  }
+
+  /**
+   * Handlers for every method of a gRPC service definition: the service
+   * object's method of the same name (the method is the RPC), or
+   * UNIMPLEMENTED where it has none.
+   */
+  serve(definition: grpc.ServiceDefinition, service: object, lockKeys: LockKeys = {}): grpc.UntypedServiceImplementation {
+    const handlers: grpc.UntypedServiceImplementation = {};
+    for (const method of Object.keys(definition)) {
+      const fn = (service as Record<string, unknown>)[method];
+      const handler: Handler<unknown, unknown> =
+        typeof fn === 'function'
+          ? (req) => (fn as (r: unknown) => Promise<unknown>).call(service, req)
+          : async () => {
+              throw unimplemented(`${method} is not supported by berth`);
+            };
+      handlers[method] = this.unary(method, handler, { lockKey: lockKeys[method] as ((req: unknown) => string | undefined) | undefined });
+    }
+    return handlers;
   }
 }

@@ -5,9 +5,8 @@
 // A refusal is final for this process: it exits non-zero so the pod
 // restarts, as node-driver-registrar does.
 import path from 'node:path';
-import type { RegistrationHandlers, RegistrationStatus } from './csi.js';
+import type { RegistrationStatus } from '../volume/csi.js';
 import type { Logger } from './log.js';
-import type { Pipeline } from './pipeline.js';
 
 export const SUPPORTED_VERSIONS = ['1.0.0'];
 
@@ -24,22 +23,21 @@ export interface RegistrationConfig {
   onRefused: (reason: string) => void;
 }
 
-export function registrationHandlers(p: Pipeline, cfg: RegistrationConfig): RegistrationHandlers {
-  return {
-    GetInfo: p.unary('GetInfo', async () => ({
-      type: 'CSIPlugin',
-      name: cfg.driverName,
-      endpoint: cfg.endpoint,
-      supported_versions: SUPPORTED_VERSIONS,
-    })),
-    NotifyRegistrationStatus: p.unary('NotifyRegistrationStatus', async (status: RegistrationStatus) => {
-      if (status.plugin_registered) {
-        cfg.log.info('registered with the kubelet', { driverName: cfg.driverName, endpoint: cfg.endpoint });
-      } else {
-        cfg.log.error('the kubelet REFUSED the plugin registration; exiting so the pod restarts', { error: status.error });
-        setImmediate(() => cfg.onRefused(status.error));
-      }
-      return {};
-    }),
-  };
+export class RegistrationService {
+  constructor(private readonly cfg: RegistrationConfig) {}
+
+  async GetInfo() {
+    return { type: 'CSIPlugin', name: this.cfg.driverName, endpoint: this.cfg.endpoint, supported_versions: SUPPORTED_VERSIONS };
+  }
+
+  async NotifyRegistrationStatus(status: RegistrationStatus) {
+    const { log, driverName, endpoint, onRefused } = this.cfg;
+    if (status.plugin_registered) {
+      log.info('registered with the kubelet', { driverName, endpoint });
+    } else {
+      log.error('the kubelet REFUSED the plugin registration; exiting so the pod restarts', { error: status.error });
+      setImmediate(() => onRefused(status.error));
+    }
+    return {};
+  }
 }

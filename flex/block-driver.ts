@@ -13,31 +13,27 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
   attachImage,
-  detachLoop,
-  deviceSize,
   exists,
   filesystemSmallerThan,
   ForeignContentError,
   formatAndMount,
-  growMounted,
-  listMounts,
+  type Host,
   loopDevice,
   loopDevicesOf,
   mountAt,
   mountsOfDevice,
-  refreshLoopSize,
-  unmount,
-} from '../driver/toolkit/index.js';
-import { writeFileDurable } from '../controller/durable.js';
-import { parseQuantity } from '../driver/quantity.js';
+  writeFileDurable,
+} from '../host/index.js';
+import { FS_TYPES } from '../volume/capabilities.js';
+import { parseQuantity } from '../volume/quantity.js';
 import { FlexFailure, FS_TYPE, notSupported, PV_NAME, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
 
-const FS_TYPES = ['ext4', 'xfs', 'btrfs'];
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 export interface BlockConfig {
   /** Host-local state: volume name → where its attachment record lives. */
   stateDir: string;
+  host: Host;
 }
 
 interface Volume {
@@ -64,13 +60,17 @@ function volumeOf(opts: FlexOptions): Volume {
   const image = required(opts, 'image');
   if (!SAFE_NAME.test(image)) throw new FlexFailure(`image "${image}" must be a plain file name`);
   const fsType = opts[FS_TYPE] || opts.fsType || 'ext4';
-  if (!FS_TYPES.includes(fsType)) throw new FlexFailure(`filesystem "${fsType}" is not supported (use ${FS_TYPES.join(', ')})`);
+  if (!(FS_TYPES as readonly string[]).includes(fsType)) throw new FlexFailure(`filesystem "${fsType}" is not supported (use ${FS_TYPES.join(', ')})`);
   return { pool, image, imagePath: path.join(pool, `${image}.img`), fsType, size: parseSize(opts.size) };
 }
 
 
 export class BlockDriver {
-  constructor(private readonly cfg: BlockConfig) {}
+  private readonly host: Host;
+
+  constructor(private readonly cfg: BlockConfig) {
+    this.host = cfg.host;
+  }
 
   private recordPath(v: Volume): string {
     return path.join(v.pool, '.flex', 'attachments', `${v.image}.json`);
@@ -160,15 +160,15 @@ export class BlockDriver {
         await handle.close();
       }
     }
-    return success({ device: await attachImage(v.imagePath) });
+    return success({ device: await attachImage(this.host, v.imagePath) });
   }
 
   private async mountDevice(target: string | undefined, device: string | undefined, opts: FlexOptions): Promise<Reply> {
     if (!target || !device) throw new FlexFailure('mountdevice needs the device mount path and the device');
     const v = volumeOf(opts);
-    const loop = await loopDevice(device);
+    const loop = await loopDevice(this.host, device);
     if (loop?.backingFile !== v.imagePath) throw new FlexFailure(`${device} is not attached to ${v.imagePath}`);
-    const current = await mountAt(target);
+    const current = await mountAt(this.host, target);
     if (current) {
       if (current.source === device) return success();
       throw new FlexFailure(`${target} already has ${current.source} mounted`);
@@ -176,10 +176,10 @@ export class BlockDriver {
     await fs.mkdir(target, { recursive: true, mode: 0o750 });
     const options = readOnly(opts) ? ['ro'] : [];
     try {
-      await formatAndMount(device, target, v.fsType, { options });
+      await formatAndMount(this.host, device, target, v.fsType, options);
     } catch (err) {
       // Leave nothing attached: the kubelet retries from waitforattach.
-      if (mountsOfDevice(await listMounts(), device).length === 0) await detachLoop(device).catch(() => undefined);
+      if (mountsOfDevice(await this.host.readMounts(), device).length === 0) await this.host.detachLoop(device).catch(() => undefined);
       if (err instanceof ForeignContentError) throw new FlexFailure(err.message);
       throw err;
     }
@@ -189,10 +189,10 @@ export class BlockDriver {
 
   private async unmountDevice(target: string | undefined): Promise<Reply> {
     if (!target) throw new FlexFailure('unmountdevice needs the device mount path');
-    const entry = await mountAt(target);
+    const entry = await mountAt(this.host, target);
     if (!entry) return success();
-    await unmount(target);
-    if (entry.source.startsWith('/dev/loop') && mountsOfDevice(await listMounts(), entry.source).length === 0) await detachLoop(entry.source);
+    await this.host.unmount(target);
+    if (entry.source.startsWith('/dev/loop') && mountsOfDevice(await this.host.readMounts(), entry.source).length === 0) await this.host.detachLoop(entry.source);
     return success();
   }
 
@@ -215,12 +215,12 @@ export class BlockDriver {
   private async expandFs(opts: FlexOptions, target: string | undefined, newBytes: string | undefined): Promise<Reply> {
     const v = volumeOf(opts);
     if (!target) throw new FlexFailure('expandfs needs the device mount path');
-    const [loop] = await loopDevicesOf(v.imagePath);
+    const [loop] = await loopDevicesOf(this.host, v.imagePath);
     if (!loop) throw new FlexFailure(`${v.imagePath} is not attached`);
-    await refreshLoopSize(loop.device);
-    const size = await deviceSize(loop.device);
+    await this.host.refreshLoopSize(loop.device);
+    const size = await this.host.deviceSize(loop.device);
     if (Number(newBytes) > size) throw new FlexFailure(`the image is ${size} bytes, fewer than ${newBytes}: run expandvolume first`);
-    if (await filesystemSmallerThan(size, v.fsType, loop.device, target)) await growMounted(v.fsType, loop.device, target);
+    if (await filesystemSmallerThan(this.host, size, v.fsType, loop.device, target)) await this.host.growMounted(v.fsType, loop.device, target);
     return success();
   }
 }

@@ -2,7 +2,7 @@
 // BERTH_FLEX_LOG), never to stdout or stderr, which belong to the reply.
 // Written synchronously: the process exits right after replying.
 import fs from 'node:fs';
-import { redact } from '../driver/log.js';
+import { redact } from '../volume/redact.js';
 
 export class FileLog {
   constructor(private readonly file: string | undefined) {}

@@ -7,7 +7,9 @@
 //   berth-flex install <plugindir>      install both drivers atomically
 //   berth-flex migrate <file|-> [--mounted-at <path>]
 //                                       FlexVolume NFS PVs in, berth CSI PVs out (YAML)
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { LinuxHost } from '../host/linux-host.js';
 import { BlockDriver } from './block-driver.js';
 import { FileLog } from './file-log.js';
 import { install } from './install.js';
@@ -52,9 +54,9 @@ async function main(): Promise<Reply> {
       const installed = await install(process.execPath, args[0]);
       reply = { status: 'Success', message: `installed ${installed.join(', ')}` };
     } else if (driver === 'nfs') {
-      reply = await nfsCommand(command, args, parseOptions);
+      reply = await nfsCommand(new LinuxHost(), command, args, parseOptions);
     } else if (driver === 'block') {
-      reply = await new BlockDriver({ stateDir: process.env.BERTH_FLEX_STATE ?? DEFAULT_STATE }).run(command, args, parseOptions);
+      reply = await new BlockDriver({ stateDir: process.env.BERTH_FLEX_STATE ?? DEFAULT_STATE, host: new LinuxHost() }).run(command, args, parseOptions);
     } else {
       throw new FlexFailure(`called as "${path.basename(invoked)}": install me with "berth-flex install <plugindir>" and call me as nfs or block`);
     }
@@ -79,8 +81,11 @@ async function migrate(args: string[]): Promise<never> {
       let buf = '';
       process.stdin.on('data', (c: Buffer) => (buf += c.toString()));
       process.stdin.on('end', () => resolve(buf));
-    }) : (await import('node:fs/promises')).readFile(file, 'utf8');
-    // Loaded only here: the YAML parser has no business slowing the kubelet's calls.
+    }) : readFile(file, 'utf8');
+    // Loaded only here: the YAML parser has no business slowing the kubelet's
+    // calls. (esbuild bundles this module lazily; a dynamic import of a
+    // node: builtin would stay an import(), which a single executable
+    // application cannot run.)
     const { migrateFlexPVs } = await import('./migrate.js');
     const result = migrateFlexPVs(await text, { mountedAt });
     process.stdout.write(result.yaml);

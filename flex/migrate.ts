@@ -7,8 +7,8 @@
 // its name, capacity, access modes, reclaim policy, class and claimRef, so
 // the existing PVC binds to it again. Nothing is copied or moved.
 import { parseAllDocuments, stringify } from 'yaml';
-import { formatVolumeId, volumeDirName } from '../controller/volume-id.js';
-import { unsafeMountOption } from '../driver/toolkit/mounter.js';
+import { mountOptions as parseMountOptions, nfsVolumeSource, type NfsVolumeSource } from '../volume/nfs.js';
+import { formatVolumeId, volumeDirName } from '../volume/volume-id.js';
 
 export interface MigrationOptions {
   driverName?: string;
@@ -25,7 +25,6 @@ export interface MigrationResult {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const HOST = /^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/;
 const DROP_METADATA = ['uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'finalizers', 'generation', 'selfLink', 'deletionTimestamp'];
 
 function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
@@ -37,18 +36,26 @@ function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
   const server = typeof options.server === 'string' ? options.server : '';
   const shareOpt = typeof options.share === 'string' ? options.share : '';
   if (driver !== 'berth/nfs' && !(server && shareOpt)) return `FlexVolume driver ${driver} without the {server, share} NFS options`;
-  if (!HOST.test(server)) return `server "${server}" is not a host name or address`;
-  const share = `/${shareOpt.replace(/^\/+/, '')}`.replace(/\/+$/, '') || '/';
-  const subDir = typeof options.subDir === 'string' ? options.subDir.replace(/^\/+|\/+$/g, '') : '';
-  if ([...share.split('/'), ...subDir.split('/')].some((c) => c === '..' || c.includes('\0'))) return 'share or subDir climbs with ".."';
-  const mountOptions = [
-    ...(typeof options.mountOptions === 'string' ? options.mountOptions.split(',') : []),
-    ...(Array.isArray(spec.mountOptions) ? spec.mountOptions.map(String) : []),
-  ]
-    .map((o) => o.trim())
-    .filter(Boolean);
-  const bad = unsafeMountOption(mountOptions);
-  if (bad !== undefined) return `mount option "${bad}" is not a plain mount option`;
+  // The same checks as the CSI controller and node make (legacy PVs may name
+  // the share without its leading "/"), so a migrated PV always stages.
+  let nfs: NfsVolumeSource;
+  try {
+    nfs = nfsVolumeSource(
+      {
+        server,
+        share: shareOpt && !shareOpt.startsWith('/') ? `/${shareOpt}` : shareOpt,
+        subDir: typeof options.subDir === 'string' ? options.subDir : '',
+        mountOptions: [
+          ...parseMountOptions(typeof options.mountOptions === 'string' ? options.mountOptions : ''),
+          ...parseMountOptions(Array.isArray(spec.mountOptions) ? spec.mountOptions.map(String) : [], 'PV mount option'),
+        ].join(','),
+      },
+      { allowRoot: true },
+    );
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const { share, subDir, mountOptions } = nfs;
 
   const metadata = isObj(pv.metadata) ? { ...pv.metadata } : {};
   const name = String(metadata.name ?? '');

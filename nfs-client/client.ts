@@ -213,8 +213,17 @@ export class NfsClient {
    * NFS3ERR_EXIST when it exists; otherwise create or truncate.
    */
   async writeFile(p: string, data: Buffer | string, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const { dir, name } = await this.parentOf(p);
+    await this.writeFileAt(dir, name, data, opts);
+  }
+
+  /**
+   * writeFile by the directory's handle and the file's name. Short writes
+   * are continued until every byte is written (FILE_SYNC). With `exclusive`,
+   * an existing file is NFS3ERR_EXIST; otherwise it is truncated first.
+   */
+  async writeFileAt(dir: FileHandle, name: string, data: Buffer | string, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     let fh: FileHandle;
     try {
       fh = (await this.nfs.create(dir, name, { mode: opts.mode ?? 0o644, size: 0 })).fh ?? (await this.nfs.lookup(dir, name)).fh;
@@ -225,7 +234,7 @@ export class NfsClient {
     }
     for (let off = 0; off < bytes.length; ) {
       const { count } = await this.nfs.write(fh, off, bytes.subarray(off, off + this.chunk.write), StableHow.FILE_SYNC);
-      if (count === 0) throw new Nfs3Error(NFS3ERR.IO, 'WRITE', p);
+      if (count === 0) throw new Nfs3Error(NFS3ERR.IO, 'WRITE', name);
       off += count;
     }
   }
@@ -233,6 +242,11 @@ export class NfsClient {
   /** A new sparse file of exactly `size` bytes (NFS3ERR_EXIST when it exists). */
   async createSparse(p: string, size: number, mode = 0o600): Promise<Fattr3> {
     const { dir, name } = await this.parentOf(p);
+    return this.createSparseAt(dir, name, size, mode);
+  }
+
+  /** createSparse by the directory's handle and the file's name. */
+  async createSparseAt(dir: FileHandle, name: string, size: number, mode = 0o600): Promise<Fattr3> {
     const made = await this.nfs.create(dir, name, { mode, size });
     const fh = made.fh ?? (await this.nfs.lookup(dir, name)).fh;
     let attrs = made.attributes ?? (await this.nfs.getattr(fh));

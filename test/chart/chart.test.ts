@@ -17,7 +17,7 @@ import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
 import { PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { CSIDriver, StorageClass } from 'kubernetes-models/storage.k8s.io/v1';
-import { parseParameters } from '../../controller/parameters.js';
+import { parseParameters } from '../../volume/parameters.js';
 import { parseFlags, socketPath } from '../../driver/flags.js';
 
 const exec = promisify(execFile);

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
-import { Ganesha } from '../../bench/ganesha.js';
+import { Ganesha } from '../helpers/ganesha.js';
 
 interface Vol {
   volume_id: string;

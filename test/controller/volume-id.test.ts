@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName } from '../../controller/volume-id.js';
+import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName } from '../../volume/volume-id.js';
 
 describe('volume id codec', () => {
   it('round-trips a local volume id', () => {

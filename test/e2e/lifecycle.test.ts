@@ -1,7 +1,8 @@
 // Whole volume lives, end to end: the sidecar harnesses drive the
 // controller, the kubelet harness discovers the driver through its
 // registration socket and drives the node service. No cluster exists on
-// these machines; the harnesses follow CONTRACTS.md to the letter.
+// these machines; the harnesses follow the kubelet's and the sidecars'
+// source (named in test/helpers).
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -174,7 +175,7 @@ describe('end to end: sidecars, kubelet registration and pod lifecycles', functi
       const ctx = await attacher.attach(pv, node);
       const a = pod('a');
       const t = await kubelet.mountPod(a, pv, ctx);
-      const { rpc } = await import('../../driver/client.js');
+      const { rpc } = await import('../../cli/client.js');
       await rpc(d.clients.controller, 'ControllerExpandVolume', { volume_id: pv.volumeHandle, capacity_range: { required_bytes: 480 * MiB } });
       expect((await kubelet.expand(a, pv, 480 * MiB)).capacity_bytes).to.equal(String(480 * MiB));
       const st = await fs.statfs(t);

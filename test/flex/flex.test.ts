@@ -6,16 +6,15 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { nfsMountArgs } from '../../flex/nfs-driver.js';
 import { undoUnder } from '../helpers/driver-process.js';
+import { flexExecutable } from '../helpers/flex-executable.js';
 import { FlexKubelet, type FlexPV } from '../helpers/flex-kubelet.js';
 import { exec, HostState, sha256File } from '../helpers/host.js';
+import { MountRecorder } from '../helpers/mount-recorder.js';
 
 const run = promisify(execFile);
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const EXE = path.join(ROOT, 'dist/berth-flex');
 const MiB = 1024 * 1024;
 
 /** A PATH with every program of the host's bin directories except Node.js. */
@@ -38,16 +37,18 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
   let kubelet: FlexKubelet;
   let logFile: string;
   let host: HostState;
+  let mounts: MountRecorder;
 
   before(async () => {
     host = await HostState.capture();
-    await run(process.execPath, [path.join(ROOT, 'scripts/build-flex.mjs')]);
+    const EXE = await flexExecutable();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-flex-'));
     const pluginDir = path.join(dir, 'exec');
     const installed = await run(EXE, ['install', pluginDir]);
     expect(JSON.parse(installed.stdout)).to.include({ status: 'Success' });
     logFile = path.join(dir, 'flex.log');
     const bin = await pathWithoutNode(dir);
+    mounts = await MountRecorder.create(dir); // replaces bin/mount
     kubelet = new FlexKubelet(path.join(dir, 'kubelet'), pluginDir, { PATH: bin, BERTH_FLEX_LOG: logFile, BERTH_FLEX_STATE: path.join(dir, 'state') });
   });
 
@@ -180,11 +181,13 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       const podDir = kubelet.podDir(pod.uid, v);
       await fs.mkdir(podDir, { recursive: true, mode: 0o750 });
       const { reply, code } = await kubelet.call('berth/nfs', ['mount', podDir, kubelet.options(v, pod)]);
-      // The kernel has no NFS client on these machines, so mount fails; its
-      // message carries the exact command the shim ran.
+      // The kernel has no NFS client on these machines, so mount fails; the
+      // recorder on the shim's PATH saw the exact command. The reply never
+      // shows the options.
       expect(code).to.equal(1);
       expect(reply.status).to.equal('Failure');
-      expect(reply.message).to.contain(`mount -t nfs -o nfsvers=3,nolock,port=1,mountport=1,retry=0,soft,ro -- 127.0.0.1:/export/vol1 ${podDir}`);
+      expect((await mounts.calls()).at(-1)).to.equal(`mount -t nfs -o nfsvers=3,nolock,port=1,mountport=1,retry=0,soft,ro -- 127.0.0.1:/export/vol1 ${podDir}`);
+      expect(reply.message).to.contain('-o <redacted>').and.not.contain('mountport');
       await fs.rmdir(podDir);
     });
 

@@ -5,20 +5,20 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { PersistentVolume } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
-import { Ganesha } from '../../bench/ganesha.js';
+import { Ganesha } from '../helpers/ganesha.js';
 import { migrateFlexPVs } from '../../flex/migrate.js';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
+import { flexExecutable } from '../helpers/flex-executable.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
+import { MountRecorder } from '../helpers/mount-recorder.js';
 
 const run = promisify(execFile);
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../flex/main.js');
 
-// The seed a legacy user has today (CONTRACTS.md §5), bound to a claim.
+// The seed a legacy user has today (kubernetes/examples volumes/flexvolume, the NFS shape), bound to a claim.
 const SEED = `apiVersion: v1
 kind: PersistentVolume
 metadata:
@@ -114,7 +114,7 @@ items:
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-migrate-'));
     try {
       await fs.writeFile(path.join(dir, 'pvs.yaml'), SEED);
-      const { stdout, stderr } = await run(process.execPath, [MAIN, 'migrate', path.join(dir, 'pvs.yaml')]);
+      const { stdout, stderr } = await run(await flexExecutable(), ['migrate', path.join(dir, 'pvs.yaml')]);
       expect(docs(stdout)[0]!.spec.csi.volumeHandle).to.equal('nfs:10.10.0.25:/export:share:legacy-nfs');
       expect(stderr).to.contain('migrated 1');
     } finally {
@@ -126,11 +126,13 @@ items:
     let dir: string;
     let g: Ganesha;
     let d: DriverProcess;
+    let mounts: MountRecorder;
     before(async () => {
       dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-migrate-'));
       g = new Ganesha(dir);
       await g.start();
-      d = await DriverProcess.start({ mode: 'all' });
+      mounts = await MountRecorder.create(dir);
+      d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() } });
     });
     after(async () => {
       await d?.cleanup();
@@ -152,11 +154,11 @@ items:
       const k = new KubeletPaths(d.kubeletDir);
       const staging = k.staging(pv!.spec.csi.volumeHandle);
       await k.prepareStage(staging);
-      const err = await expectCode(
+      await expectCode(
         rpc(d.clients.node, 'NodeStageVolume', { volume_id: pv!.spec.csi.volumeHandle, staging_target_path: staging, volume_capability: cap, volume_context: { ...pv!.spec.csi.volumeAttributes, mountOptions: 'nfsvers=4.1' } }),
         Code.INTERNAL,
       );
-      expect(err.details).to.contain(`mount -t nfs -o nfsvers=4.1 -- 127.0.0.1:${g.exportPath} ${staging}`);
+      expect((await mounts.calls()).at(-1)).to.equal(`mount -t nfs -o nfsvers=4.1 -- 127.0.0.1:${g.exportPath} ${staging}`);
     });
 
     it('with --mounted-at, data written under FlexVolume is read through the migrated CSI PV', async () => {

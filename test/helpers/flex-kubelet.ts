@@ -1,4 +1,5 @@
-// Plays the kubelet toward a FlexVolume driver (CONTRACTS.md §5): argv
+// Plays the kubelet toward a FlexVolume driver (kubernetes
+// pkg/volume/flexvolume: driver-call.go, mounter.go, attacher.go): argv
 // forms, JSON options merged the kubelet's way (its keys, then the PV's
 // options, which win), stdout and stderr combined and parsed as one JSON
 // object, the directories it creates and removes, and its fallbacks when a

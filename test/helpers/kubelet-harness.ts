@@ -1,5 +1,6 @@
 // A test harness that behaves like the kubelet toward a CSI driver
-// (CONTRACTS.md §3–4): plugin discovery through plugins_registry, the
+// (kubernetes pkg/volume/csi and pkg/kubelet/pluginmanager; registration API
+// kubernetes/kubelet pkg/apis/pluginregistration/v1): plugin discovery through plugins_registry, the
 // registration handshake with its validations, and pod volume lifecycles at
 // the kubelet's exact paths, with its directories, vol_data.json files,
 // access-mode mapping, pod-info volume_context, NodeGetCapabilities before
@@ -9,8 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { csiClients, rpc, type CsiClients } from '../../driver/client.js';
-import { loadRegistration } from '../../driver/csi.js';
+import { csiClients, rpc, type CsiClients } from '../../cli/client.js';
+import { loadRegistration } from '../../proto/load.js';
 import { KubeletPaths } from './kubelet.js';
 import type { PersistentVolume } from './sidecars.js';
 

@@ -1,5 +1,6 @@
-// The kubelet's path shapes (CONTRACTS.md §3) and the directory work it does
-// around node calls, for tests that play the kubelet.
+// The kubelet's path shapes (kubernetes pkg/volume/csi: csi_attacher.go for
+// the staging path, csi_mounter.go for the target) and the directory work it
+// does around node calls, for tests that play the kubelet.
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';

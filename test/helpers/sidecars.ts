@@ -1,8 +1,9 @@
 // Test harnesses that behave like the kubernetes-csi sidecars toward the
-// controller service (CONTRACTS.md §2): external-provisioner (with
-// --extra-create-metadata) and external-attacher.
+// controller service: external-provisioner (with --extra-create-metadata;
+// kubernetes-csi/external-provisioner pkg/controller/controller.go) and
+// external-attacher (kubernetes-csi/external-attacher pkg/attacher).
 import { randomBytes } from 'node:crypto';
-import { rpc, type CsiClients } from '../../driver/client.js';
+import { rpc, type CsiClients } from '../../cli/client.js';
 
 export type AccessMode = 'ReadWriteOnce' | 'ReadOnlyMany' | 'ReadWriteMany' | 'ReadWriteOncePod';
 

@@ -23,7 +23,7 @@ import {
   XdrError,
   XdrWriter,
 } from '../../nfs-client/index.js';
-import { Ganesha } from '../../bench/ganesha.js';
+import { Ganesha } from '../helpers/ganesha.js';
 
 const exec = promisify(execFile);
 

@@ -1,6 +1,6 @@
 // The node service on NFS pools. These machines have no kernel NFS client:
 // the one step that needs it (mount -t nfs) is checked by its exact command
-// line, and the whole data path runs through the pre-mounted mode, where the
+// line (a MountRecorder on the driver's PATH), and the whole data path runs through the pre-mounted mode, where the
 // export's directory (served by a real nfs-ganesha) is reachable locally.
 import { expect } from 'chai';
 import fs from 'node:fs/promises';
@@ -8,10 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
-import { Ganesha } from '../../bench/ganesha.js';
+import { Ganesha } from '../helpers/ganesha.js';
 import { exec, HostState, mountTargets } from '../helpers/host.js';
 import { FuseStandIn, FUSE_GETATTR } from '../helpers/fuse-stand-in.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
+import { MountRecorder } from '../helpers/mount-recorder.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,13 +23,15 @@ describe('node service on NFS pools', function () {
   let d: DriverProcess;
   let k: KubeletPaths;
   let host: HostState;
+  let mounts: MountRecorder;
 
   before(async () => {
     host = await HostState.capture();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsnode-'));
     g = new Ganesha(dir);
     await g.start();
-    d = await DriverProcess.start({ mode: 'all' });
+    mounts = await MountRecorder.create(dir);
+    d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() } });
     k = new KubeletPaths(d.kubeletDir);
   });
   after(async () => {
@@ -72,7 +75,8 @@ describe('node service on NFS pools', function () {
       rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context }),
       Code.INTERNAL,
     );
-    expect(err.details).to.contain(`mount -t nfs -o nfsvers=4.1,hard,noatime -- 127.0.0.1:${g.exportPath}/pvc-kernel ${staging}`);
+    expect(await mounts.calls()).to.include(`mount -t nfs -o nfsvers=4.1,hard,noatime -- 127.0.0.1:${g.exportPath}/pvc-kernel ${staging}`);
+    expect(err.details, 'mount options are never shown').to.contain('-o <redacted>').and.not.contain('noatime');
     expect(await mountTargets()).to.not.include(staging);
   });
 
@@ -81,11 +85,11 @@ describe('node service on NFS pools', function () {
     const v = await provision('pvc-kernel-img', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1' }, cap, 64 * MiB);
     const staging = k.staging(v.volume_id);
     await k.prepareStage(staging);
-    const err = await expectCode(
+    await expectCode(
       rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context }),
       Code.INTERNAL,
     );
-    expect(err.details).to.match(new RegExp(`mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`));
+    expect((await mounts.calls()).at(-1)).to.match(new RegExp(`mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`));
     expect(await host.loopsLeft()).to.deep.equal([]);
   });
 
@@ -120,8 +124,8 @@ describe('node service on NFS pools', function () {
       expect(standIn.seen).to.include(FUSE_GETATTR);
       expect(await mountTargets()).to.include(staging);
       standIn.makeStale();
-      const err = await expectCode(stage(), Code.INTERNAL); // the remount: mount(2) has no NFS here
-      expect(err.details, err.details).to.contain(`mount -t nfs -o ${options} -- 127.0.0.1:${g.exportPath}/pvc-stale ${staging}`);
+      await expectCode(stage(), Code.INTERNAL); // the remount: mount(2) has no NFS here
+      expect((await mounts.calls()).at(-1)).to.equal(`mount -t nfs -o ${options} -- 127.0.0.1:${g.exportPath}/pvc-stale ${staging}`);
       expect(await mountTargets(), 'the stale mount is gone').to.not.include(staging);
       // NodeUnstageVolume unmounts a stale mount too.
       (await FuseStandIn.mount(`127.0.0.1:${g.exportPath}/pvc-stale`, staging)).makeStale();

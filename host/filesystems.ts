@@ -1,6 +1,5 @@
-// What is on a device, making a filesystem only where there is nothing, and
-// growing one. Modelled on mount-utils' SafeFormatAndMount: `blkid -p` probes
-// the device itself (no udev cache); exit 2 means no signature at all.
+// What is on a device, making a filesystem, and growing one. `blkid -p`
+// probes the device itself (no udev cache); exit 2 means no signature at all.
 import { run } from './run.js';
 
 export type DeviceContent =
@@ -31,17 +30,11 @@ const MKFS: Record<string, string[]> = {
   btrfs: ['mkfs.btrfs', '-q'],
 };
 
-/**
- * Formats `device` only if it is blank. Throws (never touching the device)
- * when it holds anything: the caller decides whether a filesystem is usable.
- */
-export async function formatIfBlank(device: string, fsType: string): Promise<{ formatted: boolean; content: DeviceContent }> {
-  const content = await probeDevice(device);
-  if (content.state !== 'blank') return { formatted: false, content };
+/** Makes a filesystem. Callers prove the device blank first (host.ts formatAndMount). */
+export async function mkfs(device: string, fsType: string): Promise<void> {
   const [cmd, ...args] = MKFS[fsType] ?? [];
   if (!cmd) throw new Error(`no mkfs for filesystem "${fsType}"`);
   await run(cmd, [...args, device], { timeoutMs: 300_000 });
-  return { formatted: true, content: { state: 'filesystem', fsType } };
 }
 
 /**
@@ -66,13 +59,9 @@ export async function filesystemSize(fsType: string, device: string, mountPoint?
   throw new Error(`cannot read the size of the ${fsType} filesystem on ${device}`);
 }
 
-/** Whether the filesystem is smaller than its device by at least one 64 KiB unit. */
-export async function filesystemSmallerThan(deviceBytes: number, fsType: string, device: string, mountPoint?: string): Promise<boolean> {
-  return deviceBytes - (await filesystemSize(fsType, device, mountPoint)) >= 64 * 1024;
-}
-
 /** Grows an unmounted ext4 filesystem to fill its device (fsck first, as resize2fs demands). */
-export async function growExt4Offline(device: string): Promise<void> {
+export async function growOffline(fsType: string, device: string): Promise<void> {
+  if (fsType !== 'ext4') throw new Error(`cannot grow an unmounted ${fsType} filesystem`);
   await run('e2fsck', ['-f', '-p', device], { timeoutMs: 600_000, okExitCodes: [1] });
   await run('resize2fs', [device], { timeoutMs: 600_000 });
 }

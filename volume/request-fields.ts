@@ -1,5 +1,5 @@
 // Field checks shared by the controller and node services (spec limits).
-import { invalid, outOfRange } from '../driver/errors.js';
+import { invalid, outOfRange } from './errors.js';
 
 const BANNED = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/;
 

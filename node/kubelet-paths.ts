@@ -3,7 +3,7 @@
 // the driver mount or delete anywhere else.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { invalid } from './errors.js';
+import { invalid } from '../volume/errors.js';
 
 const MAX_PATH_BYTES = 4096;
 

@@ -5,9 +5,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { csiClients, rpc } from './client.js';
-import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from './flags.js';
+import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from '../driver/flags.js';
 import { stagingPath, targetPath } from './kubelet-layout.js';
-import { parseQuantity } from './quantity.js';
+import { parseQuantity } from '../volume/quantity.js';
 
 const USAGE = `Usage: berth-ctl [--endpoint unix:///path/csi.sock] <command> [args]
 

@@ -1,35 +1,6 @@
-// Loads our wire contracts (proto/csi.proto, proto/pluginregistration.proto)
-// and re-exports the generated message types under short names, so handlers
-// are typed against them.
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import type { ProtoGrpcType } from '../generated/csi.js';
-import type { ProtoGrpcType as RegistrationGrpcType } from '../generated/pluginregistration.js';
-
-export const PROTO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
-
-export const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
-  longs: String,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-};
-
-const loaded = new Map<string, unknown>();
-
-function load<T>(file: string): T {
-  if (!loaded.has(file)) {
-    const def = protoLoader.loadSync(path.join(PROTO_DIR, file), LOADER_OPTIONS);
-    loaded.set(file, grpc.loadPackageDefinition(def));
-  }
-  return loaded.get(file) as T;
-}
-
-export const loadCsi = () => load<ProtoGrpcType>('csi.proto');
-export const loadRegistration = () => load<RegistrationGrpcType>('pluginregistration.proto');
+// The CSI message and handler types (generated from proto/csi.proto) under
+// short names, and the access-mode sets every service checks against.
+// Types only: loading the protos for a server or client is proto/load.ts.
 export type { RegistrationHandlers } from '../generated/pluginregistration/Registration.js';
 export type { RegistrationStatus__Output as RegistrationStatus } from '../generated/pluginregistration/RegistrationStatus.js';
 

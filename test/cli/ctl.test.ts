@@ -5,12 +5,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { parseQuantity as parseSize } from '../../driver/quantity.js';
+import { parseQuantity as parseSize } from '../../volume/quantity.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { loopTable } from '../helpers/host.js';
 
 const exec = promisify(execFile);
-const CTL = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../driver/ctl.js');
+const CTL = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/ctl.js');
 
 describe('berth-ctl', function () {
   this.timeout(60_000);

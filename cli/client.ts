@@ -1,7 +1,7 @@
 // A CSI client over a unix socket: used by the operator CLI, benchmarks and
 // tests to talk to a running driver the way the kubelet and sidecars do.
 import * as grpc from '@grpc/grpc-js';
-import { loadCsi } from './csi.js';
+import { loadCsi } from '../proto/load.js';
 
 export interface CsiClients {
   identity: grpc.Client;

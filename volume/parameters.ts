@@ -1,9 +1,10 @@
 // StorageClass parameters, validated once at the edge into a typed value.
-import { invalid } from '../driver/errors.js';
-import { unsafeMountOption } from '../driver/toolkit/mounter.js';
+import { invalid } from './errors.js';
+import { mountedAt, mountOptions, nfsServer, nfsShare, nfsSubDir } from './nfs.js';
+import type { OnDelete } from './record.js';
 import { VOLUME_KINDS, type VolumeKind } from './volume-id.js';
 
-export type OnDelete = 'delete' | 'retain' | 'archive';
+export type { OnDelete };
 export type PoolType = 'local' | 'nfs';
 
 /** Where an NFS pool is: the export, and how nodes reach it. */
@@ -41,7 +42,6 @@ export const PV_NAME = 'csi.storage.k8s.io/pv/name';
 
 const KNOWN = new Set(['pool', 'kind', 'onDelete', 'mountPermissions', PVC_NAME, PVC_NAMESPACE, PV_NAME]);
 const NFS_KEYS = new Set(['server', 'share', 'subDir', 'mountOptions', 'nfsPort', 'mountPort', 'mountedAt']);
-const HOST = /^[A-Za-z0-9.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/;
 
 function oneOf<T extends string>(key: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined || value === '') return fallback;
@@ -71,26 +71,24 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
   }
   let nfs: VolumeParameters['nfs'];
   if (pool === 'nfs') {
-    const server = params.server ?? '';
-    if (!HOST.test(server)) throw invalid(`parameter "server" must be a host name or address; got "${server}"`);
-    const share = params.share ?? '';
-    if (!share.startsWith('/') || share.includes('\0') || share.split('/').includes('..')) {
-      throw invalid(`parameter "share" must be the export's absolute path; got "${share}"`);
-    }
-    const mountOptions = (params.mountOptions ?? '').split(',').map((o) => o.trim()).filter(Boolean);
-    const bad = unsafeMountOption(mountOptions);
-    if (bad !== undefined) throw invalid(`mount option "${bad}" holds a character that is not allowed`);
+    const server = nfsServer(params.server, 'parameter "server"');
+    const share = nfsShare(params.share, 'parameter "share"');
+    const options = mountOptions(params.mountOptions);
     const port = (key: string) => {
       const v = params[key];
       if (v === undefined || v === '') return undefined;
       if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw invalid(`parameter "${key}" must be a TCP port`);
       return Number(v);
     };
-    const mountedAt = params.mountedAt || undefined;
-    if (mountedAt !== undefined && (!mountedAt.startsWith('/') || mountedAt.split('/').includes('..'))) {
-      throw invalid('parameter "mountedAt" must be an absolute path');
-    }
-    nfs = { server, share: share.replace(/\/+$/, '') || '/', nfsPort: port('nfsPort'), mountPort: port('mountPort'), subDir: params.subDir || '${pv.metadata.name}', mountOptions, mountedAt };
+    nfs = {
+      server,
+      share,
+      nfsPort: port('nfsPort'),
+      mountPort: port('mountPort'),
+      subDir: params.subDir || '${pv.metadata.name}',
+      mountOptions: options,
+      mountedAt: mountedAt(params.mountedAt, 'parameter "mountedAt"'),
+    };
   }
   return {
     pool,
@@ -114,7 +112,6 @@ export function identityParameters(params: Record<string, string>): Record<strin
 }
 
 const TEMPLATE = /\$\{(pvc\.metadata\.name|pvc\.metadata\.namespace|pv\.metadata\.name)\}/g;
-const COMPONENT = /^[A-Za-z0-9_.-]{1,255}$/;
 
 /**
  * Expands a subDir template for one volume and checks that the result can
@@ -134,11 +131,5 @@ export function expandSubDir(template: string, p: VolumeParameters, volumeName: 
     if (!v) throw invalid(`subDir template needs ${key}, which this request does not carry (run the provisioner with --extra-create-metadata)`);
     return v;
   });
-  if (out.startsWith('/') || out.includes('\0') || Buffer.byteLength(out) > 1024) throw invalid(`subDir "${out}" must be a relative path of at most 1024 bytes`);
-  const parts = out.split('/');
-  for (const c of parts) {
-    if (c === '.' || c === '..' || !COMPONENT.test(c)) throw invalid(`subDir "${out}" has a component "${c}" that is not a plain name`);
-  }
-  if (parts[0] === '.berth') throw invalid('subDir may not start with .berth (berth keeps its records there)');
-  return out;
+  return nfsSubDir(out);
 }

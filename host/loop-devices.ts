@@ -1,0 +1,55 @@
+// Loop devices. The table is read from sysfs (/sys/block/loopN/loop/
+// backing_file exists while a device is attached): no `losetup` process to
+// look one up. Attaching, detaching and resizing go through losetup.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { run } from './run.js';
+
+export interface LoopDevice {
+  device: string;
+  backingFile: string;
+  /** The backing file was deleted while attached. */
+  backingDeleted: boolean;
+}
+
+const DELETED = ' (deleted)';
+
+export async function readLoopTable(sysBlock = '/sys/block'): Promise<LoopDevice[]> {
+  const names = (await fs.readdir(sysBlock).catch(() => [] as string[])).filter((n) => /^loop\d+$/.test(n));
+  const found = await Promise.all(
+    names.map(async (name) => {
+      const back = await fs.readFile(path.join(sysBlock, name, 'loop/backing_file'), 'utf8').catch(() => undefined);
+      if (back === undefined) return undefined; // not attached
+      const file = back.replace(/\n$/, '');
+      const deleted = file.endsWith(DELETED);
+      return { device: `/dev/${name}`, backingFile: deleted ? file.slice(0, -DELETED.length) : file, backingDeleted: deleted };
+    }),
+  );
+  return found.filter((l): l is LoopDevice => l !== undefined).sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
+}
+
+/** Attaches `image` to a new loop device with direct I/O; returns the device. */
+export async function losetupAttach(image: string): Promise<string> {
+  const { stdout } = await run('losetup', ['-f', '--show', '--direct-io=on', '--', path.resolve(image)], { timeoutMs: 30_000 });
+  return stdout.trim();
+}
+
+export async function losetupDetach(device: string): Promise<void> {
+  await run('losetup', ['-d', device], { timeoutMs: 30_000 });
+}
+
+/** Makes the device see its image's current size (after the image grew). */
+export async function losetupRefresh(device: string): Promise<void> {
+  await run('losetup', ['-c', device], { timeoutMs: 30_000 });
+}
+
+/** A block device's size in bytes: sysfs for loop devices, blockdev otherwise. */
+export async function blockDeviceSize(device: string): Promise<number> {
+  const m = /^\/dev\/(loop\d+)$/.exec(device);
+  if (m) {
+    const sectors = await fs.readFile(`/sys/block/${m[1]}/size`, 'utf8').catch(() => undefined);
+    if (sectors !== undefined) return Number(sectors.trim()) * 512;
+  }
+  const { stdout } = await run('blockdev', ['--getsize64', device], { timeoutMs: 15_000 });
+  return Number(stdout.trim());
+}
