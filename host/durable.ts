@@ -105,11 +105,14 @@ export class DirectorySync {
   private running: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly fsync: (dir: string) => Promise<void> = fsyncDir,
+  ) {}
 
   sync(): Promise<void> {
     if (!this.running) {
-      this.running = fsyncDir(this.dir).finally(() => (this.running = undefined));
+      this.running = this.fsync(this.dir).finally(() => (this.running = undefined));
       return this.running;
     }
     // An fsync is already running and may have started before our change:

@@ -94,7 +94,7 @@ function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
   if (parts.length !== 5) return undefined;
   const [, serverSpec, share, kind, dirName] = parts as [string, string, string, string, string];
   const [server, nfsPort = '', mountPort = ''] = serverSpec.split('@');
-  if (!server || !PORT.test(nfsPort) || !PORT.test(mountPort)) return undefined;
+  if (!server || !PORT.test(nfsPort) || !PORT.test(mountPort) || Number(nfsPort) > 65535 || Number(mountPort) > 65535) return undefined;
   if (!isKind(kind)) return undefined;
   if (!SAFE_DIR.test(dirName) || !share) return undefined;
   const ref: NfsVolumeRef = { pool: 'nfs', server: unesc(server), share: unesc(share), kind, dirName };
