@@ -3,17 +3,21 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY proto ./proto
 COPY driver ./driver
 COPY controller ./controller
+COPY node ./node
+COPY volume ./volume
+COPY host ./host
+COPY cli ./cli
 COPY nfs-client ./nfs-client
 COPY flex ./flex
 COPY scripts ./scripts
-COPY test ./test
-COPY bench ./bench
-# build:flex also makes dist/berth-flex, which the chart's FlexVolume installer runs.
-RUN npm run build:flex && npm prune --omit=dev
+# The shipped code only (tsconfig.build.json leaves out test/ and bench/);
+# build-flex.mjs also makes dist/berth-flex, which the chart's FlexVolume
+# installer runs.
+RUN npm run gen && npx tsc -p tsconfig.build.json && node scripts/build-flex.mjs && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update \

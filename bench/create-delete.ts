@@ -40,12 +40,17 @@ export async function createDeleteRun(opts: {
   beforeDeletes?: () => Promise<void>;
 }): Promise<{ create: Phase; del: Phase }> {
   const { controller, n, warmup, request } = opts;
-  const create = async (i: number) => (await rpc<{ volume: { volume_id: string } }>(controller, 'CreateVolume', request(i))).volume.volume_id;
+  const create = async (i: number) =>
+    (await rpc<{ volume: { volume_id: string } }>(controller, 'CreateVolume', request(i))).volume.volume_id;
   const remove = async (id: string) => void (await rpc(controller, 'DeleteVolume', { volume_id: id }));
   const warm: string[] = new Array(warmup);
-  await runConcurrently(warmup, CONCURRENCY, async (i) => void (warm[i] = await create(n + i)));
+  await runConcurrently(warmup, CONCURRENCY, async (i) => {
+    warm[i] = await create(n + i);
+  });
   const ids: string[] = new Array(n);
-  const created = await timedPhase(n, async (i) => void (ids[i] = await create(i)));
+  const created = await timedPhase(n, async (i) => {
+    ids[i] = await create(i);
+  });
   await runConcurrently(warmup, CONCURRENCY, (i) => remove(warm[i] as string));
   await opts.beforeDeletes?.();
   const deleted = await timedPhase(n, (i) => remove(ids[i] as string));

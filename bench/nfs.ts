@@ -15,9 +15,9 @@ import path from 'node:path';
 import { rpc } from '../cli/client.js';
 import { NfsClient } from '../nfs-client/index.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
+import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { Ganesha } from '../test/helpers/ganesha.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
-import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { fmt, median, runConcurrently } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
@@ -101,7 +101,11 @@ async function callsPerOperation(kind: string, params: Record<string, string>): 
     const ids: string[] = [];
     const warm = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 900_000, counted)); // connects the pool
     proxy.reset();
-    for (let i = 0; i < M; i++) ids.push((await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 500_000 + i, counted))).volume.volume_id);
+    for (let i = 0; i < M; i++)
+      ids.push(
+        (await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', request(kind, 500_000 + i, counted))).volume
+          .volume_id,
+      );
     const perCreate = proxy.calls() / M;
     proxy.reset();
     for (const id of ids) await rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
@@ -120,7 +124,9 @@ async function main() {
   await g.start();
   const exports = new Exports(g);
   try {
-    console.log(`bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} runs (${WARMUP} unmeasured warm-up creates each)`);
+    console.log(
+      `bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} runs (${WARMUP} unmeasured warm-up creates each)`,
+    );
     console.log(`export fs: fresh = ${FreshFilesystem.description}; root = this machine's /, after the earlier runs`);
     // The ceiling: the server's MKDIR+RMDIR rate through our client.
     const ceiling: number[] = [];
@@ -135,11 +141,19 @@ async function main() {
       ceiling.push(N / (Number(process.hrtime.bigint() - t0) / 1e9));
       client.close();
     }
-    console.log(`ceiling (fresh fs): MKDIR+RMDIR pairs through nfs-client   ${fmt(median(ceiling), 0)} pairs/s (${fmt(median(ceiling) * 2, 0)} calls/s)`);
+    console.log(
+      `ceiling (fresh fs): MKDIR+RMDIR pairs through nfs-client   ${fmt(median(ceiling), 0)} pairs/s (${fmt(median(ceiling) * 2, 0)} calls/s)`,
+    );
 
     const params = { pool: 'nfs', server: '127.0.0.1', share: g.exportPath };
-    console.log('kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run');
-    const rows: Array<[string, boolean]> = [['share', true], ['block', true], ['share', false]];
+    console.log(
+      'kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run',
+    );
+    const rows: Array<[string, boolean]> = [
+      ['share', true],
+      ['block', true],
+      ['share', false],
+    ];
     for (const [kind, fresh] of rows) {
       const runs: Array<{ create: Phase; del: Phase }> = [];
       for (let run = 0; run < RUNS; run++) {

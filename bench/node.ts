@@ -39,8 +39,17 @@ class Volume {
     await fs.mkdir(this.staging, { recursive: true, mode: 0o750 });
     const target = this.target(uid);
     await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
-    await rpc(this.d.clients.node, 'NodeStageVolume', { volume_id: this.id, staging_target_path: this.staging, volume_capability: this.cap });
-    await rpc(this.d.clients.node, 'NodePublishVolume', { volume_id: this.id, staging_target_path: this.staging, target_path: target, volume_capability: this.cap });
+    await rpc(this.d.clients.node, 'NodeStageVolume', {
+      volume_id: this.id,
+      staging_target_path: this.staging,
+      volume_capability: this.cap,
+    });
+    await rpc(this.d.clients.node, 'NodePublishVolume', {
+      volume_id: this.id,
+      staging_target_path: this.staging,
+      target_path: target,
+      volume_capability: this.cap,
+    });
     return target;
   }
   async down(uid: string): Promise<void> {
@@ -52,7 +61,10 @@ class Volume {
 async function createVolume(d: DriverProcess, name: string, fsType: string, bytes: number): Promise<Volume> {
   const cap = { mount: { fs_type: fsType }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
   const res = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'CreateVolume', {
-    name, capacity_range: { required_bytes: bytes }, volume_capabilities: [cap], parameters: { kind: 'block' },
+    name,
+    capacity_range: { required_bytes: bytes },
+    volume_capabilities: [cap],
+    parameters: { kind: 'block' },
   });
   return new Volume(d, res.volume.volume_id, cap);
 }
@@ -92,7 +104,9 @@ async function main() {
         await v.down(uid);
         downs.push(ms(t0));
       }
-      console.log(`${fsType.padEnd(6)} ${fmt(first).padStart(12)} ms ${fmt(median(ups)).padStart(15)} ms ${fmt(median(downs)).padStart(19)} ms`);
+      console.log(
+        `${fsType.padEnd(6)} ${fmt(first).padStart(12)} ms ${fmt(median(ups)).padStart(15)} ms ${fmt(median(downs)).padStart(19)} ms`,
+      );
     }
 
     const v = await createVolume(d, 'pvc-io', 'ext4', 2 * GiB);

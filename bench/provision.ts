@@ -6,9 +6,9 @@
 // says why). Run it inside a private mount namespace (npm run bench:provision).
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
+import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
 import { fmt, memoryOf } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -71,7 +71,9 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
 }
 
 async function main() {
-  console.log(`bench/provision: local pool, concurrency ${CONCURRENCY}, median of ${RUNS} runs, ${WARMUP} unmeasured warm-up creates per run`);
+  console.log(
+    `bench/provision: local pool, concurrency ${CONCURRENCY}, median of ${RUNS} runs, ${WARMUP} unmeasured warm-up creates per run`,
+  );
   console.log(`pool fs: fresh = ${FreshFilesystem.description}; root = this machine's /, after the earlier runs`);
   console.log('kind   N      fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   idle RSS  peak RSS   create/s per run');
   const rates = new Map<string, number>();

@@ -33,7 +33,12 @@ export function csiClients(socket: string, authority?: string): CsiClients {
 type UnaryMethod = (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => unknown;
 
 /** Calls one unary method; resolves with the response or rejects with the ServiceError. */
-export function rpc<Res = Record<string, unknown>>(client: grpc.Client, method: string, req: object = {}, deadlineMs = 120_000): Promise<Res> {
+export function rpc<Res = Record<string, unknown>>(
+  client: grpc.Client,
+  method: string,
+  req: object = {},
+  deadlineMs = 120_000,
+): Promise<Res> {
   const fn = (client as unknown as Record<string, UnaryMethod | undefined>)[method];
   if (!fn) return Promise.reject(new Error(`no method ${method}`));
   return new Promise((resolve, reject) => {

@@ -4,10 +4,11 @@
 // directory on this machine (kubelet-style paths), and shows its stats.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { csiClients, rpc } from './client.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from '../driver/flags.js';
-import { stagingPath, targetPath } from './kubelet-layout.js';
 import { parseQuantity } from '../volume/quantity.js';
+import { csiClients, rpc } from './client.js';
+import { stagingPath, targetPath } from './kubelet-layout.js';
 
 const USAGE = `Usage: berth-ctl [--endpoint unix:///path/csi.sock] <command> [args]
 
@@ -26,11 +27,25 @@ Commands:
 
 --endpoint defaults to $CSI_ENDPOINT, else ${DEFAULT_ENDPOINT}.`;
 
-
 interface Args {
   positional: string[];
   options: Map<string, string[]>;
 }
+
+/** The options each command takes (besides --endpoint and --help). */
+const COMMAND_OPTIONS: Record<string, string[]> = {
+  info: [],
+  list: [],
+  create: ['kind', 'size', 'fs', 'raw', 'param'],
+  delete: [],
+  attach: ['node'],
+  detach: ['node'],
+  mount: ['pod', 'readonly', 'raw', 'kubelet-dir'],
+  unmount: ['pod', 'raw', 'kubelet-dir'],
+  stats: [],
+};
+
+class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Args {
   const positional: string[] = [];
@@ -45,7 +60,7 @@ function parseArgs(argv: string[]): Args {
     }
     const name = m[1] as string;
     const value = m[2] ?? (bools.has(name) ? 'true' : argv[++i]);
-    if (value === undefined) throw new Error(`--${name} needs a value`);
+    if (value === undefined) throw new UsageError(`--${name} needs a value`);
     options.set(name, [...(options.get(name) ?? []), value]);
   }
   return { positional, options };
@@ -62,9 +77,15 @@ interface VolumeInfo {
 export async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const [command, ...rest] = args.positional;
-  if (!command || args.options.has('help')) {
+  if (args.options.has('help')) {
     process.stdout.write(`${USAGE}\n`);
-    return command ? 0 : 2;
+    return 0;
+  }
+  if (!command) throw new UsageError('no command given');
+  const allowed = COMMAND_OPTIONS[command];
+  if (!allowed) throw new UsageError(`unknown command "${command}"`);
+  for (const name of args.options.keys()) {
+    if (name !== 'endpoint' && !allowed.includes(name)) throw new UsageError(`${command} takes no option --${name}`);
   }
   const socket = socketPath(one(args, 'endpoint', process.env.CSI_ENDPOINT || DEFAULT_ENDPOINT));
   const c = csiClients(socket);
@@ -72,7 +93,7 @@ export async function main(argv: string[]): Promise<number> {
     const nodeId = async () => one(args, 'node') || (await rpc<{ node_id: string }>(c.node, 'NodeGetInfo')).node_id;
     const driverName = async () => (await rpc<{ name: string }>(c.identity, 'GetPluginInfo')).name || DEFAULT_DRIVER_NAME;
     const need = (n: number, what: string) => {
-      if (rest.length < n) throw new Error(`${command} needs ${what}`);
+      if (rest.length < n) throw new UsageError(`${command} needs ${what}`);
       return rest;
     };
     switch (command) {
@@ -87,13 +108,20 @@ export async function main(argv: string[]): Promise<number> {
         let token = '';
         const rows: string[] = [];
         do {
-          const page = await rpc<{ entries: VolumeInfo[]; next_token: string }>(c.controller, 'ListVolumes', { max_entries: 100, starting_token: token });
+          const page = await rpc<{ entries: VolumeInfo[]; next_token: string }>(c.controller, 'ListVolumes', {
+            max_entries: 100,
+            starting_token: token,
+          });
           for (const e of page.entries) {
-            rows.push(`${e.volume.volume_id.padEnd(48)} ${e.volume.capacity_bytes.padStart(14)}  ${e.status.published_node_ids.join(',') || '-'}`);
+            rows.push(
+              `${e.volume.volume_id.padEnd(48)} ${e.volume.capacity_bytes.padStart(14)}  ${e.status.published_node_ids.join(',') || '-'}`,
+            );
           }
           token = page.next_token;
         } while (token);
-        process.stdout.write(`${'VOLUME ID'.padEnd(48)} ${'BYTES'.padStart(14)}  PUBLISHED TO\n${rows.join('\n')}${rows.length ? '\n' : ''}`);
+        process.stdout.write(
+          `${'VOLUME ID'.padEnd(48)} ${'BYTES'.padStart(14)}  PUBLISHED TO\n${rows.join('\n')}${rows.length ? '\n' : ''}`,
+        );
         return 0;
       }
       case 'create': {
@@ -101,7 +129,9 @@ export async function main(argv: string[]): Promise<number> {
         const kind = one(args, 'kind', 'share');
         const raw = one(args, 'raw') === 'true';
         const mode = kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
-        const cap = raw ? { block: {}, access_mode: { mode } } : { mount: { fs_type: kind === 'block' ? one(args, 'fs', 'ext4') : '' }, access_mode: { mode } };
+        const cap = raw
+          ? { block: {}, access_mode: { mode } }
+          : { mount: { fs_type: kind === 'block' ? one(args, 'fs', 'ext4') : '' }, access_mode: { mode } };
         const parameters: Record<string, string> = { kind };
         for (const kv of args.options.get('param') ?? []) {
           const i = kv.indexOf('=');
@@ -109,7 +139,12 @@ export async function main(argv: string[]): Promise<number> {
           parameters[kv.slice(0, i)] = kv.slice(i + 1);
         }
         const size = args.options.has('size') ? parseQuantity(one(args, 'size')) : 0;
-        const res = await rpc(c.controller, 'CreateVolume', { name, capacity_range: size ? { required_bytes: size } : null, volume_capabilities: [cap], parameters });
+        const res = await rpc(c.controller, 'CreateVolume', {
+          name,
+          capacity_range: size ? { required_bytes: size } : null,
+          volume_capabilities: [cap],
+          parameters,
+        });
         print(res);
         return 0;
       }
@@ -126,7 +161,13 @@ export async function main(argv: string[]): Promise<number> {
         }
         const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id });
         const mode = volume.volume_context.kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
-        print(await rpc(c.controller, 'ControllerPublishVolume', { volume_id: id, node_id: node, volume_capability: { mount: {}, access_mode: { mode } } }));
+        print(
+          await rpc(c.controller, 'ControllerPublishVolume', {
+            volume_id: id,
+            node_id: node,
+            volume_capability: { mount: {}, access_mode: { mode } },
+          }),
+        );
         return 0;
       }
       case 'mount':
@@ -144,16 +185,29 @@ export async function main(argv: string[]): Promise<number> {
           if (podsLeft.length === 0) await rpc(c.node, 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
           return 0;
         }
-        const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id }).catch(() => ({ volume: { volume_context: {} as Record<string, string> } }));
+        const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id }).catch(() => ({
+          volume: { volume_context: {} as Record<string, string> },
+        }));
         const kind = volume.volume_context.kind ?? (id.includes(':block:') ? 'block' : 'share');
         const mode = kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
-        const cap = raw ? { block: {}, access_mode: { mode } } : { mount: { fs_type: volume.volume_context.fsType ?? '' }, access_mode: { mode } };
+        const cap = raw
+          ? { block: {}, access_mode: { mode } }
+          : { mount: { fs_type: volume.volume_context.fsType ?? '' }, access_mode: { mode } };
         await fs.mkdir(staging, { recursive: true, mode: 0o750 });
         await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
-        await rpc(c.node, 'NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: cap, volume_context: volume.volume_context });
+        await rpc(c.node, 'NodeStageVolume', {
+          volume_id: id,
+          staging_target_path: staging,
+          volume_capability: cap,
+          volume_context: volume.volume_context,
+        });
         await rpc(c.node, 'NodePublishVolume', {
-          volume_id: id, staging_target_path: staging, target_path: target, volume_capability: cap,
-          readonly: one(args, 'readonly') === 'true', volume_context: volume.volume_context,
+          volume_id: id,
+          staging_target_path: staging,
+          target_path: target,
+          volume_capability: cap,
+          readonly: one(args, 'readonly') === 'true',
+          volume_context: volume.volume_context,
         });
         process.stdout.write(`${target}\n`);
         return 0;
@@ -164,18 +218,33 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        throw new Error(`unknown command "${command}"\n\n${USAGE}`);
+        throw new UsageError(`unknown command "${command}"`);
     }
+  } catch (err) {
+    throw err instanceof UsageError ? err : readable(err as Error, socket);
   } finally {
     c.close();
   }
 }
 
+/** What the user reads when a call fails: the driver's own message, or why there is no driver to ask. */
+function readable(err: Error & { details?: string; code?: number }, socket: string): Error {
+  if (err.code === grpcStatus.UNAVAILABLE && /No connection established|ENOENT|ECONNREFUSED/.test(err.details ?? '')) {
+    return new Error(`no driver answers on unix://${socket}: start one (npm start) or pass --endpoint`);
+  }
+  return new Error(err.details ?? err.message);
+}
+
 if (process.argv[1] && import.meta.url === `file://${path.resolve(process.argv[1])}`) {
-  main(process.argv.slice(2)).then(
+  const argv = process.argv.slice(2);
+  main(argv).then(
     (code) => process.exit(code),
-    (err: Error & { details?: string; code?: number }) => {
-      process.stderr.write(`berth-ctl: ${err.details ?? err.message}\n`);
+    (err: Error) => {
+      if (err instanceof UsageError) {
+        process.stderr.write(`berth-ctl: ${err.message}\n\n${USAGE}\n`);
+        process.exit(2);
+      }
+      process.stderr.write(`berth-ctl: ${err.message}\n`);
       process.exit(1);
     },
   );

@@ -2,15 +2,8 @@
 // DeleteVolume), attach (ControllerPublish / ControllerUnpublish), listing,
 // capacity and expansion. Every answer is computed from the pool's records,
 // never from memory, so any replica or restart sees the same truth.
-import {
-  alreadyExists,
-  exhausted,
-  failedPrecondition,
-  invalid,
-  notFound,
-  outOfRange,
-  aborted,
-} from '../volume/errors.js';
+
+import { blockFsType, capabilityProblem, MIN_BLOCK_BYTES, requireCapabilities } from '../volume/capabilities.js';
 import type {
   ControllerExpandVolumeRequest,
   ControllerGetVolumeRequest,
@@ -29,14 +22,14 @@ import type {
   Volume,
 } from '../volume/csi.js';
 import { SINGLE_NODE_MODES } from '../volume/csi.js';
-import { blockFsType, capabilityProblem, MIN_BLOCK_BYTES, requireCapabilities } from '../volume/capabilities.js';
-import type { LocalPool } from './local-pool.js';
-import type { VolumeRecord } from '../volume/record.js';
-import type { NfsPools } from './nfs-pool.js';
+import { aborted, alreadyExists, exhausted, failedPrecondition, invalid, notFound, outOfRange } from '../volume/errors.js';
 import { expandSubDir, identityParameters, parseParameters, type VolumeParameters } from '../volume/parameters.js';
-import type { Pool } from './pool.js';
+import type { VolumeRecord } from '../volume/record.js';
 import { parseRange, requireName, requireString } from '../volume/request-fields.js';
-import { encodeNode, formatVolumeId, parseVolumeId, volumeDirName, type VolumeRef } from '../volume/volume-id.js';
+import { encodeNode, formatVolumeId, parseVolumeId, type VolumeRef, volumeDirName } from '../volume/volume-id.js';
+import type { LocalPool } from './local-pool.js';
+import type { NfsPools } from './nfs-pool.js';
+import type { Pool } from './pool.js';
 
 export const TOPOLOGY_KEY = 'topology.berth.csi.dev/node';
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
@@ -145,13 +138,22 @@ export class ControllerService {
       const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
       return { pool: this.cfg.pool as Pool, ref, volumeContext, subDir: undefined };
     }
-    const nfs = params.nfs!;
+    const { nfs } = params;
     const subDir = expandSubDir(nfs.subDir, params, name);
-    const ref: VolumeRef = { pool: 'nfs', server: nfs.server, share: nfs.share, nfsPort: nfs.nfsPort, mountPort: nfs.mountPort, kind: params.kind, dirName };
+    const ref: VolumeRef = {
+      pool: 'nfs',
+      server: nfs.server,
+      share: nfs.share,
+      nfsPort: nfs.nfsPort,
+      mountPort: nfs.mountPort,
+      kind: params.kind,
+      dirName,
+    };
     const volumeContext: Record<string, string> = { pool: 'nfs', kind: params.kind, server: nfs.server, share: nfs.share, subDir };
     if (nfs.mountOptions.length) volumeContext.mountOptions = nfs.mountOptions.join(',');
     if (nfs.mountedAt) volumeContext.mountedAt = nfs.mountedAt;
-    if (Buffer.byteLength(formatVolumeId(ref)) > 128) throw invalid('server, share and name together make a volume id longer than 128 bytes');
+    if (Buffer.byteLength(formatVolumeId(ref)) > 128)
+      throw invalid('server, share and name together make a volume id longer than 128 bytes');
     return { pool: this.cfg.nfs.get(nfs) as Pool, ref, volumeContext, subDir };
   }
 
@@ -252,10 +254,11 @@ export class ControllerService {
     }
     const { ref, rec, pool } = found;
     // A local pool has one node; an NFS export is reachable from any.
-    if (ref.pool === 'local' && nodeId !== this.cfg.nodeId) throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
+    if (ref.pool === 'local' && nodeId !== this.cfg.nodeId)
+      throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
     const problem = capabilityProblem(rec.kind, req.volume_capability);
     if (problem) throw invalid(problem);
-    const accessMode = req.volume_capability.access_mode!.mode as string;
+    const accessMode = req.volume_capability.access_mode?.mode as string; // capabilityProblem made sure there is one
     const wanted = { accessMode, readonly: Boolean(req.readonly) };
     const publishContext = { kind: rec.kind };
 
@@ -282,7 +285,15 @@ export class ControllerService {
    */
   private isStaticNfsVolume(id: string, ctx: Record<string, string>): boolean {
     const ref = parseVolumeId(id);
-    return ref?.pool === 'nfs' && ref.kind === 'share' && ctx.pool === 'nfs' && ctx.static === 'true' && ctx.kind === 'share' && ctx.server === ref.server && ctx.share === ref.share;
+    return (
+      ref?.pool === 'nfs' &&
+      ref.kind === 'share' &&
+      ctx.pool === 'nfs' &&
+      ctx.static === 'true' &&
+      ctx.kind === 'share' &&
+      ctx.server === ref.server &&
+      ctx.share === ref.share
+    );
   }
 
   async ControllerUnpublishVolume(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {
@@ -335,10 +346,10 @@ export class ControllerService {
       const names = await pool.list();
       const start = after && poolKey === after.poolKey ? firstAfter(names, after.dirName) : 0;
       for (let i = start; i < names.length; i++) {
-        if (entries!.length >= max) return { entries, next_token: listToken.encode(last!.poolKey, last!.dirName) };
+        if (entries.length >= max && last) return { entries, next_token: listToken.encode(last.poolKey, last.dirName) };
         const rec = await pool.read(names[i] as string);
         last = { poolKey, dirName: names[i] as string };
-        if (rec) entries!.push({ volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } });
+        if (rec) entries.push({ volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } });
       }
     }
     return { entries, next_token: '' };
@@ -358,7 +369,7 @@ export class ControllerService {
 
   async GetCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
     const params = parseParameters(req.parameters ?? {});
-    if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs!).freeBytes() };
+    if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs).freeBytes() };
     const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];
     if (req.accessible_topology && node !== this.cfg.nodeId) return { available_capacity: 0 };
     return { available_capacity: await this.cfg.pool.freeBytes() };

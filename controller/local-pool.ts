@@ -59,7 +59,11 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     for (const e of entries) {
       const p = path.join(this.volumesDir, e.name);
       if (e.isDirectory() && !records.has(e.name)) {
-        removed = (await fs.rmdir(p).then(() => true, () => false)) || removed; // fails, keeping it, unless empty
+        removed =
+          (await fs.rmdir(p).then(
+            () => true,
+            () => false,
+          )) || removed; // fails, keeping it, unless empty
       } else if (e.isFile() && e.name.endsWith(IMAGE) && !records.has(e.name.slice(0, -IMAGE.length)) && (await fs.stat(p)).blocks === 0) {
         await fs.unlink(p);
         removed = true;
@@ -112,7 +116,9 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       }
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       if (await this.read(dirName)) return false;
-      throw failedPrecondition(`${data} exists without a record (an interrupted create that now holds data?); berth leaves it alone: move it away to reuse the name`);
+      throw failedPrecondition(
+        `${data} exists without a record (an interrupted create that now holds data?); berth leaves it alone: move it away to reuse the name`,
+      );
     }
     try {
       linkSync(tmp, this.recordPath(dirName)); // the commit point: link(2) never replaces a record

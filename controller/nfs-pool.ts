@@ -11,8 +11,18 @@
 // mid-call gives UNAVAILABLE, and the retry adopts what the failed attempt
 // made, so nothing half-made remains.
 import path from 'node:path';
+import {
+  type FileHandle,
+  FileType,
+  MountError,
+  NFS3ERR,
+  Nfs3Error,
+  NfsClient,
+  RpcError,
+  RpcTransportError,
+  XdrError,
+} from '../nfs-client/index.js';
 import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, permissionDenied, unavailable } from '../volume/errors.js';
-import { FileType, MountError, Nfs3Error, NFS3ERR, NfsClient, RpcError, RpcTransportError, XdrError, type FileHandle } from '../nfs-client/index.js';
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, VolumeRecord } from '../volume/record.js';
@@ -85,7 +95,10 @@ export class NfsPool implements Pool {
   }
 
   private reset(): void {
-    void this.client?.then((c) => c.close(), () => undefined);
+    void this.client?.then(
+      (c) => c.close(),
+      () => undefined,
+    );
     this.client = undefined;
     this.recordsDir = undefined;
   }
@@ -150,7 +163,8 @@ export class NfsPool implements Pool {
           if (!isNfs(err, NFS3ERR.EXIST)) throw err;
           // Left by an interrupted attempt of ours (the directory was adopted above).
           const { fh, attributes } = await c.nfs.lookup(dir, NFS_IMAGE);
-          if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes) await c.nfs.setattr(fh, { size: record.capacityBytes });
+          if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes)
+            await c.nfs.setattr(fh, { size: record.capacityBytes });
         }
       }
       // The record, last: a volume exists once its record does.
@@ -229,9 +243,12 @@ export class NfsPool implements Pool {
 
   async problem(_key: string, record: VolumeRecord): Promise<string | undefined> {
     try {
-      const attrs = await this.run('check', (c) => c.stat(record.kind === 'block' ? `${record.subDir}/${NFS_IMAGE}` : record.subDir ?? ''));
+      const attrs = await this.run('check', (c) =>
+        c.stat(record.kind === 'block' ? `${record.subDir}/${NFS_IMAGE}` : (record.subDir ?? '')),
+      );
       if (record.kind === 'share' && attrs.type !== FileType.DIR) return `${record.subDir} is not a directory`;
-      if (record.kind === 'block' && attrs.size < record.capacityBytes) return `the image is ${attrs.size} bytes, smaller than the volume's ${record.capacityBytes}`;
+      if (record.kind === 'block' && attrs.size < record.capacityBytes)
+        return `the image is ${attrs.size} bytes, smaller than the volume's ${record.capacityBytes}`;
       return undefined;
     } catch (err) {
       if (err instanceof CsiError && err.code === Code.UNAVAILABLE) return `the NFS server is unreachable: ${err.message}`;

@@ -11,9 +11,10 @@
 // missing or not a valid authority, and re-encoded with literal fields only
 // (so the server's decoder never depends on a table we did not feed it).
 // Every other frame, and everything the server sends, passes unchanged.
-import hpack from 'hpack.js';
+
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
+import hpack from 'hpack.js';
 
 const PREFACE_LENGTH = 24;
 const HEADERS = 0x1;
@@ -152,7 +153,8 @@ export class AuthorityNormaliser extends Duplex {
     const isRequest = headers.some((h) => h.name === ':method');
     if (isRequest) {
       const authority = headers.find((h) => h.name === ':authority');
-      if (!authority) headers.splice(headers.findIndex((h) => !h.name.startsWith(':')) >>> 0, 0, { name: ':authority', value: 'localhost' });
+      if (!authority)
+        headers.splice(headers.findIndex((h) => !h.name.startsWith(':')) >>> 0, 0, { name: ':authority', value: 'localhost' });
       else if (!VALID_AUTHORITY.test(authority.value)) authority.value = 'localhost';
     }
     const encoded = encodeBlock(headers);

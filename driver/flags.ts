@@ -32,14 +32,26 @@ interface FlagSpec {
 }
 
 const SPECS: Record<string, FlagSpec> = {
-  endpoint: { key: 'endpoint', kind: 'string', help: `CSI endpoint, unix:///path/csi.sock (env CSI_ENDPOINT; default ${DEFAULT_ENDPOINT})` },
+  endpoint: {
+    key: 'endpoint',
+    kind: 'string',
+    help: `CSI endpoint, unix:///path/csi.sock (env CSI_ENDPOINT; default ${DEFAULT_ENDPOINT})`,
+  },
   nodeid: { key: 'nodeId', kind: 'string', help: 'node id reported by NodeGetInfo and owning the local pool (default: host name)' },
   drivername: { key: 'driverName', kind: 'string', help: `CSI driver name (default ${DEFAULT_DRIVER_NAME})` },
   mode: { key: 'mode', kind: 'string', help: 'services to serve: controller, node or all (default all)' },
   'pool-dir': { key: 'poolDir', kind: 'string', help: `directory of the local pool (default ${DEFAULT_POOL_DIR})` },
   'kubelet-dir': { key: 'kubeletDir', kind: 'string', help: 'kubelet root directory (default /var/lib/kubelet)' },
-  'nfs-mount-dir': { key: 'nfsMountDir', kind: 'string', help: 'where the node mounts NFS exports holding block images (default /var/lib/berth/nfs)' },
-  'max-volumes-per-node': { key: 'maxVolumesPerNode', kind: 'int', help: 'max_volumes_per_node reported by NodeGetInfo; 0 = no limit (default 0)' },
+  'nfs-mount-dir': {
+    key: 'nfsMountDir',
+    kind: 'string',
+    help: 'where the node mounts NFS exports holding block images (default /var/lib/berth/nfs)',
+  },
+  'max-volumes-per-node': {
+    key: 'maxVolumesPerNode',
+    kind: 'int',
+    help: 'max_volumes_per_node reported by NodeGetInfo; 0 = no limit (default 0)',
+  },
   'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
   'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
   'self-register': {
@@ -97,7 +109,8 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       values[spec.key] = value;
     }
   }
-  if (!['controller', 'node', 'all'].includes(flags.mode)) throw new FlagError(`--mode must be controller, node or all, got "${flags.mode}"`);
+  if (!['controller', 'node', 'all'].includes(flags.mode))
+    throw new FlagError(`--mode must be controller, node or all, got "${flags.mode}"`);
   if (!['error', 'warn', 'info', 'debug'].includes(flags.logLevel)) throw new FlagError(`--log-level must be error, warn, info or debug`);
   if (!/^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/.test(flags.driverName)) {
     throw new FlagError(`--drivername "${flags.driverName}" is not a valid CSI plugin name`);
@@ -120,9 +133,7 @@ export function socketPath(endpoint: string): string {
 }
 
 export function usage(): string {
-  const lines = ['Usage: berth [flags]', '', 'Flags:'];
-  for (const [name, spec] of Object.entries(SPECS)) {
-    lines.push(`  --${name}${spec.kind === 'bool' ? '' : ' <value>'}`.padEnd(32) + spec.help);
-  }
-  return lines.join('\n');
+  const names = Object.entries(SPECS).map(([name, spec]) => [`  --${name}${spec.kind === 'bool' ? '' : ' <value>'}`, spec.help] as const);
+  const width = Math.max(...names.map(([n]) => n.length)) + 2; // the longest name, then two spaces
+  return ['Usage: berth [flags]', '', 'Flags:', ...names.map(([n, help]) => n.padEnd(width) + help)].join('\n');
 }

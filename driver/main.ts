@@ -2,21 +2,21 @@
 // The berth driver process: flags → pool → services → gRPC server on a unix
 // socket; SIGTERM/SIGINT stop it gracefully.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ControllerService } from '../controller/controller-service.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
+import { LinuxHost } from '../host/linux-host.js';
+import { NodeService } from '../node/node-service.js';
 import { loadCsi, loadRegistration } from '../proto/load.js';
-import { FlagError, parseFlags, socketPath, usage, type DriverFlags } from './flags.js';
+import { type DriverFlags, FlagError, parseFlags, socketPath, usage } from './flags.js';
 import { IdentityService } from './identity-service.js';
 import { KeyedLocks } from './locks.js';
 import { createLogger } from './log.js';
-import { NodeService } from '../node/node-service.js';
 import { Pipeline } from './pipeline.js';
 import { RegistrationService, registrationSocketPath } from './registration.js';
 import { UnixServer } from './server.js';
-import { LinuxHost } from '../host/linux-host.js';
 
 export function packageVersion(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
@@ -29,7 +29,10 @@ export interface RunningDriver {
   log: ReturnType<typeof createLogger>;
 }
 
-export async function startDriver(flags: DriverFlags, onRegistrationRefused: (reason: string) => void = () => undefined): Promise<RunningDriver> {
+export async function startDriver(
+  flags: DriverFlags,
+  onRegistrationRefused: (reason: string) => void = () => undefined,
+): Promise<RunningDriver> {
   const log = createLogger(flags.logLevel);
   const version = packageVersion();
   const pipeline = new Pipeline(log, new KeyedLocks());
@@ -54,7 +57,10 @@ export async function startDriver(flags: DriverFlags, onRegistrationRefused: (re
   server.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
   if (serveController) {
     const controller = new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools });
-    server.add({ definition: csi.Controller.service, handlers: pipeline.serve(csi.Controller.service, controller, ControllerService.lockKeys) });
+    server.add({
+      definition: csi.Controller.service,
+      handlers: pipeline.serve(csi.Controller.service, controller, ControllerService.lockKeys),
+    });
   }
   if (serveNode) {
     const node = new NodeService({
@@ -73,7 +79,12 @@ export async function startDriver(flags: DriverFlags, onRegistrationRefused: (re
     // Started after the CSI socket: the kubelet calls NodeGetInfo as soon as it sees this one.
     const definition = loadRegistration().pluginregistration.Registration.service;
     const registration = new UnixServer(registrationSocketPath(flags.kubeletDir, flags.driverName), pipeline.inFlight);
-    const service = new RegistrationService({ driverName: flags.driverName, endpoint: flags.kubeletRegistrationPath, log, onRefused: onRegistrationRefused });
+    const service = new RegistrationService({
+      driverName: flags.driverName,
+      endpoint: flags.kubeletRegistrationPath,
+      log,
+      onRefused: onRegistrationRefused,
+    });
     registration.add({ definition, handlers: pipeline.serve(definition, service) });
     await registration.start();
     servers.unshift(registration); // stopped first: the kubelet deregisters before the CSI socket goes

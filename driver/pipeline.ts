@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { aborted, Code, unimplemented } from '../volume/errors.js';
-import { toStatus } from './status.js';
 import type { KeyedLocks } from './locks.js';
-import { redact, type Logger } from './log.js';
+import { type Logger, redact } from './log.js';
+import { toStatus } from './status.js';
 
 export type Handler<Req, Res> = (req: Req) => Promise<Res>;
 
@@ -67,7 +67,12 @@ export class Pipeline {
         } else {
           const { code, message } = toStatus(err);
           const level = code === Code.INTERNAL || code === Code.UNKNOWN ? 'error' : 'info';
-          log().log(level, 'failed', { code: Code[code], message, ms, ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}) });
+          log().log(level, 'failed', {
+            code: Code[code],
+            message,
+            ms,
+            ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}),
+          });
           // The caller gets the code and the readable message, never a stack.
           callback({ code: code as number as grpc.status, details: message, message } as grpc.ServiceError);
         }

@@ -3,10 +3,11 @@
 // removed after. We own the listening socket and hand each connection to
 // grpc-js through an AuthorityNormaliser, so clients are served whatever
 // :authority they send.
-import * as grpc from '@grpc/grpc-js';
+
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { AuthorityNormaliser } from './authority-normaliser.js';
 import type { InFlight } from './pipeline.js';
 

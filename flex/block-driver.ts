@@ -14,8 +14,8 @@ import path from 'node:path';
 import {
   attachImage,
   exists,
-  filesystemSmallerThan,
   ForeignContentError,
+  filesystemSmallerThan,
   formatAndMount,
   type Host,
   loopDevice,
@@ -26,7 +26,18 @@ import {
 } from '../host/index.js';
 import { FS_TYPES } from '../volume/capabilities.js';
 import { parseQuantity } from '../volume/quantity.js';
-import { FlexFailure, FS_TYPE, notSupported, PV_NAME, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
+import {
+  FlexFailure,
+  type FlexOptions,
+  FS_TYPE,
+  notSupported,
+  PV_NAME,
+  type Reply,
+  readOnly,
+  required,
+  secrets,
+  success,
+} from './protocol.js';
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
@@ -56,14 +67,15 @@ function parseSize(text: string | undefined): number {
 
 function volumeOf(opts: FlexOptions): Volume {
   const pool = required(opts, 'pool');
-  if (!path.isAbsolute(pool) || path.normalize(pool) !== pool.replace(/\/+$/, '')) throw new FlexFailure(`pool "${pool}" must be an absolute, normalised path`);
+  if (!path.isAbsolute(pool) || path.normalize(pool) !== pool.replace(/\/+$/, ''))
+    throw new FlexFailure(`pool "${pool}" must be an absolute, normalised path`);
   const image = required(opts, 'image');
   if (!SAFE_NAME.test(image)) throw new FlexFailure(`image "${image}" must be a plain file name`);
   const fsType = opts[FS_TYPE] || opts.fsType || 'ext4';
-  if (!(FS_TYPES as readonly string[]).includes(fsType)) throw new FlexFailure(`filesystem "${fsType}" is not supported (use ${FS_TYPES.join(', ')})`);
+  if (!(FS_TYPES as readonly string[]).includes(fsType))
+    throw new FlexFailure(`filesystem "${fsType}" is not supported (use ${FS_TYPES.join(', ')})`);
   return { pool, image, imagePath: path.join(pool, `${image}.img`), fsType, size: parseSize(opts.size) };
 }
-
 
 export class BlockDriver {
   private readonly host: Host;
@@ -92,7 +104,9 @@ export class BlockDriver {
   async run(command: string, args: string[], parse: (json: string | undefined) => FlexOptions): Promise<Reply> {
     switch (command) {
       case 'init':
-        return success({ capabilities: { attach: true, selinuxRelabel: true, fsGroup: true, requiresFSResize: true, supportsMetrics: false } });
+        return success({
+          capabilities: { attach: true, selinuxRelabel: true, fsGroup: true, requiresFSResize: true, supportsMetrics: false },
+        });
       case 'attach':
         return this.attach(parse(args[0]), args[1]);
       case 'isattached': {
@@ -192,7 +206,8 @@ export class BlockDriver {
     const entry = await mountAt(this.host, target);
     if (!entry) return success();
     await this.host.unmount(target);
-    if (entry.source.startsWith('/dev/loop') && mountsOfDevice(await this.host.readMounts(), entry.source).length === 0) await this.host.detachLoop(entry.source);
+    if (entry.source.startsWith('/dev/loop') && mountsOfDevice(await this.host.readMounts(), entry.source).length === 0)
+      await this.host.detachLoop(entry.source);
     return success();
   }
 
@@ -220,7 +235,8 @@ export class BlockDriver {
     await this.host.refreshLoopSize(loop.device);
     const size = await this.host.deviceSize(loop.device);
     if (Number(newBytes) > size) throw new FlexFailure(`the image is ${size} bytes, fewer than ${newBytes}: run expandvolume first`);
-    if (await filesystemSmallerThan(this.host, size, v.fsType, loop.device, target)) await this.host.growMounted(v.fsType, loop.device, target);
+    if (await filesystemSmallerThan(this.host, size, v.fsType, loop.device, target))
+      await this.host.growMounted(v.fsType, loop.device, target);
     return success();
   }
 }

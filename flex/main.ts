@@ -56,9 +56,15 @@ async function main(): Promise<Reply> {
     } else if (driver === 'nfs') {
       reply = await nfsCommand(new LinuxHost(), command, args, parseOptions);
     } else if (driver === 'block') {
-      reply = await new BlockDriver({ stateDir: process.env.BERTH_FLEX_STATE ?? DEFAULT_STATE, host: new LinuxHost() }).run(command, args, parseOptions);
+      reply = await new BlockDriver({ stateDir: process.env.BERTH_FLEX_STATE ?? DEFAULT_STATE, host: new LinuxHost() }).run(
+        command,
+        args,
+        parseOptions,
+      );
     } else {
-      throw new FlexFailure(`called as "${path.basename(invoked)}": install me with "berth-flex install <plugindir>" and call me as nfs or block`);
+      throw new FlexFailure(
+        `called as "${path.basename(invoked)}": install me with "berth-flex install <plugindir>" and call me as nfs or block`,
+      );
     }
     // Arguments may hold JSON with secrets: the log keeps only the command.
     log.write('info', command, { driver, status: reply.status, ms: Date.now() - started });
@@ -77,11 +83,14 @@ async function migrate(args: string[]): Promise<never> {
   const mountedAt = at >= 0 ? args[at + 1] : undefined;
   try {
     if (!file) throw new Error('usage: berth-flex migrate <pv-manifests.yaml|-> [--mounted-at <path>]');
-    const text = file === '-' ? await new Promise<string>((resolve) => {
-      let buf = '';
-      process.stdin.on('data', (c: Buffer) => (buf += c.toString()));
-      process.stdin.on('end', () => resolve(buf));
-    }) : readFile(file, 'utf8');
+    const text =
+      file === '-'
+        ? await new Promise<string>((resolve) => {
+            let buf = '';
+            process.stdin.on('data', (c: Buffer) => (buf += c.toString()));
+            process.stdin.on('end', () => resolve(buf));
+          })
+        : readFile(file, 'utf8');
     // Loaded only here: the YAML parser has no business slowing the kubelet's
     // calls. (esbuild bundles this module lazily; a dynamic import of a
     // node: builtin would stay an import(), which a single executable

@@ -7,7 +7,7 @@
 // its name, capacity, access modes, reclaim policy, class and claimRef, so
 // the existing PVC binds to it again. Nothing is copied or moved.
 import { parseAllDocuments, stringify } from 'yaml';
-import { mountOptions as parseMountOptions, nfsVolumeSource, type NfsVolumeSource } from '../volume/nfs.js';
+import { type NfsVolumeSource, nfsVolumeSource, mountOptions as parseMountOptions } from '../volume/nfs.js';
 import { formatVolumeId, volumeDirName } from '../volume/volume-id.js';
 
 export interface MigrationOptions {
@@ -25,7 +25,16 @@ export interface MigrationResult {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const DROP_METADATA = ['uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'finalizers', 'generation', 'selfLink', 'deletionTimestamp'];
+const DROP_METADATA = [
+  'uid',
+  'resourceVersion',
+  'creationTimestamp',
+  'managedFields',
+  'finalizers',
+  'generation',
+  'selfLink',
+  'deletionTimestamp',
+];
 
 function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
   const spec = isObj(pv.spec) ? pv.spec : {};
@@ -96,7 +105,7 @@ function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
 export function migrateFlexPVs(text: string, opts: MigrationOptions = {}): MigrationResult {
   const objects: Obj[] = [];
   for (const doc of parseAllDocuments(text)) {
-    if (doc.errors.length) throw new Error(`not valid YAML: ${doc.errors[0]!.message}`);
+    if (doc.errors.length) throw new Error(`not valid YAML: ${doc.errors[0]?.message}`);
     const o = doc.toJS() as unknown;
     if (!isObj(o)) continue;
     if (o.kind === 'List' && Array.isArray(o.items)) objects.push(...o.items.filter(isObj));

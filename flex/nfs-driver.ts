@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import { type Host, mountAt, NFS_MOUNT_TIMEOUT_MS } from '../host/index.js';
 import { nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
-import { FlexFailure, fsGroup, notSupported, readOnly, required, secrets, success, type FlexOptions, type Reply } from './protocol.js';
+import { FlexFailure, type FlexOptions, fsGroup, notSupported, type Reply, readOnly, required, secrets, success } from './protocol.js';
 
 /**
  * The mount(8) source and options for an NFS volume, checked by the same
@@ -22,10 +22,17 @@ export function nfsMountArgs(opts: FlexOptions): { source: string; options: stri
   return { source: nfsDevice(nfs.server, nfs.share, nfs.subDir), options };
 }
 
-export async function nfsCommand(host: Host, command: string, args: string[], parse: (json: string | undefined) => FlexOptions): Promise<Reply> {
+export async function nfsCommand(
+  host: Host,
+  command: string,
+  args: string[],
+  parse: (json: string | undefined) => FlexOptions,
+): Promise<Reply> {
   switch (command) {
     case 'init':
-      return success({ capabilities: { attach: false, selinuxRelabel: true, fsGroup: false, requiresFSResize: false, supportsMetrics: false } });
+      return success({
+        capabilities: { attach: false, selinuxRelabel: true, fsGroup: false, requiresFSResize: false, supportsMetrics: false },
+      });
     case 'mount': {
       const dir = args[0];
       if (!dir) throw new FlexFailure('mount needs the pod volume directory');

@@ -19,8 +19,18 @@ export const success = (extra: Omit<Reply, 'status'> = {}): Reply => ({ status: 
 
 /** Every call the kubelet (or controller-manager) may make of a FlexVolume driver. */
 export const FLEX_COMMANDS = new Set([
-  'init', 'getvolumename', 'attach', 'waitforattach', 'isattached', 'detach',
-  'mountdevice', 'unmountdevice', 'mount', 'unmount', 'expandvolume', 'expandfs',
+  'init',
+  'getvolumename',
+  'attach',
+  'waitforattach',
+  'isattached',
+  'detach',
+  'mountdevice',
+  'unmountdevice',
+  'mount',
+  'unmount',
+  'expandvolume',
+  'expandfs',
 ]);
 
 /** "Not supported" for a FlexVolume call this driver leaves to the kubelet; Failure for a word that is no call at all. */

@@ -2,10 +2,7 @@
 // probes the device itself (no udev cache); exit 2 means no signature at all.
 import { run } from './run.js';
 
-export type DeviceContent =
-  | { state: 'blank' }
-  | { state: 'filesystem'; fsType: string }
-  | { state: 'other'; description: string };
+export type DeviceContent = { state: 'blank' } | { state: 'filesystem'; fsType: string } | { state: 'other'; description: string };
 
 export async function probeDevice(device: string): Promise<DeviceContent> {
   const { stdout, exitCode } = await run('blkid', ['-p', '-o', 'export', device], { okExitCodes: [2], timeoutMs: 30_000 });

@@ -3,10 +3,11 @@
 // through a Host (after kubernetes/mount-utils' Interface). LinuxHost does
 // it for real; tests of node decisions use a fake that records calls. The
 // functions below are built on the interface, so both share them.
+
+import type { DeviceContent } from './filesystems.js';
 import type { LoopDevice } from './loop-devices.js';
 import { type MountEntry, topMount } from './mount-table.js';
 import type { MountOptions } from './mounter.js';
-import type { DeviceContent } from './filesystems.js';
 
 export interface Host {
   /** The mount table of this process's mount namespace. */
@@ -57,7 +58,13 @@ export async function attachImage(host: Host, image: string): Promise<string> {
 }
 
 /** Whether the filesystem is smaller than its device by at least one 64 KiB unit. */
-export async function filesystemSmallerThan(host: Host, deviceBytes: number, fsType: string, device: string, mountPoint?: string): Promise<boolean> {
+export async function filesystemSmallerThan(
+  host: Host,
+  deviceBytes: number,
+  fsType: string,
+  device: string,
+  mountPoint?: string,
+): Promise<boolean> {
   return deviceBytes - (await host.filesystemSize(fsType, device, mountPoint)) >= 64 * 1024;
 }
 
@@ -74,7 +81,13 @@ export class ForeignContentError extends Error {
  * device, make a filesystem only when it is blank, refuse anything else
  * without touching it, grow a filesystem smaller than its device, mount.
  */
-export async function formatAndMount(host: Host, device: string, target: string, fsType: string, options: readonly string[] = []): Promise<{ formatted: boolean }> {
+export async function formatAndMount(
+  host: Host,
+  device: string,
+  target: string,
+  fsType: string,
+  options: readonly string[] = [],
+): Promise<{ formatted: boolean }> {
   const content = await host.probe(device);
   if (content.state === 'other') {
     throw new ForeignContentError(`${device} holds ${content.description}, not a filesystem; refusing to format or mount it`);
@@ -87,7 +100,8 @@ export async function formatAndMount(host: Host, device: string, target: string,
   // A device that grew while unmounted: ext4 grows before mounting (offline,
   // no extra privilege needed), xfs and btrfs once mounted.
   const deviceBytes = formatted ? 0 : await host.deviceSize(device);
-  if (!formatted && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device))) await host.growOffline('ext4', device);
+  if (!formatted && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device)))
+    await host.growOffline('ext4', device);
   await host.mount(device, target, { fstype: fsType, options });
   try {
     if (!formatted && fsType !== 'ext4' && (await filesystemSmallerThan(host, deviceBytes, fsType, device, target))) {

@@ -16,7 +16,7 @@ export interface MountEntry {
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
-const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 
 /**
  * Parses mountinfo: `id parent major:minor root target options [optional...] - fstype source superoptions`.
@@ -29,11 +29,11 @@ export function parseMountInfo(text: string): MountEntry[] {
     const dash = fields.indexOf('-', 6);
     if (dash < 0 || fields.length < dash + 3) continue;
     entries.push({
-      fsroot: unescape(fields[3] as string),
-      target: unescape(fields[4] as string),
+      fsroot: unescapeOctal(fields[3] as string),
+      target: unescapeOctal(fields[4] as string),
       options: (fields[5] as string).split(','),
-      fstype: unescape(fields[dash + 1] as string),
-      source: unescape(fields[dash + 2] as string),
+      fstype: unescapeOctal(fields[dash + 1] as string),
+      source: unescapeOctal(fields[dash + 2] as string),
     });
   }
   return entries;

@@ -51,7 +51,8 @@ export async function bindMount(source: string, target: string, readonly: boolea
   if (!readonly) return;
   try {
     await run('mount', ['-o', 'remount,bind,ro', '--', target]);
-    if (!topMount(await readMountTable(), target)?.options.includes('ro')) throw new Error(`${target} did not become read-only after remount`);
+    if (!topMount(await readMountTable(), target)?.options.includes('ro'))
+      throw new Error(`${target} did not become read-only after remount`);
   } catch (err) {
     await run('umount', ['--', target]).catch(() => undefined);
     throw err;

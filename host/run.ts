@@ -1,7 +1,6 @@
 // The one command runner. Every external command (mount, losetup, mkfs...)
 // goes through here: argv arrays, never a shell; a timeout on every call;
 // stdout/stderr captured; failures carry the command and its output.
-import { execa } from 'execa';
 
 export interface RunOptions {
   /** Milliseconds before the command is killed. */
@@ -43,7 +42,12 @@ export function shownArgs(args: readonly string[], sensitive: readonly number[] 
   return args.map((a, i) => (sensitive.includes(i) ? '<redacted>' : a));
 }
 
+/** execa, loaded on the first command: a FlexVolume call such as init runs none and should not pay for it. */
+let execaModule: Promise<typeof import('execa')> | undefined;
+
 export async function run(command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  execaModule ??= import('execa');
+  const { execa } = await execaModule;
   const result = await execa(command, args, {
     timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     reject: false,

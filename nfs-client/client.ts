@@ -2,11 +2,11 @@
 // then work with paths relative to the export's root. One TCP connection to
 // the NFS server, reused by every call and re-established after the server
 // restarts. No CSI knowledge; no dependencies beyond Node.
-import { Nfs3Error, NFS3ERR } from './errors.js';
-import { Mount3, MOUNT_PROG } from './mount3.js';
-import { FileType, Nfs3, NFS_PROG, StableHow, type DirEntryPlus, type Fattr3, type FileHandle, type FsStat } from './nfs3.js';
+import { NFS3ERR, Nfs3Error } from './errors.js';
+import { MOUNT_PROG, Mount3 } from './mount3.js';
+import { type DirEntryPlus, type Fattr3, type FileHandle, FileType, type FsStat, NFS_PROG, Nfs3, StableHow } from './nfs3.js';
 import { getPort } from './portmap.js';
-import { RpcClient, type AuthSys } from './rpc.js';
+import { type AuthSys, RpcClient } from './rpc.js';
 
 export interface NfsClientOptions {
   host: string;
@@ -124,7 +124,7 @@ export class NfsClient {
       const page = await this.nfs.readdirplus(dir, cookie, verifier);
       for (const e of page.entries) if (e.name !== '.' && e.name !== '..') out.push(e);
       if (page.eof || page.entries.length === 0) return out;
-      cookie = page.entries[page.entries.length - 1]!.cookie;
+      cookie = (page.entries.at(-1) as DirEntryPlus).cookie;
       verifier = page.verifier;
     }
   }
@@ -162,7 +162,7 @@ export class NfsClient {
         else await this.ignoreMissing(this.nfs.remove(found.fh, e.name));
       }
       if (page.eof || page.entries.length === 0) break;
-      cookie = page.entries[page.entries.length - 1]!.cookie;
+      cookie = (page.entries.at(-1) as DirEntryPlus).cookie;
       verifier = page.verifier;
     }
     await this.ignoreMissing(this.nfs.rmdir(dir, name));
@@ -222,7 +222,12 @@ export class NfsClient {
    * are continued until every byte is written (FILE_SYNC). With `exclusive`,
    * an existing file is NFS3ERR_EXIST; otherwise it is truncated first.
    */
-  async writeFileAt(dir: FileHandle, name: string, data: Buffer | string, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
+  async writeFileAt(
+    dir: FileHandle,
+    name: string,
+    data: Buffer | string,
+    opts: { mode?: number; exclusive?: boolean } = {},
+  ): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     let fh: FileHandle;
     try {

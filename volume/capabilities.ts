@@ -1,7 +1,8 @@
 // What each kind of volume can be used as, checked once for every RPC that
 // carries a VolumeCapability.
-import { invalid } from './errors.js';
+
 import { SINGLE_NODE_MODES, type VolumeCapability } from './csi.js';
+import { invalid } from './errors.js';
 import type { VolumeKind } from './volume-id.js';
 
 export const FS_TYPES = ['ext4', 'xfs', 'btrfs'] as const;

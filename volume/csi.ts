@@ -1,37 +1,36 @@
 // The CSI message and handler types (generated from proto/csi.proto) under
 // short names, and the access-mode sets every service checks against.
 // Types only: loading the protos for a server or client is proto/load.ts.
-export type { RegistrationHandlers } from '../generated/pluginregistration/Registration.js';
-export type { RegistrationStatus__Output as RegistrationStatus } from '../generated/pluginregistration/RegistrationStatus.js';
 
-export type { IdentityHandlers } from '../generated/csi/v1/Identity.js';
-export type { ControllerHandlers, ControllerClient } from '../generated/csi/v1/Controller.js';
-export type { NodeHandlers, NodeClient } from '../generated/csi/v1/Node.js';
-export type { IdentityClient } from '../generated/csi/v1/Identity.js';
-export type { VolumeCapability__Output as VolumeCapability } from '../generated/csi/v1/VolumeCapability.js';
-export type { Volume } from '../generated/csi/v1/Volume.js';
-export type { Topology__Output as Topology } from '../generated/csi/v1/Topology.js';
+export type { ControllerClient, ControllerHandlers } from '../generated/csi/v1/Controller.js';
+export type { ControllerExpandVolumeRequest__Output as ControllerExpandVolumeRequest } from '../generated/csi/v1/ControllerExpandVolumeRequest.js';
+export type { ControllerGetVolumeRequest__Output as ControllerGetVolumeRequest } from '../generated/csi/v1/ControllerGetVolumeRequest.js';
+export type { ControllerGetVolumeResponse } from '../generated/csi/v1/ControllerGetVolumeResponse.js';
+export type { ControllerPublishVolumeRequest__Output as ControllerPublishVolumeRequest } from '../generated/csi/v1/ControllerPublishVolumeRequest.js';
+export type { ControllerUnpublishVolumeRequest__Output as ControllerUnpublishVolumeRequest } from '../generated/csi/v1/ControllerUnpublishVolumeRequest.js';
 export type { CreateVolumeRequest__Output as CreateVolumeRequest } from '../generated/csi/v1/CreateVolumeRequest.js';
 export type { CreateVolumeResponse } from '../generated/csi/v1/CreateVolumeResponse.js';
 export type { DeleteVolumeRequest__Output as DeleteVolumeRequest } from '../generated/csi/v1/DeleteVolumeRequest.js';
-export type { ControllerPublishVolumeRequest__Output as ControllerPublishVolumeRequest } from '../generated/csi/v1/ControllerPublishVolumeRequest.js';
-export type { ControllerUnpublishVolumeRequest__Output as ControllerUnpublishVolumeRequest } from '../generated/csi/v1/ControllerUnpublishVolumeRequest.js';
-export type { ValidateVolumeCapabilitiesRequest__Output as ValidateVolumeCapabilitiesRequest } from '../generated/csi/v1/ValidateVolumeCapabilitiesRequest.js';
-export type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';
+export type { GetCapacityRequest__Output as GetCapacityRequest } from '../generated/csi/v1/GetCapacityRequest.js';
+export type { IdentityClient, IdentityHandlers } from '../generated/csi/v1/Identity.js';
 export type { ListVolumesRequest__Output as ListVolumesRequest } from '../generated/csi/v1/ListVolumesRequest.js';
 export type { ListVolumesResponse } from '../generated/csi/v1/ListVolumesResponse.js';
-export type { GetCapacityRequest__Output as GetCapacityRequest } from '../generated/csi/v1/GetCapacityRequest.js';
-export type { ControllerGetVolumeRequest__Output as ControllerGetVolumeRequest } from '../generated/csi/v1/ControllerGetVolumeRequest.js';
-export type { ControllerGetVolumeResponse } from '../generated/csi/v1/ControllerGetVolumeResponse.js';
-export type { ControllerExpandVolumeRequest__Output as ControllerExpandVolumeRequest } from '../generated/csi/v1/ControllerExpandVolumeRequest.js';
-export type { NodeStageVolumeRequest__Output as NodeStageVolumeRequest } from '../generated/csi/v1/NodeStageVolumeRequest.js';
-export type { NodeUnstageVolumeRequest__Output as NodeUnstageVolumeRequest } from '../generated/csi/v1/NodeUnstageVolumeRequest.js';
-export type { NodePublishVolumeRequest__Output as NodePublishVolumeRequest } from '../generated/csi/v1/NodePublishVolumeRequest.js';
-export type { NodeUnpublishVolumeRequest__Output as NodeUnpublishVolumeRequest } from '../generated/csi/v1/NodeUnpublishVolumeRequest.js';
+export type { NodeClient, NodeHandlers } from '../generated/csi/v1/Node.js';
+export type { NodeExpandVolumeRequest__Output as NodeExpandVolumeRequest } from '../generated/csi/v1/NodeExpandVolumeRequest.js';
 export type { NodeGetVolumeStatsRequest__Output as NodeGetVolumeStatsRequest } from '../generated/csi/v1/NodeGetVolumeStatsRequest.js';
 export type { NodeGetVolumeStatsResponse } from '../generated/csi/v1/NodeGetVolumeStatsResponse.js';
-export type { NodeExpandVolumeRequest__Output as NodeExpandVolumeRequest } from '../generated/csi/v1/NodeExpandVolumeRequest.js';
+export type { NodePublishVolumeRequest__Output as NodePublishVolumeRequest } from '../generated/csi/v1/NodePublishVolumeRequest.js';
+export type { NodeStageVolumeRequest__Output as NodeStageVolumeRequest } from '../generated/csi/v1/NodeStageVolumeRequest.js';
+export type { NodeUnpublishVolumeRequest__Output as NodeUnpublishVolumeRequest } from '../generated/csi/v1/NodeUnpublishVolumeRequest.js';
+export type { NodeUnstageVolumeRequest__Output as NodeUnstageVolumeRequest } from '../generated/csi/v1/NodeUnstageVolumeRequest.js';
+export type { Topology__Output as Topology } from '../generated/csi/v1/Topology.js';
+export type { ValidateVolumeCapabilitiesRequest__Output as ValidateVolumeCapabilitiesRequest } from '../generated/csi/v1/ValidateVolumeCapabilitiesRequest.js';
+export type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';
+export type { Volume } from '../generated/csi/v1/Volume.js';
+export type { VolumeCapability__Output as VolumeCapability } from '../generated/csi/v1/VolumeCapability.js';
 export type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
+export type { RegistrationHandlers } from '../generated/pluginregistration/Registration.js';
+export type { RegistrationStatus__Output as RegistrationStatus } from '../generated/pluginregistration/RegistrationStatus.js';
 
 export const SINGLE_NODE_MODES: ReadonlySet<string> = new Set([
   'SINGLE_NODE_WRITER',

@@ -66,7 +66,10 @@ export function nfsSubDir(value: string | undefined, opts: { allowRoot?: boolean
  */
 export function mountOptions(value: string | readonly string[] | undefined, field = 'mount option'): string[] {
   const entries = typeof value === 'string' ? [value] : (value ?? []);
-  const out = entries.flatMap((e) => e.split(',')).map((o) => o.trim()).filter(Boolean);
+  const out = entries
+    .flatMap((e) => e.split(','))
+    .map((o) => o.trim())
+    .filter(Boolean);
   const bad = out.findIndex((o) => !MOUNT_OPTION.test(o));
   if (bad >= 0) throw invalid(`${field} number ${bad + 1} holds a character that is not allowed in a mount option`);
   return out;

@@ -15,16 +15,17 @@ export interface NfsLocation {
   mountPort?: number;
 }
 
-export interface VolumeParameters {
-  pool: PoolType;
-  nfs?: NfsLocation & {
-    /** The directory of each volume on the share, before template expansion. */
-    subDir: string;
-    /** Mount options nodes use for `mount -t nfs`. */
-    mountOptions: string[];
-    /** Where every node already has the export mounted (berth then never mounts NFS). */
-    mountedAt?: string;
-  };
+/** Where an NFS class puts volumes, and how nodes reach them. */
+export interface NfsParameters extends NfsLocation {
+  /** The directory of each volume on the share, before template expansion. */
+  subDir: string;
+  /** Mount options nodes use for `mount -t nfs`. */
+  mountOptions: string[];
+  /** Where every node already has the export mounted (berth then never mounts NFS). */
+  mountedAt?: string;
+}
+
+interface CommonParameters {
   kind: VolumeKind;
   onDelete: OnDelete;
   /** Mode bits for a share's directory. */
@@ -34,6 +35,9 @@ export interface VolumeParameters {
   pvcNamespace?: string;
   pvName?: string;
 }
+
+/** A StorageClass's parameters, checked: the pool type says which fields there are. */
+export type VolumeParameters = CommonParameters & ({ pool: 'local' } | { pool: 'nfs'; nfs: NfsParameters });
 
 /** Keys the external-provisioner adds with --extra-create-metadata. */
 export const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
@@ -69,7 +73,14 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
   if (kind === 'block' && params.mountPermissions !== undefined) {
     throw invalid('parameter "mountPermissions" applies to the share kind only');
   }
-  let nfs: VolumeParameters['nfs'];
+  const common: CommonParameters = {
+    kind,
+    onDelete,
+    mountPermissions,
+    pvcName: params[PVC_NAME],
+    pvcNamespace: params[PVC_NAMESPACE],
+    pvName: params[PV_NAME],
+  };
   if (pool === 'nfs') {
     const server = nfsServer(params.server, 'parameter "server"');
     const share = nfsShare(params.share, 'parameter "share"');
@@ -80,7 +91,7 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
       if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw invalid(`parameter "${key}" must be a TCP port`);
       return Number(v);
     };
-    nfs = {
+    const nfs: NfsParameters = {
       server,
       share,
       nfsPort: port('nfsPort'),
@@ -89,17 +100,9 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
       mountOptions: options,
       mountedAt: mountedAt(params.mountedAt, 'parameter "mountedAt"'),
     };
+    return { ...common, pool, nfs };
   }
-  return {
-    pool,
-    nfs,
-    kind,
-    onDelete,
-    mountPermissions,
-    pvcName: params[PVC_NAME],
-    pvcNamespace: params[PVC_NAMESPACE],
-    pvName: params[PV_NAME],
-  };
+  return { ...common, pool };
 }
 
 /** Parameters that define the volume (compared when a name is reused). */
@@ -125,10 +128,14 @@ export function expandSubDir(template: string, p: VolumeParameters, volumeName: 
     'pv.metadata.name': p.pvName ?? volumeName,
   };
   const leftover = template.replace(TEMPLATE, '').match(/\$\{[^}]*\}/);
-  if (leftover) throw invalid(`subDir template uses ${leftover[0]}; only \${pvc.metadata.name}, \${pvc.metadata.namespace} and \${pv.metadata.name} exist`);
+  if (leftover)
+    throw invalid(
+      `subDir template uses ${leftover[0]}; only \${pvc.metadata.name}, \${pvc.metadata.namespace} and \${pv.metadata.name} exist`,
+    );
   const out = template.replace(TEMPLATE, (_m, key: string) => {
     const v = values[key];
-    if (!v) throw invalid(`subDir template needs ${key}, which this request does not carry (run the provisioner with --extra-create-metadata)`);
+    if (!v)
+      throw invalid(`subDir template needs ${key}, which this request does not carry (run the provisioner with --extra-create-metadata)`);
     return v;
   });
   return nfsSubDir(out);

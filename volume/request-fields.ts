@@ -1,6 +1,7 @@
 // Field checks shared by the controller and node services (spec limits).
 import { invalid, outOfRange } from './errors.js';
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
 const BANNED = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/;
 
 export function requireString(field: string, value: string | undefined, maxBytes = 128): string {

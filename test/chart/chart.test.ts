@@ -5,20 +5,21 @@
 // the berth container arguments with the driver's own flag parser, and check
 // that the socket paths of node plugin, registrar, kubelet and livenessprobe
 // agree. The examples get the same validation.
-import { expect } from 'chai';
+
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { parseAllDocuments, stringify } from 'yaml';
+import { expect } from 'chai';
 import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
-import { PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { CSIDriver, StorageClass } from 'kubernetes-models/storage.k8s.io/v1';
-import { parseParameters } from '../../volume/parameters.js';
+import { PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
+import { parseAllDocuments, stringify } from 'yaml';
 import { parseFlags, socketPath } from '../../driver/flags.js';
+import { parseParameters } from '../../volume/parameters.js';
 
 const exec = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -28,7 +29,11 @@ const HELM = path.join(ROOT, '.tools/helm-v3.18.0/helm');
 type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
 type Container = { name: string; args?: string[]; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
 type Workload = K8sObject & {
-  spec: { template: { spec: { containers: Container[]; initContainers?: Container[]; volumes: Array<{ name: string; hostPath?: { path: string } }> } } };
+  spec: {
+    template: {
+      spec: { containers: Container[]; initContainers?: Container[]; volumes: Array<{ name: string; hostPath?: { path: string } }> };
+    };
+  };
 };
 
 /** kubernetes-models class and kubernetes-types interface for each kind we render. */
@@ -40,7 +45,10 @@ const KINDS: Record<string, { model: new (data?: never) => { validate(): void };
   'v1/PersistentVolumeClaim': { model: PersistentVolumeClaim, type: "import('kubernetes-types/core/v1').PersistentVolumeClaim" },
   'v1/Pod': { model: Pod, type: "import('kubernetes-types/core/v1').Pod" },
   'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole, type: "import('kubernetes-types/rbac/v1').ClusterRole" },
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': { model: ClusterRoleBinding, type: "import('kubernetes-types/rbac/v1').ClusterRoleBinding" },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
+    model: ClusterRoleBinding,
+    type: "import('kubernetes-types/rbac/v1').ClusterRoleBinding",
+  },
   'rbac.authorization.k8s.io/v1/Role': { model: Role, type: "import('kubernetes-types/rbac/v1').Role" },
   'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding, type: "import('kubernetes-types/rbac/v1').RoleBinding" },
   'storage.k8s.io/v1/CSIDriver': { model: CSIDriver, type: "import('kubernetes-types/storage/v1').CSIDriver" },
@@ -54,7 +62,14 @@ const MATRIX: Record<string, object> = {
     mode: 'split',
     controller: { replicas: 2 },
     storageClasses: [
-      { name: 'nfs-share', pool: 'nfs', kind: 'share', default: true, parameters: { server: 'nfs.example.com', share: '/export', subDir: '${pvc.metadata.namespace}-${pvc.metadata.name}' }, mountOptions: ['nfsvers=4.1'] },
+      {
+        name: 'nfs-share',
+        pool: 'nfs',
+        kind: 'share',
+        default: true,
+        parameters: { server: 'nfs.example.com', share: '/export', subDir: '${pvc.metadata.namespace}-${pvc.metadata.name}' },
+        mountOptions: ['nfsvers=4.1'],
+      },
       { name: 'nfs-block', pool: 'nfs', kind: 'block', fsType: 'xfs', parameters: { server: 'nfs.example.com', share: '/export' } },
     ],
   },
@@ -84,7 +99,9 @@ describe('Helm chart (real helm binary)', function () {
   const examples = new Map<string, K8sObject[]>();
 
   before(async () => {
-    await exec('bash', [path.join(ROOT, 'scripts/fetch-helm.sh')]);
+    // Says so when it fetches Helm (the first run on a machine); silent when cached.
+    const fetched = await exec('bash', [path.join(ROOT, 'scripts/fetch-helm.sh')]);
+    if (fetched.stdout.trim()) console.log(`      ${fetched.stdout.trim().replace(/\n/g, '\n      ')}`);
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-chart-'));
     for (const [name, values] of Object.entries(MATRIX)) {
       const f = await valuesFile(dir, name, values);
@@ -108,12 +125,26 @@ describe('Helm chart (real helm binary)', function () {
 
   it('renders what each mode needs', () => {
     const kinds = (name: string) => rendered.get(name)!.map((o) => `${o.kind}/${o.metadata.name}`);
-    expect(kinds('defaults')).to.include.members(['CSIDriver/berth.csi.dev', 'DaemonSet/berth-node', 'StorageClass/berth-local-share', 'StorageClass/berth-local-block']);
+    expect(kinds('defaults')).to.include.members([
+      'CSIDriver/berth.csi.dev',
+      'DaemonSet/berth-node',
+      'StorageClass/berth-local-share',
+      'StorageClass/berth-local-block',
+    ]);
     expect(kinds('defaults')).to.not.include('Deployment/berth-controller');
-    expect(kinds('split with nfs classes')).to.include.members(['Deployment/berth-controller', 'DaemonSet/berth-node', 'ServiceAccount/berth-node']);
+    expect(kinds('split with nfs classes')).to.include.members([
+      'Deployment/berth-controller',
+      'DaemonSet/berth-node',
+      'ServiceAccount/berth-node',
+    ]);
     expect(kinds('flex installer on')).to.include('DaemonSet/berth-flex-installer');
     const driver = rendered.get('defaults')!.find((o) => o.kind === 'CSIDriver') as K8sObject & { spec: object };
-    expect(driver.spec).to.deep.equal({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'] });
+    expect(driver.spec).to.deep.equal({
+      attachRequired: true,
+      podInfoOnMount: true,
+      fsGroupPolicy: 'File',
+      volumeLifecycleModes: ['Persistent'],
+    });
   });
 
   it('validates every rendered object and every example against the Kubernetes schemas', () => {
@@ -138,7 +169,20 @@ describe('Helm chart (real helm binary)', function () {
       const file = path.join(ROOT, 'test/chart/.rendered-objects.ts');
       await fs.writeFile(file, source);
       try {
-        await exec(path.join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--module', 'ES2022', '--moduleResolution', 'Bundler', '--target', 'ES2022', file]);
+        await exec(path.join(ROOT, 'node_modules/.bin/tsc'), [
+          '--noEmit',
+          '--strict',
+          '--skipLibCheck',
+          '--types',
+          'node',
+          '--module',
+          'ES2022',
+          '--moduleResolution',
+          'Bundler',
+          '--target',
+          'ES2022',
+          file,
+        ]);
         return '';
       } catch (err) {
         return (err as { stdout: string }).stdout;
@@ -156,7 +200,9 @@ describe('Helm chart (real helm binary)', function () {
         for (const c of o.spec.template.spec.containers.filter((x) => x.name === 'berth')) {
           const args = (c.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1'));
           expect(() => parseFlags(args, {}), `${name}: ${o.metadata.name}`).to.not.throw();
-          expect(parseFlags(args, {}).mode).to.equal(o.kind === 'Deployment' ? 'controller' : name === 'split with nfs classes' ? 'node' : 'all');
+          expect(parseFlags(args, {}).mode).to.equal(
+            o.kind === 'Deployment' ? 'controller' : name === 'split with nfs classes' ? 'node' : 'all',
+          );
         }
       }
     }
@@ -167,7 +213,10 @@ describe('Helm chart (real helm binary)', function () {
       const ds = objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'berth-node') as Workload;
       const pod = ds.spec.template.spec;
       const berth = pod.containers.find((c) => c.name === 'berth')!;
-      const flags = parseFlags((berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')), {});
+      const flags = parseFlags(
+        (berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')),
+        {},
+      );
       const socket = socketPath(flags.endpoint);
       const kubeletDir = (MATRIX[name] as { kubeletDir?: string }).kubeletDir ?? '/var/lib/kubelet';
       expect(flags.kubeletDir, name).to.equal(kubeletDir);
@@ -196,9 +245,9 @@ describe('Helm chart (real helm binary)', function () {
   });
 
   it('renders StorageClasses the driver accepts: local ones bound at first consumer, expandable for block', () => {
-    const classes = [...rendered.get('defaults')!, ...rendered.get('split with nfs classes')!, ...[...examples.values()].flat()].filter((o) => o.kind === 'StorageClass') as Array<
-      K8sObject & { parameters: Record<string, string>; volumeBindingMode: string; allowVolumeExpansion: boolean }
-    >;
+    const classes = [...rendered.get('defaults')!, ...rendered.get('split with nfs classes')!, ...[...examples.values()].flat()].filter(
+      (o) => o.kind === 'StorageClass',
+    ) as Array<K8sObject & { parameters: Record<string, string>; volumeBindingMode: string; allowVolumeExpansion: boolean }>;
     expect(classes.length).to.be.greaterThan(3);
     for (const sc of classes) {
       // The external-provisioner strips csi.storage.k8s.io/* keys before CreateVolume.
@@ -227,11 +276,12 @@ describe('Helm chart (real helm binary)', function () {
     }
   });
 
-  it('passes yamllint: values, examples and rendered output', async function () {
+  it('passes yamllint: values, examples and rendered output', async () => {
     const rendered = (await fs.readdir(dir)).filter((f) => f.endsWith('.rendered.yaml')).map((f) => path.join(dir, f));
     expect(rendered, 'the template tests wrote their output').to.not.be.empty;
     const targets = [path.join(CHART, 'values.yaml'), path.join(ROOT, 'examples'), ...rendered];
-    const config = '{extends: default, rules: {line-length: disable, document-start: disable, comments: {min-spaces-from-content: 1}, indentation: {indent-sequences: whatever}}}';
+    const config =
+      '{extends: default, rules: {line-length: disable, document-start: disable, comments: {min-spaces-from-content: 1}, indentation: {indent-sequences: whatever}}}';
     await exec('yamllint', ['-s', '-d', config, ...targets]);
   });
 });

@@ -1,10 +1,11 @@
 // berth-ctl against a running driver: the newcomer's path without a cluster.
-import { expect } from 'chai';
+
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { expect } from 'chai';
 import { parseQuantity as parseSize } from '../../volume/quantity.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { loopTable } from '../helpers/host.js';
@@ -30,7 +31,9 @@ describe('berth-ctl', function () {
 
   it('creates, lists, attaches, mounts, writes, reads stats, unmounts, detaches and deletes a block volume', async () => {
     const loops = await loopTable();
-    const created = JSON.parse(await ctl('create', 'demo', '--kind', 'block', '--size', '64Mi', '--fs', 'ext4')) as { volume: { volume_id: string } };
+    const created = JSON.parse(await ctl('create', 'demo', '--kind', 'block', '--size', '64Mi', '--fs', 'ext4')) as {
+      volume: { volume_id: string };
+    };
     const id = created.volume.volume_id;
     expect(await ctl('list')).to.contain(id);
     await ctl('attach', id);
@@ -38,7 +41,10 @@ describe('berth-ctl', function () {
     const mounted = (await ctl('mount', id, '--kubelet-dir', d.kubeletDir)).trim();
     expect(mounted.startsWith(path.join(d.kubeletDir, 'pods'))).to.equal(true);
     await fs.writeFile(path.join(mounted, 'hello'), 'from berth-ctl');
-    const stats = JSON.parse(await ctl('stats', id, mounted)) as { usage: Array<{ unit: string }>; volume_condition: { abnormal: boolean } };
+    const stats = JSON.parse(await ctl('stats', id, mounted)) as {
+      usage: Array<{ unit: string }>;
+      volume_condition: { abnormal: boolean };
+    };
     expect(stats.usage.map((u) => u.unit)).to.deep.equal(['BYTES', 'INODES']);
     expect(stats.volume_condition.abnormal).to.equal(false);
     await ctl('unmount', id, '--kubelet-dir', d.kubeletDir);
@@ -49,9 +55,35 @@ describe('berth-ctl', function () {
     expect(await ctl('list')).to.not.contain(id);
   });
 
-  it('exits 1 with the driver\'s message on an error', async () => {
+  it("exits 1 with the driver's message on an error", async () => {
     const err = await ctl('create', 'bad', '--param', 'colour=blue').catch((e: { code: number; stderr: string }) => e);
     expect(err).to.include({ code: 1 });
     expect((err as { stderr: string }).stderr).to.contain('unknown StorageClass parameter "colour"');
+  });
+
+  it('prints its usage and exits 0 for --help', async () => {
+    const { stdout } = await exec(process.execPath, [CTL, '--help']);
+    expect(stdout).to.contain('Usage: berth-ctl');
+  });
+
+  it('exits 2 with the usage for an unknown command, a missing command or an option the command does not take', async () => {
+    for (const args of [['frobnicate'], [], ['list', '--bogus', 'x'], ['create']]) {
+      const err = (await exec(process.execPath, [CTL, '--endpoint', `unix://${d.socket}`, ...args]).catch((e: unknown) => e)) as {
+        code: number;
+        stderr: string;
+      };
+      expect(err.code, args.join(' ')).to.equal(2);
+      expect(err.stderr).to.contain('Usage: berth-ctl');
+    }
+  });
+
+  it('says so in words when no driver answers on the endpoint', async () => {
+    const err = (await exec(process.execPath, [CTL, '--endpoint', 'unix:///tmp/berth-no-such-driver.sock', 'list']).catch(
+      (e: unknown) => e,
+    )) as { code: number; stderr: string };
+    expect(err.code).to.equal(1);
+    expect(err.stderr.trim()).to.equal(
+      'berth-ctl: no driver answers on unix:///tmp/berth-no-such-driver.sock: start one (npm start) or pass --endpoint',
+    );
   });
 });

@@ -1,8 +1,9 @@
 // The controller service on a local pool, over the real unix socket.
-import { expect } from 'chai';
+
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client.js';
+import { expect } from 'chai';
+import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 
 const KEY = 'topology.berth.csi.dev/node';
@@ -15,12 +16,19 @@ interface Vol {
   accessible_topology: Array<{ segments: Record<string, string> }>;
 }
 
-describe('controller on a local pool', function () {
+describe('controller on a local pool', () => {
   let d: DriverProcess;
   const create = (req: object) => rpc<{ volume: Vol }>(d.clients.controller, 'CreateVolume', req);
-  const share = (name: string, extra: object = {}) => create({ name, volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')], ...extra });
+  const share = (name: string, extra: object = {}) =>
+    create({ name, volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')], ...extra });
   const block = (name: string, bytes = 64 << 20, extra: object = {}) =>
-    create({ name, capacity_range: { required_bytes: bytes }, volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'ext4')], parameters: { kind: 'block' }, ...extra });
+    create({
+      name,
+      capacity_range: { required_bytes: bytes },
+      volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'ext4')],
+      parameters: { kind: 'block' },
+      ...extra,
+    });
 
   before(async () => {
     d = await DriverProcess.start({ mode: 'controller' });
@@ -54,7 +62,12 @@ describe('controller on a local pool', function () {
 
     it('lists controller capabilities, never empty', async () => {
       const res = await rpc<{ capabilities: Array<{ rpc: { type: string } }> }>(d.clients.controller, 'ControllerGetCapabilities');
-      expect(res.capabilities.map((c) => c.rpc.type)).to.include.members(['CREATE_DELETE_VOLUME', 'PUBLISH_UNPUBLISH_VOLUME', 'LIST_VOLUMES', 'GET_CAPACITY']);
+      expect(res.capabilities.map((c) => c.rpc.type)).to.include.members([
+        'CREATE_DELETE_VOLUME',
+        'PUBLISH_UNPUBLISH_VOLUME',
+        'LIST_VOLUMES',
+        'GET_CAPACITY',
+      ]);
     });
   });
 
@@ -92,14 +105,23 @@ describe('controller on a local pool', function () {
       await expectCode(share('pvc-incompat'), Code.ALREADY_EXISTS);
       await expectCode(block('pvc-incompat', 64 << 20, { parameters: { kind: 'block', onDelete: 'retain' } }), Code.ALREADY_EXISTS);
       await expectCode(
-        create({ name: 'pvc-incompat', capacity_range: { required_bytes: 512 << 20 }, volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'xfs')], parameters: { kind: 'block' } }),
+        create({
+          name: 'pvc-incompat',
+          capacity_range: { required_bytes: 512 << 20 },
+          volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'xfs')],
+          parameters: { kind: 'block' },
+        }),
         Code.ALREADY_EXISTS,
       );
     });
 
     it('accepts the external-provisioner metadata keys', async () => {
       const { volume } = await share('pvc-meta', {
-        parameters: { 'csi.storage.k8s.io/pvc/name': 'data', 'csi.storage.k8s.io/pvc/namespace': 'db', 'csi.storage.k8s.io/pv/name': 'pvc-meta' },
+        parameters: {
+          'csi.storage.k8s.io/pvc/name': 'data',
+          'csi.storage.k8s.io/pvc/namespace': 'db',
+          'csi.storage.k8s.io/pv/name': 'pvc-meta',
+        },
       });
       expect(volume.volume_id).to.contain('pvc-meta');
     });
@@ -121,17 +143,28 @@ describe('controller on a local pool', function () {
         create({ name: 'pvc-rwx-block', volume_capabilities: [blockCap('MULTI_NODE_MULTI_WRITER')], parameters: { kind: 'block' } }),
         Code.INVALID_ARGUMENT,
       );
-      await expectCode(share('pvc-clone', { volume_content_source: { volume: { volume_id: 'local:node-a:share:pvc-share-1' } } }), Code.INVALID_ARGUMENT);
+      await expectCode(
+        share('pvc-clone', { volume_content_source: { volume: { volume_id: 'local:node-a:share:pvc-share-1' } } }),
+        Code.INVALID_ARGUMENT,
+      );
       await expectCode(block('pvc-zfs', 64 << 20, { volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'zfs')] }), Code.INVALID_ARGUMENT);
     });
 
     it('answers OUT_OF_RANGE for sizes the kind cannot honour', async () => {
       await expectCode(block('pvc-tiny', 4096), Code.OUT_OF_RANGE);
       await expectCode(
-        create({ name: 'pvc-tiny-xfs', capacity_range: { required_bytes: 100 << 20 }, volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'xfs')], parameters: { kind: 'block' } }),
+        create({
+          name: 'pvc-tiny-xfs',
+          capacity_range: { required_bytes: 100 << 20 },
+          volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'xfs')],
+          parameters: { kind: 'block' },
+        }),
         Code.OUT_OF_RANGE,
       );
-      await expectCode(block('pvc-odd', 0, { capacity_range: { required_bytes: (64 << 20) + 1, limit_bytes: (64 << 20) + 1 } }), Code.OUT_OF_RANGE);
+      await expectCode(
+        block('pvc-odd', 0, { capacity_range: { required_bytes: (64 << 20) + 1, limit_bytes: (64 << 20) + 1 } }),
+        Code.OUT_OF_RANGE,
+      );
       await expectCode(block('pvc-huge', 0, { capacity_range: { required_bytes: '9223372036854775807' } }), Code.OUT_OF_RANGE);
     });
 
@@ -142,7 +175,10 @@ describe('controller on a local pool', function () {
         Code.RESOURCE_EXHAUSTED,
       );
       const { volume } = await share('pvc-here', {
-        accessibility_requirements: { requisite: [{ segments: { [KEY]: 'node-b' } }, { segments: { [KEY]: 'node-a' } }], preferred: [{ segments: { [KEY]: 'node-a' } }] },
+        accessibility_requirements: {
+          requisite: [{ segments: { [KEY]: 'node-b' } }, { segments: { [KEY]: 'node-a' } }],
+          preferred: [{ segments: { [KEY]: 'node-a' } }],
+        },
       });
       expect(volume.accessible_topology[0]?.segments[KEY]).to.equal('node-a');
     });
@@ -198,7 +234,11 @@ describe('controller on a local pool', function () {
 
     it('answers FAILED_PRECONDITION while the volume is published', async () => {
       const { volume } = await share('pvc-busy');
-      await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-a', volume_capability: mountCap() });
+      await rpc(d.clients.controller, 'ControllerPublishVolume', {
+        volume_id: volume.volume_id,
+        node_id: 'node-a',
+        volume_capability: mountCap(),
+      });
       await expectCode(rpc(d.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id }), Code.FAILED_PRECONDITION);
       await rpc(d.clients.controller, 'ControllerUnpublishVolume', { volume_id: volume.volume_id, node_id: 'node-a' });
       await rpc(d.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id });
@@ -221,14 +261,22 @@ describe('controller on a local pool', function () {
 
     it('answers ALREADY_EXISTS when published incompatibly', async () => {
       await expectCode(
-        rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: id, node_id: 'node-a', volume_capability: mountCap('SINGLE_NODE_READER_ONLY') }),
+        rpc(d.clients.controller, 'ControllerPublishVolume', {
+          volume_id: id,
+          node_id: 'node-a',
+          volume_capability: mountCap('SINGLE_NODE_READER_ONLY'),
+        }),
         Code.ALREADY_EXISTS,
       );
     });
 
     it('answers NOT_FOUND for an unknown volume or node', async () => {
       await expectCode(
-        rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: 'local:node-a:block:nope', node_id: 'node-a', volume_capability: mountCap() }),
+        rpc(d.clients.controller, 'ControllerPublishVolume', {
+          volume_id: 'local:node-a:block:nope',
+          node_id: 'node-a',
+          volume_capability: mountCap(),
+        }),
         Code.NOT_FOUND,
       );
       await expectCode(
@@ -239,7 +287,11 @@ describe('controller on a local pool', function () {
     });
 
     it('lists the published node ids', async () => {
-      const { volume, status } = await rpc<{ volume: Vol; status: { published_node_ids: string[] } }>(d.clients.controller, 'ControllerGetVolume', { volume_id: id });
+      const { volume, status } = await rpc<{ volume: Vol; status: { published_node_ids: string[] } }>(
+        d.clients.controller,
+        'ControllerGetVolume',
+        { volume_id: id },
+      );
       expect(volume.volume_id).to.equal(id);
       expect(status.published_node_ids).to.deep.equal(['node-a']);
     });
@@ -248,7 +300,9 @@ describe('controller on a local pool', function () {
       await rpc(d.clients.controller, 'ControllerUnpublishVolume', { volume_id: id, node_id: 'node-a' });
       await rpc(d.clients.controller, 'ControllerUnpublishVolume', { volume_id: id, node_id: 'node-a' });
       await rpc(d.clients.controller, 'ControllerUnpublishVolume', { volume_id: 'local:node-a:block:gone', node_id: 'node-a' });
-      const { status } = await rpc<{ status: { published_node_ids: string[] } }>(d.clients.controller, 'ControllerGetVolume', { volume_id: id });
+      const { status } = await rpc<{ status: { published_node_ids: string[] } }>(d.clients.controller, 'ControllerGetVolume', {
+        volume_id: id,
+      });
       expect(status.published_node_ids).to.deep.equal([]);
     });
   });
@@ -268,7 +322,10 @@ describe('controller on a local pool', function () {
       expect(no.confirmed).to.equal(null);
       expect(no.message).to.contain('single-node');
       await expectCode(
-        rpc(d.clients.controller, 'ValidateVolumeCapabilities', { volume_id: 'local:node-a:share:nope', volume_capabilities: [mountCap()] }),
+        rpc(d.clients.controller, 'ValidateVolumeCapabilities', {
+          volume_id: 'local:node-a:share:nope',
+          volume_capabilities: [mountCap()],
+        }),
         Code.NOT_FOUND,
       );
       await expectCode(rpc(d.clients.controller, 'ValidateVolumeCapabilities', { volume_id: id }), Code.INVALID_ARGUMENT);
@@ -279,7 +336,9 @@ describe('controller on a local pool', function () {
       const st = await fs.statfs(d.poolDir);
       const free = st.bavail * st.bsize;
       expect(Math.abs(Number(res.available_capacity) - free)).to.be.lessThan(free * 0.05);
-      const other = await rpc<{ available_capacity: string }>(d.clients.controller, 'GetCapacity', { accessible_topology: { segments: { [KEY]: 'node-b' } } });
+      const other = await rpc<{ available_capacity: string }>(d.clients.controller, 'GetCapacity', {
+        accessible_topology: { segments: { [KEY]: 'node-b' } },
+      });
       expect(other.available_capacity).to.equal('0');
       await expectCode(rpc(d.clients.controller, 'GetCapacity', { parameters: { bogus: '1' } }), Code.INVALID_ARGUMENT);
     });
@@ -287,7 +346,9 @@ describe('controller on a local pool', function () {
     it('ControllerGetVolume reports an abnormal condition when the bytes are gone', async () => {
       const id = (await share('pvc-condition')).volume.volume_id;
       type Res = { status: { volume_condition: { abnormal: boolean; message: string } } };
-      expect((await rpc<Res>(d.clients.controller, 'ControllerGetVolume', { volume_id: id })).status.volume_condition.abnormal).to.equal(false);
+      expect((await rpc<Res>(d.clients.controller, 'ControllerGetVolume', { volume_id: id })).status.volume_condition.abnormal).to.equal(
+        false,
+      );
       await fs.rmdir(path.join(d.poolDir, 'volumes/pvc-condition'));
       const sick = await rpc<Res>(d.clients.controller, 'ControllerGetVolume', { volume_id: id });
       expect(sick.status.volume_condition).to.deep.include({ abnormal: true });
@@ -298,7 +359,8 @@ describe('controller on a local pool', function () {
 
   describe('ListVolumes', () => {
     type Page = { entries: Array<{ volume: Vol; status: { published_node_ids: string[] } }>; next_token: string };
-    const list = (max_entries: number, starting_token = '') => rpc<Page>(d.clients.controller, 'ListVolumes', { max_entries, starting_token });
+    const list = (max_entries: number, starting_token = '') =>
+      rpc<Page>(d.clients.controller, 'ListVolumes', { max_entries, starting_token });
 
     it('paginates across pages while volumes are added and deleted', async () => {
       const names = Array.from({ length: 25 }, (_, i) => `pvc-list-${String(i).padStart(2, '0')}`);
@@ -350,21 +412,36 @@ describe('controller on a local pool', function () {
       });
       expect(res).to.deep.equal({ capacity_bytes: String(96 << 20), node_expansion_required: true });
       expect((await fs.stat(path.join(d.poolDir, 'volumes/pvc-grow.img'))).size).to.equal(96 << 20);
-      const again = await rpc<{ capacity_bytes: string }>(d.clients.controller, 'ControllerExpandVolume', { volume_id: id, capacity_range: { required_bytes: 80 << 20 } });
+      const again = await rpc<{ capacity_bytes: string }>(d.clients.controller, 'ControllerExpandVolume', {
+        volume_id: id,
+        capacity_range: { required_bytes: 80 << 20 },
+      });
       expect(again.capacity_bytes).to.equal(String(96 << 20));
-      await expectCode(rpc(d.clients.controller, 'ControllerExpandVolume', { volume_id: 'local:node-a:block:nope', capacity_range: { required_bytes: 1 } }), Code.NOT_FOUND);
+      await expectCode(
+        rpc(d.clients.controller, 'ControllerExpandVolume', {
+          volume_id: 'local:node-a:block:nope',
+          capacity_range: { required_bytes: 1 },
+        }),
+        Code.NOT_FOUND,
+      );
     });
   });
 
   describe('state lives in the pool', () => {
     it('sees every volume and attachment after SIGKILL and restart', async () => {
       const { volume } = await share('pvc-survivor');
-      await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-a', volume_capability: mountCap() });
+      await rpc(d.clients.controller, 'ControllerPublishVolume', {
+        volume_id: volume.volume_id,
+        node_id: 'node-a',
+        volume_capability: mountCap(),
+      });
       const before = await rpc<{ entries: unknown[] }>(d.clients.controller, 'ListVolumes', {});
       await d.restart('SIGKILL');
       const afterList = await rpc<{ entries: unknown[] }>(d.clients.controller, 'ListVolumes', {});
       expect(afterList.entries).to.deep.equal(before.entries);
-      const { status } = await rpc<{ status: { published_node_ids: string[] } }>(d.clients.controller, 'ControllerGetVolume', { volume_id: volume.volume_id });
+      const { status } = await rpc<{ status: { published_node_ids: string[] } }>(d.clients.controller, 'ControllerGetVolume', {
+        volume_id: volume.volume_id,
+      });
       expect(status.published_node_ids).to.deep.equal(['node-a']);
     });
 
@@ -382,7 +459,10 @@ describe('controller on a local pool', function () {
       const left = (await fs.readdir(at('volumes'))).filter((n) => /^pvc-(half|orphan)/.test(n)).sort();
       expect(left).to.deep.equal(['pvc-orphan-full', 'pvc-orphan-written.img']);
       expect(await fs.readFile(at('volumes/pvc-orphan-full/precious'), 'utf8')).to.equal('keep me');
-      await expectCode(rpc(d.clients.controller, 'ControllerGetVolume', { volume_id: 'local:node-a:share:pvc-half-share' }), Code.NOT_FOUND);
+      await expectCode(
+        rpc(d.clients.controller, 'ControllerGetVolume', { volume_id: 'local:node-a:share:pvc-half-share' }),
+        Code.NOT_FOUND,
+      );
       // A name whose data is there without a record is refused, and the data kept.
       await expectCode(share('pvc-orphan-full'), Code.FAILED_PRECONDITION);
       expect(await fs.readFile(at('volumes/pvc-orphan-full/precious'), 'utf8')).to.equal('keep me');
@@ -394,11 +474,19 @@ describe('controller on a local pool', function () {
 
     it('keeps single-node attachments exclusive when the pool changes node name', async () => {
       const { volume } = await block('pvc-moved', 64 << 20);
-      await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-a', volume_capability: mountCap() });
+      await rpc(d.clients.controller, 'ControllerPublishVolume', {
+        volume_id: volume.volume_id,
+        node_id: 'node-a',
+        volume_capability: mountCap(),
+      });
       const moved = await DriverProcess.start({ mode: 'controller', nodeId: 'node-b', poolDir: d.poolDir });
       try {
         const err = await expectCode(
-          rpc(moved.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-b', volume_capability: mountCap() }),
+          rpc(moved.clients.controller, 'ControllerPublishVolume', {
+            volume_id: volume.volume_id,
+            node_id: 'node-b',
+            volume_capability: mountCap(),
+          }),
           Code.FAILED_PRECONDITION,
         );
         expect(err.details).to.contain('node-a');

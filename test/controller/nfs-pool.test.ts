@@ -1,10 +1,11 @@
 // The controller on NFS pools, against a real nfs-ganesha on loopback. The
 // controller never mounts anything: it provisions over the NFS protocol,
 // and the export's directory is inspected here from the server side.
-import { expect } from 'chai';
+
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { expect } from 'chai';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { Ganesha } from '../helpers/ganesha.js';
@@ -24,10 +25,18 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
   let d: DriverProcess;
   const nfs = (extra: Record<string, string> = {}) => ({ pool: 'nfs', server: '127.0.0.1', share: g.exportPath, ...extra });
   const create = (name: string, parameters: Record<string, string>, extra: object = {}) =>
-    rpc<{ volume: Vol }>(d.clients.controller, 'CreateVolume', { name, volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')], parameters, ...extra });
+    rpc<{ volume: Vol }>(d.clients.controller, 'CreateVolume', {
+      name,
+      volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')],
+      parameters,
+      ...extra,
+    });
   const createBlock = (name: string, bytes: number, parameters: Record<string, string> = nfs({ kind: 'block' })) =>
     rpc<{ volume: Vol }>(d.clients.controller, 'CreateVolume', {
-      name, capacity_range: { required_bytes: bytes }, volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'ext4')], parameters,
+      name,
+      capacity_range: { required_bytes: bytes },
+      volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'ext4')],
+      parameters,
     });
   const onExport = (p = '') => path.join(g.exportDir, p);
   const del = (id: string) => rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
@@ -54,7 +63,9 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
     expect(st.mode & 0o777).to.equal(0o770);
     const record = JSON.parse(await fs.readFile(onExport('.berth/volumes/pvc-nfs-1.json'), 'utf8')) as { volumeId: string };
     expect(record.volumeId).to.equal(volume.volume_id);
-    expect((await create('pvc-nfs-1', nfs({ mountPermissions: '0770' }), { capacity_range: { required_bytes: 5 * MiB } })).volume).to.deep.equal(volume);
+    expect(
+      (await create('pvc-nfs-1', nfs({ mountPermissions: '0770' }), { capacity_range: { required_bytes: 5 * MiB } })).volume,
+    ).to.deep.equal(volume);
     await expectCode(create('pvc-nfs-1', nfs()), Code.ALREADY_EXISTS);
   });
 
@@ -128,7 +139,8 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
     const archived = (await fs.readdir(onExport())).filter((n) => n.startsWith('archived-pvc-od-archive-'));
     expect(archived).to.have.length(1);
     expect(await fs.readFile(onExport(`${archived[0]}/f`), 'utf8')).to.equal('data');
-    for (const v of [a, b, c]) expect(await fs.stat(onExport(`.berth/volumes/${v.volume_context.subDir}.json`)).catch(() => null)).to.equal(null);
+    for (const v of [a, b, c])
+      expect(await fs.stat(onExport(`.berth/volumes/${v.volume_context.subDir}.json`)).catch(() => null)).to.equal(null);
     await del(a.volume_id); // again: OK
   });
 
@@ -150,12 +162,24 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
     const st = await fs.statfs(g.exportDir);
     expect(Math.abs(Number(cap.available_capacity) - st.bavail * st.bsize)).to.be.lessThan(st.bavail * st.bsize * 0.05);
     const { volume } = await create('pvc-pub', nfs());
-    await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-x', volume_capability: mountCap('MULTI_NODE_MULTI_WRITER') });
-    await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-y', volume_capability: mountCap('MULTI_NODE_MULTI_WRITER') });
+    await rpc(d.clients.controller, 'ControllerPublishVolume', {
+      volume_id: volume.volume_id,
+      node_id: 'node-x',
+      volume_capability: mountCap('MULTI_NODE_MULTI_WRITER'),
+    });
+    await rpc(d.clients.controller, 'ControllerPublishVolume', {
+      volume_id: volume.volume_id,
+      node_id: 'node-y',
+      volume_capability: mountCap('MULTI_NODE_MULTI_WRITER'),
+    });
     const ids: string[] = [];
     let token = '';
     do {
-      const page = await rpc<{ entries: Array<{ volume: Vol; status: { published_node_ids: string[] } }>; next_token: string }>(d.clients.controller, 'ListVolumes', { max_entries: 3, starting_token: token });
+      const page = await rpc<{ entries: Array<{ volume: Vol; status: { published_node_ids: string[] } }>; next_token: string }>(
+        d.clients.controller,
+        'ListVolumes',
+        { max_entries: 3, starting_token: token },
+      );
       for (const e of page.entries) {
         ids.push(e.volume.volume_id);
         if (e.volume.volume_id === volume.volume_id) expect(e.status.published_node_ids.sort()).to.deep.equal(['node-x', 'node-y']);
@@ -171,7 +195,10 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
 
   it('grows a block image over the protocol', async () => {
     const { volume } = await createBlock('pvc-nfs-grow', 64 * MiB);
-    const res = await rpc<{ capacity_bytes: string; node_expansion_required: boolean }>(d.clients.controller, 'ControllerExpandVolume', { volume_id: volume.volume_id, capacity_range: { required_bytes: 96 * MiB } });
+    const res = await rpc<{ capacity_bytes: string; node_expansion_required: boolean }>(d.clients.controller, 'ControllerExpandVolume', {
+      volume_id: volume.volume_id,
+      capacity_range: { required_bytes: 96 * MiB },
+    });
     expect(res).to.deep.equal({ capacity_bytes: String(96 * MiB), node_expansion_required: true });
     expect((await fs.stat(onExport('pvc-nfs-grow/disk.img'))).size).to.equal(96 * MiB);
   });

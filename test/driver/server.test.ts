@@ -1,17 +1,18 @@
 // The driver process: socket, authority forms, shutdown, flags, logging.
-import { expect } from 'chai';
+
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { parseFlags, FlagError } from '../../driver/flags.js';
+import { expect } from 'chai';
+import { FlagError, parseFlags } from '../../driver/flags.js';
 import { Code, csiClients, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess, MAIN } from '../helpers/driver-process.js';
 import { rawGrpcCall } from '../helpers/raw-h2.js';
 
 const exec = promisify(execFile);
 
-describe('driver process', function () {
+describe('driver process', () => {
   let d: DriverProcess;
   before(async () => {
     d = await DriverProcess.start({ mode: 'controller', logLevel: 'debug' });
@@ -89,8 +90,29 @@ describe('driver process', function () {
 
   describe('flags', () => {
     it('parses the kubernetes-csi style flags, both --flag value and --flag=value', () => {
-      const f = parseFlags(['--endpoint=unix:///csi/csi.sock', '--nodeid', 'n1', '--mode', 'node', '--drivername', 'x.example.com', '--pool-dir', '/p', '--kubelet-dir=/k'], {});
-      expect(f).to.include({ endpoint: 'unix:///csi/csi.sock', nodeId: 'n1', mode: 'node', driverName: 'x.example.com', poolDir: '/p', kubeletDir: '/k' });
+      const f = parseFlags(
+        [
+          '--endpoint=unix:///csi/csi.sock',
+          '--nodeid',
+          'n1',
+          '--mode',
+          'node',
+          '--drivername',
+          'x.example.com',
+          '--pool-dir',
+          '/p',
+          '--kubelet-dir=/k',
+        ],
+        {},
+      );
+      expect(f).to.include({
+        endpoint: 'unix:///csi/csi.sock',
+        nodeId: 'n1',
+        mode: 'node',
+        driverName: 'x.example.com',
+        poolDir: '/p',
+        kubeletDir: '/k',
+      });
     });
 
     it('takes the endpoint from CSI_ENDPOINT when no flag is given', () => {
@@ -114,13 +136,21 @@ describe('driver process', function () {
         secrets: { password: secret, token: `${secret}-token` },
       });
       await expectCode(
-        rpc(d.clients.controller, 'CreateVolume', { name: 'pvc-secretive-2', parameters: { oops: '1' }, volume_capabilities: [mountCap()], secrets: { key: secret } }),
+        rpc(d.clients.controller, 'CreateVolume', {
+          name: 'pvc-secretive-2',
+          parameters: { oops: '1' },
+          volume_capabilities: [mountCap()],
+          secrets: { key: secret },
+        }),
         Code.INVALID_ARGUMENT,
       );
       await new Promise((r) => setTimeout(r, 100));
       expect(d.stderr).to.contain('pvc-secretive');
       expect(d.stderr).to.not.contain(secret);
-      const lines = d.stderr.trim().split('\n').map((l) => JSON.parse(l) as { requestId?: string; method?: string });
+      const lines = d.stderr
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { requestId?: string; method?: string });
       const create = lines.filter((l) => l.method === 'CreateVolume');
       expect(create.length).to.be.greaterThan(1);
       expect(create.every((l) => typeof l.requestId === 'string')).to.equal(true);
@@ -130,7 +160,10 @@ describe('driver process', function () {
   describe('shutdown', () => {
     it('on SIGTERM lets a call in flight finish, refuses new ones, removes the socket and exits 0', async () => {
       const g = await DriverProcess.start({ mode: 'controller' });
-      const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', { name: 'pvc-slow', volume_capabilities: [mountCap()] });
+      const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', {
+        name: 'pvc-slow',
+        volume_capabilities: [mountCap()],
+      });
       // A FIFO in place of the record holds ControllerGetVolume in flight until we write it.
       const record = path.join(g.poolDir, 'volumes/pvc-slow.json');
       const content = await fs.readFile(record, 'utf8');
@@ -154,7 +187,10 @@ describe('driver process', function () {
 
     it('bounds the wait: a call stuck in the kernel does not keep it from exiting', async () => {
       const g = await DriverProcess.start({ mode: 'controller', extraArgs: ['--shutdown-grace', '500'] });
-      const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', { name: 'pvc-stuck', volume_capabilities: [mountCap()] });
+      const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', {
+        name: 'pvc-stuck',
+        volume_capabilities: [mountCap()],
+      });
       const record = path.join(g.poolDir, 'volumes/pvc-stuck.json');
       await fs.rm(record);
       await exec('mkfifo', [record]);

@@ -3,15 +3,16 @@
 // registration socket and drives the node service. No cluster exists on
 // these machines; the harnesses follow the kubelet's and the sidecars'
 // source (named in test/helpers).
-import { expect } from 'chai';
+
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { expect } from 'chai';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { HostState, mountTargets } from '../helpers/host.js';
 import { KubeletHarness, type Pod } from '../helpers/kubelet-harness.js';
 import { rawGrpcCall } from '../helpers/raw-h2.js';
-import { ExternalAttacher, ExternalProvisioner, type Claim, type StorageClass } from '../helpers/sidecars.js';
+import { type Claim, ExternalAttacher, ExternalProvisioner, type StorageClass } from '../helpers/sidecars.js';
 
 const DRIVER = 'berth.csi.dev';
 const MiB = 1024 * 1024;
@@ -26,7 +27,12 @@ const claim = (name: string, over: Partial<Claim> = {}): Claim => ({
   volumeMode: 'Filesystem',
   ...over,
 });
-const sc = (parameters: Record<string, string>, mountOptions?: string[]): StorageClass => ({ name: 'berth', provisioner: DRIVER, parameters, mountOptions });
+const sc = (parameters: Record<string, string>, mountOptions?: string[]): StorageClass => ({
+  name: 'berth',
+  provisioner: DRIVER,
+  parameters,
+  mountOptions,
+});
 
 describe('end to end: sidecars, kubelet registration and pod lifecycles', function () {
   this.timeout(120_000);
@@ -65,7 +71,11 @@ describe('end to end: sidecars, kubelet registration and pod lifecycles', functi
       expect(st.mode & 0o077).to.equal(0);
     });
 
-    for (const [label, authority] of [['no :authority', undefined], ['the socket path', 'SOCKET'], ['localhost', 'localhost']] as const) {
+    for (const [label, authority] of [
+      ['no :authority', undefined],
+      ['the socket path', 'SOCKET'],
+      ['localhost', 'localhost'],
+    ] as const) {
       it(`the registration socket answers a client sending ${label}`, async () => {
         const sock = path.join(d.kubeletDir, 'plugins_registry', `${DRIVER}-reg.sock`);
         const res = await rawGrpcCall(sock, '/pluginregistration.Registration/GetInfo', authority === 'SOCKET' ? sock : authority);
@@ -170,13 +180,19 @@ describe('end to end: sidecars, kubelet registration and pod lifecycles', functi
     });
 
     it('a volume expanded while in use grows after the kubelet calls NodeExpandVolume', async () => {
-      const pv = await provisioner.provision(sc({ kind: 'block', 'csi.storage.k8s.io/fstype': 'xfs' }), claim('grow', { storage: 320 * MiB }));
+      const pv = await provisioner.provision(
+        sc({ kind: 'block', 'csi.storage.k8s.io/fstype': 'xfs' }),
+        claim('grow', { storage: 320 * MiB }),
+      );
       const node = kubelet.registered.get(DRIVER)!.nodeId;
       const ctx = await attacher.attach(pv, node);
       const a = pod('a');
       const t = await kubelet.mountPod(a, pv, ctx);
       const { rpc } = await import('../../cli/client.js');
-      await rpc(d.clients.controller, 'ControllerExpandVolume', { volume_id: pv.volumeHandle, capacity_range: { required_bytes: 480 * MiB } });
+      await rpc(d.clients.controller, 'ControllerExpandVolume', {
+        volume_id: pv.volumeHandle,
+        capacity_range: { required_bytes: 480 * MiB },
+      });
       expect((await kubelet.expand(a, pv, 480 * MiB)).capacity_bytes).to.equal(String(480 * MiB));
       const st = await fs.statfs(t);
       expect(st.blocks * st.bsize).to.be.greaterThan(400 * MiB);

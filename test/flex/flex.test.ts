@@ -1,12 +1,13 @@
 // The FlexVolume shim, built as one self-contained executable, installed
 // into a plugin directory and called exactly as the kubelet calls it.
-import { expect } from 'chai';
+
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from 'chai';
 import { nfsMountArgs } from '../../flex/nfs-driver.js';
 import { undoUnder } from '../helpers/driver-process.js';
 import { flexExecutable } from '../helpers/flex-executable.js';
@@ -49,7 +50,11 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
     logFile = path.join(dir, 'flex.log');
     const bin = await pathWithoutNode(dir);
     mounts = await MountRecorder.create(dir); // replaces bin/mount
-    kubelet = new FlexKubelet(path.join(dir, 'kubelet'), pluginDir, { PATH: bin, BERTH_FLEX_LOG: logFile, BERTH_FLEX_STATE: path.join(dir, 'state') });
+    kubelet = new FlexKubelet(path.join(dir, 'kubelet'), pluginDir, {
+      PATH: bin,
+      BERTH_FLEX_LOG: logFile,
+      BERTH_FLEX_STATE: path.join(dir, 'state'),
+    });
   });
 
   after(async () => {
@@ -96,7 +101,10 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
 
     it('formats, mounts, writes; unmounts; mounts again for another pod with the data intact', async () => {
       const v = pv('vol-data');
-      const [a, b] = [{ uid: randomUUID(), name: 'a', namespace: 'default' }, { uid: randomUUID(), name: 'b', namespace: 'default' }];
+      const [a, b] = [
+        { uid: randomUUID(), name: 'a', namespace: 'default' },
+        { uid: randomUUID(), name: 'b', namespace: 'default' },
+      ];
       const da = await kubelet.mountAttachable(v, a, 'node-a');
       await fs.writeFile(path.join(da, 'hello'), 'from pod a');
       const attached = await kubelet.call('berth/block', ['isattached', kubelet.options(v), 'node-a']);
@@ -113,7 +121,11 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
     });
 
     it('answers "Not supported" for mount, unmount and getvolumename, so the kubelet does them', async () => {
-      for (const args of [['mount', '/x', '{}'], ['unmount', '/x'], ['getvolumename', '{}']]) {
+      for (const args of [
+        ['mount', '/x', '{}'],
+        ['unmount', '/x'],
+        ['getvolumename', '{}'],
+      ]) {
         const { reply, code } = await kubelet.call('berth/block', args);
         expect(reply.status, args[0]).to.equal('Not supported');
         expect(code).to.equal(0);
@@ -153,8 +165,18 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       await fs.writeFile(path.join(d, 'f'), 'kept');
       const before = (await fs.statfs(d)).blocks;
       const grown = String(480 * MiB);
-      expect((await kubelet.call('berth/block', ['expandvolume', kubelet.options(v), kubelet.deviceMountPath(v), grown, String(320 * MiB)])).reply.status).to.equal('Success');
-      const fsReply = await kubelet.call('berth/block', ['expandfs', kubelet.options(v), '/dev/unused', kubelet.deviceMountPath(v), grown, String(320 * MiB)]);
+      expect(
+        (await kubelet.call('berth/block', ['expandvolume', kubelet.options(v), kubelet.deviceMountPath(v), grown, String(320 * MiB)]))
+          .reply.status,
+      ).to.equal('Success');
+      const fsReply = await kubelet.call('berth/block', [
+        'expandfs',
+        kubelet.options(v),
+        '/dev/unused',
+        kubelet.deviceMountPath(v),
+        grown,
+        String(320 * MiB),
+      ]);
       expect(fsReply.reply.status, fsReply.reply.message).to.equal('Success');
       expect((await fs.statfs(d)).blocks).to.be.greaterThan(before * 1.3);
       expect(await fs.readFile(path.join(d, 'f'), 'utf8')).to.equal('kept');
@@ -163,11 +185,26 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
   });
 
   describe('berth/nfs', () => {
-    const nfs = (options: Record<string, string>, over: Partial<FlexPV> = {}): FlexPV => ({ name: 'legacy', driver: 'berth/nfs', fsType: 'nfs', readOnly: false, options, ...over });
+    const nfs = (options: Record<string, string>, over: Partial<FlexPV> = {}): FlexPV => ({
+      name: 'legacy',
+      driver: 'berth/nfs',
+      fsType: 'nfs',
+      readOnly: false,
+      options,
+      ...over,
+    });
 
     it('builds the mount argv from the legacy {server, share} shape, subDir, mountOptions and read-only', () => {
       expect(nfsMountArgs({ server: '10.10.0.25', share: 'export' })).to.deep.equal({ source: '10.10.0.25:/export', options: [] });
-      expect(nfsMountArgs({ server: 'nas', share: '/exports/k8s/', subDir: 'team-a/db', mountOptions: 'nfsvers=4.1, hard', 'kubernetes.io/readwrite': 'ro' })).to.deep.equal({
+      expect(
+        nfsMountArgs({
+          server: 'nas',
+          share: '/exports/k8s/',
+          subDir: 'team-a/db',
+          mountOptions: 'nfsvers=4.1, hard',
+          'kubernetes.io/readwrite': 'ro',
+        }),
+      ).to.deep.equal({
         source: 'nas:/exports/k8s/team-a/db',
         options: ['nfsvers=4.1', 'hard', 'ro'],
       });
@@ -177,7 +214,10 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
 
     it('runs mount -t nfs with exactly that argv (no kernel NFS client here: checked by its command line)', async () => {
       const pod = { uid: randomUUID(), name: 'p', namespace: 'default' };
-      const v = nfs({ server: '127.0.0.1', share: 'export', subDir: 'vol1', mountOptions: 'nfsvers=3,nolock,port=1,mountport=1,retry=0,soft' }, { readOnly: true });
+      const v = nfs(
+        { server: '127.0.0.1', share: 'export', subDir: 'vol1', mountOptions: 'nfsvers=3,nolock,port=1,mountport=1,retry=0,soft' },
+        { readOnly: true },
+      );
       const podDir = kubelet.podDir(pod.uid, v);
       await fs.mkdir(podDir, { recursive: true, mode: 0o750 });
       const { reply, code } = await kubelet.call('berth/nfs', ['mount', podDir, kubelet.options(v, pod)]);
@@ -186,7 +226,9 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       // shows the options.
       expect(code).to.equal(1);
       expect(reply.status).to.equal('Failure');
-      expect((await mounts.calls()).at(-1)).to.equal(`mount -t nfs -o nfsvers=3,nolock,port=1,mountport=1,retry=0,soft,ro -- 127.0.0.1:/export/vol1 ${podDir}`);
+      expect((await mounts.calls()).at(-1)).to.equal(
+        `mount -t nfs -o nfsvers=3,nolock,port=1,mountport=1,retry=0,soft,ro -- 127.0.0.1:/export/vol1 ${podDir}`,
+      );
       expect(reply.message).to.contain('-o <redacted>').and.not.contain('mountport');
       await fs.rmdir(podDir);
     });
@@ -198,7 +240,10 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
     });
 
     it('never logs secrets, and logs to its file only', async () => {
-      const v = nfs({ server: '127.0.0.1', share: 'export', mountOptions: 'nfsvers=4.1,port=1,retry=0,soft' }, { secret: { password: 'hunter2-flex' } });
+      const v = nfs(
+        { server: '127.0.0.1', share: 'export', mountOptions: 'nfsvers=4.1,port=1,retry=0,soft' },
+        { secret: { password: 'hunter2-flex' } },
+      );
       const pod = { uid: randomUUID(), name: 'p', namespace: 'default' };
       const podDir = kubelet.podDir(pod.uid, v);
       await fs.mkdir(podDir, { recursive: true });
@@ -219,7 +264,12 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       ['a missing option', 'berth/nfs', ['mount', '/tmp/x', '{"server":"127.0.0.1"}'], /missing option "share"/],
       ['a missing block option', 'berth/block', ['attach', '{"pool":"/p"}', 'node-a'], /missing option "image"/],
       ['an unknown command', 'berth/block', ['frobnicate'], /unknown command "frobnicate"/],
-      ['a secret that is not base64', 'berth/nfs', ['mount', '/tmp/x', '{"server":"h","share":"s","kubernetes.io/secret/k":"***"}'], /not base64/],
+      [
+        'a secret that is not base64',
+        'berth/nfs',
+        ['mount', '/tmp/x', '{"server":"h","share":"s","kubernetes.io/secret/k":"***"}'],
+        /not base64/,
+      ],
     ] as const) {
       it(`answers Failure JSON and exit 1 for ${label}`, async () => {
         const { reply, code, stderr } = await kubelet.call(driver, [...args]);

@@ -1,18 +1,19 @@
 // Migration from FlexVolume NFS PVs to berth CSI PVs: the output is a valid
 // PersistentVolume, and the driver serves it from the same data.
-import { expect } from 'chai';
+
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from 'chai';
 import { PersistentVolume } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
-import { Ganesha } from '../helpers/ganesha.js';
 import { migrateFlexPVs } from '../../flex/migrate.js';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { flexExecutable } from '../helpers/flex-executable.js';
+import { Ganesha } from '../helpers/ganesha.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 import { MountRecorder } from '../helpers/mount-recorder.js';
 
@@ -38,7 +39,12 @@ spec:
     options: {server: 10.10.0.25, share: export}
 `;
 
-type PV = { metadata: { name: string; annotations: Record<string, string>; labels?: Record<string, string>; uid?: string }; spec: Record<string, unknown> & { csi: { driver: string; volumeHandle: string; volumeAttributes: Record<string, string>; readOnly?: boolean } } };
+type PV = {
+  metadata: { name: string; annotations: Record<string, string>; labels?: Record<string, string>; uid?: string };
+  spec: Record<string, unknown> & {
+    csi: { driver: string; volumeHandle: string; volumeAttributes: Record<string, string>; readOnly?: boolean };
+  };
+};
 const docs = (yaml: string) => parseAllDocuments(yaml).map((d) => d.toJS() as PV);
 
 describe('FlexVolume to CSI migration (berth-flex migrate)', function () {
@@ -53,8 +59,18 @@ describe('FlexVolume to CSI migration (berth-flex migrate)', function () {
     expect(pv!.metadata.uid).to.equal(undefined);
     expect(pv!.metadata.labels).to.deep.equal({ team: 'a' });
     expect(pv!.metadata.annotations['berth.csi.dev/migrated-from-flexvolume']).to.equal('k8s/nfs');
-    expect(pv!.spec).to.deep.include({ capacity: { storage: '10Gi' }, accessModes: ['ReadWriteMany'], persistentVolumeReclaimPolicy: 'Retain', storageClassName: 'legacy' });
-    expect(pv!.spec.claimRef).to.deep.equal({ kind: 'PersistentVolumeClaim', namespace: 'default', name: 'data', uid: '7c0a0000-0000-4000-8000-000000000002' });
+    expect(pv!.spec).to.deep.include({
+      capacity: { storage: '10Gi' },
+      accessModes: ['ReadWriteMany'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName: 'legacy',
+    });
+    expect(pv!.spec.claimRef).to.deep.equal({
+      kind: 'PersistentVolumeClaim',
+      namespace: 'default',
+      name: 'data',
+      uid: '7c0a0000-0000-4000-8000-000000000002',
+    });
     expect(pv!.spec.flexVolume).to.equal(undefined);
     expect(pv!.spec.csi).to.deep.equal({
       driver: 'berth.csi.dev',
@@ -140,22 +156,38 @@ items:
       await fs.rm(dir, { recursive: true, force: true });
     });
 
-    const legacy = (server: string, share: string) => SEED.replace('server: 10.10.0.25', `server: ${server}`).replace('share: export', `share: ${share}`);
+    const legacy = (server: string, share: string) =>
+      SEED.replace('server: 10.10.0.25', `server: ${server}`).replace('share: export', `share: ${share}`);
 
     it('the attacher can publish it (a static volume) and the node mounts the same export (no kernel NFS client here: checked by its command line)', async () => {
       const [pv] = docs(migrateFlexPVs(legacy('127.0.0.1', g.exportPath)).yaml);
       const cap = mountCap('MULTI_NODE_MULTI_WRITER');
       const ctx = await rpc<{ publish_context: Record<string, string> }>(d.clients.controller, 'ControllerPublishVolume', {
-        volume_id: pv!.spec.csi.volumeHandle, node_id: 'node-a', volume_capability: cap, volume_context: pv!.spec.csi.volumeAttributes,
+        volume_id: pv!.spec.csi.volumeHandle,
+        node_id: 'node-a',
+        volume_capability: cap,
+        volume_context: pv!.spec.csi.volumeAttributes,
       });
       expect(ctx.publish_context).to.deep.equal({ kind: 'share' });
       // Without the attributes it is an unknown volume, as before.
-      await expectCode(rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: pv!.spec.csi.volumeHandle, node_id: 'node-a', volume_capability: cap }), Code.NOT_FOUND);
+      await expectCode(
+        rpc(d.clients.controller, 'ControllerPublishVolume', {
+          volume_id: pv!.spec.csi.volumeHandle,
+          node_id: 'node-a',
+          volume_capability: cap,
+        }),
+        Code.NOT_FOUND,
+      );
       const k = new KubeletPaths(d.kubeletDir);
       const staging = k.staging(pv!.spec.csi.volumeHandle);
       await k.prepareStage(staging);
       await expectCode(
-        rpc(d.clients.node, 'NodeStageVolume', { volume_id: pv!.spec.csi.volumeHandle, staging_target_path: staging, volume_capability: cap, volume_context: { ...pv!.spec.csi.volumeAttributes, mountOptions: 'nfsvers=4.1' } }),
+        rpc(d.clients.node, 'NodeStageVolume', {
+          volume_id: pv!.spec.csi.volumeHandle,
+          staging_target_path: staging,
+          volume_capability: cap,
+          volume_context: { ...pv!.spec.csi.volumeAttributes, mountOptions: 'nfsvers=4.1' },
+        }),
         Code.INTERNAL,
       );
       expect((await mounts.calls()).at(-1)).to.equal(`mount -t nfs -o nfsvers=4.1 -- 127.0.0.1:${g.exportPath} ${staging}`);
@@ -168,13 +200,29 @@ items:
       const k = new KubeletPaths(d.kubeletDir);
       const id = pv!.spec.csi.volumeHandle;
       const attrs = pv!.spec.csi.volumeAttributes;
-      await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: id, node_id: 'node-a', volume_capability: cap, volume_context: attrs });
+      await rpc(d.clients.controller, 'ControllerPublishVolume', {
+        volume_id: id,
+        node_id: 'node-a',
+        volume_capability: cap,
+        volume_context: attrs,
+      });
       const staging = k.staging(id);
       await k.prepareStage(staging);
-      await rpc(d.clients.node, 'NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: cap, volume_context: attrs });
+      await rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: id,
+        staging_target_path: staging,
+        volume_capability: cap,
+        volume_context: attrs,
+      });
       const target = k.target(podUid(), pv!.metadata.name);
       await k.preparePublish(target);
-      await rpc(d.clients.node, 'NodePublishVolume', { volume_id: id, staging_target_path: staging, target_path: target, volume_capability: cap, volume_context: attrs });
+      await rpc(d.clients.node, 'NodePublishVolume', {
+        volume_id: id,
+        staging_target_path: staging,
+        target_path: target,
+        volume_capability: cap,
+        volume_context: attrs,
+      });
       expect(await fs.readFile(path.join(target, 'written-by-flexvolume'), 'utf8')).to.equal('old data');
       await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: id, target_path: target });
       await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging });

@@ -1,14 +1,13 @@
 // Starts the real driver (dist/driver/main.js) as a child process on a
 // temporary socket, pool and kubelet directory, and stops it by PID. Used by
 // the tests and the benchmarks.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { execFile } from 'node:child_process';
-import { csiClients, rpc, type CsiClients } from '../../cli/client.js';
+import { type CsiClients, csiClients, rpc } from '../../cli/client.js';
 
 const exec = promisify(execFile);
 
@@ -20,7 +19,9 @@ export async function undoUnder(dir: string): Promise<void> {
     .filter((t) => t.startsWith(`${dir}/`))
     .sort((a, b) => b.length - a.length);
   for (const t of targets) await exec('umount', [t]).catch(() => undefined);
-  const loops = JSON.parse((await exec('losetup', ['-J', '-l'])).stdout || '{}') as { loopdevices?: Array<{ name: string; 'back-file': string }> };
+  const loops = JSON.parse((await exec('losetup', ['-J', '-l'])).stdout || '{}') as {
+    loopdevices?: Array<{ name: string; 'back-file': string }>;
+  };
   for (const l of loops.loopdevices ?? []) {
     if (l['back-file'].startsWith(`${dir}/`)) await exec('losetup', ['-d', l.name]).catch(() => undefined);
   }
@@ -75,13 +76,20 @@ export class DriverProcess {
 
   args(): string[] {
     return [
-      '--endpoint', `unix://${this.socket}`,
-      '--nodeid', this.opts.nodeId ?? 'node-a',
-      '--mode', this.opts.mode ?? 'all',
-      '--pool-dir', this.poolDir,
-      '--kubelet-dir', this.kubeletDir,
-      '--nfs-mount-dir', path.join(this.dir, 'nfs'),
-      '--log-level', this.opts.logLevel ?? 'warn',
+      '--endpoint',
+      `unix://${this.socket}`,
+      '--nodeid',
+      this.opts.nodeId ?? 'node-a',
+      '--mode',
+      this.opts.mode ?? 'all',
+      '--pool-dir',
+      this.poolDir,
+      '--kubelet-dir',
+      this.kubeletDir,
+      '--nfs-mount-dir',
+      path.join(this.dir, 'nfs'),
+      '--log-level',
+      this.opts.logLevel ?? 'warn',
       ...(this.opts.extraArgs ?? []),
     ];
   }
@@ -90,7 +98,10 @@ export class DriverProcess {
   async launch(): Promise<void> {
     this.stdout = '';
     this.stderr = '';
-    this.child = spawn(process.execPath, [MAIN, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.opts.env } });
+    this.child = spawn(process.execPath, [MAIN, ...this.args()], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.opts.env },
+    });
     this.child.stdout!.on('data', (b: Buffer) => (this.stdout += b.toString()));
     this.child.stderr!.on('data', (b: Buffer) => (this.stderr += b.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));

@@ -30,7 +30,7 @@ export class FreshFilesystem {
     readonly mountpoint: string,
   ) {}
 
-  static readonly description = 'a fresh ext4 without a journal per run (as this machine\'s /), loop-mounted';
+  static readonly description = "a fresh ext4 without a journal per run (as this machine's /), loop-mounted";
 
   static async make(mountpoint?: string): Promise<FreshFilesystem> {
     const work = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-freshfs-'));

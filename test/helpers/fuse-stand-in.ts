@@ -38,7 +38,9 @@ export class FuseStandIn {
     // The kernel takes the connection from fd 3 of the mount process. -i:
     // no /sbin/mount.fuse helper (installed with fuse3, it would run the
     // source as a command).
-    const child = spawn('mount', ['-i', '-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', source, target], { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    const child = spawn('mount', ['-i', '-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', source, target], {
+      stdio: ['ignore', 'ignore', 'pipe', fd],
+    });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));

@@ -1,7 +1,7 @@
 // A real NFS server on loopback for tests and benchmarks: nfs-ganesha (VFS
 // FSAL) with rpcbind, started and stopped by PID. rpcbind is started only
 // when no portmapper answers on 127.0.0.1 already.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -45,11 +45,22 @@ EXPORT {
     await fs.mkdir(this.exportDir, { recursive: true });
     await fs.mkdir(path.join(this.dir, 'recov'), { recursive: true });
     await fs.writeFile(path.join(this.dir, 'ganesha.conf'), this.config());
-    const portmapperUp = await exec('rpcinfo', ['-p', '127.0.0.1']).then(() => true, () => false);
+    const portmapperUp = await exec('rpcinfo', ['-p', '127.0.0.1']).then(
+      () => true,
+      () => false,
+    );
     if (!this.rpcbind && !portmapperUp) {
       await exec('sh', ['-c', 'rm -f /run/rpcbind/*.xdr; mkdir -p /run/rpcbind']);
       this.rpcbind = spawn('rpcbind', ['-f'], { stdio: 'ignore' });
-      for (let i = 0; i < 100 && !(await exec('rpcinfo', ['-p', '127.0.0.1']).then(() => true, () => false)); i++) {
+      for (
+        let i = 0;
+        i < 100 &&
+        !(await exec('rpcinfo', ['-p', '127.0.0.1']).then(
+          () => true,
+          () => false,
+        ));
+        i++
+      ) {
         await new Promise((r) => setTimeout(r, 20));
       }
     }
@@ -59,11 +70,18 @@ EXPORT {
   async startGanesha(): Promise<void> {
     const log = path.join(this.dir, 'ganesha.log');
     await fs.writeFile(log, '');
-    this.ganesha = spawn('ganesha.nfsd', ['-F', '-f', path.join(this.dir, 'ganesha.conf'), '-L', log, '-p', path.join(this.dir, 'ganesha.pid')], { stdio: 'ignore' });
+    this.ganesha = spawn(
+      'ganesha.nfsd',
+      ['-F', '-f', path.join(this.dir, 'ganesha.conf'), '-L', log, '-p', path.join(this.dir, 'ganesha.pid')],
+      { stdio: 'ignore' },
+    );
     const deadline = Date.now() + 20_000;
     for (;;) {
       if ((await fs.readFile(log, 'utf8')).includes('NFS SERVER INITIALIZED')) {
-        const ok = await exec('rpcinfo', ['-T', 'tcp', '127.0.0.1', 'mountd', '3']).then(() => true, () => false);
+        const ok = await exec('rpcinfo', ['-T', 'tcp', '127.0.0.1', 'mountd', '3']).then(
+          () => true,
+          () => false,
+        );
         if (ok) return;
       }
       if (this.ganesha.exitCode !== null) throw new Error(`ganesha exited: ${await fs.readFile(log, 'utf8')}`);

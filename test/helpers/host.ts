@@ -1,21 +1,39 @@
-// Host state checks for node tests: the loop table and the mount table must
-// be back where they started; checksums prove bytes were not touched.
+// Host state checks for node tests: the loop and mount tables must be back
+// where they started; checksums prove bytes were not touched. Loop devices
+// are host-wide and other processes may attach their own: only entries on
+// berth's test paths (temporary directories named berth-*) are counted.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 
 export const exec = promisify(execFile);
 
+/** Where every berth test keeps its files (fs.mkdtemp(<tmp>/berth-...)). */
+const OURS = path.join(os.tmpdir(), 'berth-');
+const ours = (p: string) => p.startsWith(OURS);
+
+/** Loop devices attached to files of berth's tests, as "device backing-file". */
 export async function loopTable(): Promise<string[]> {
   const { stdout } = await exec('losetup', ['-J', '-l']);
-  const parsed = JSON.parse(stdout || '{}') as { loopdevices?: Array<{ name: string; 'back-file': string }> };
-  return (parsed.loopdevices ?? []).map((l) => `${l.name} ${l['back-file']}`).sort();
+  const parsed = JSON.parse(stdout || '{}') as { loopdevices?: Array<{ name: string; 'back-file': string | null }> };
+  return (parsed.loopdevices ?? [])
+    .filter((l) => ours(l['back-file'] ?? ''))
+    .map((l) => `${l.name} ${l['back-file']}`)
+    .sort();
 }
 
+/** Every mount target of this mount namespace (findmnt: a reader independent of the driver's). */
 export async function mountTargets(): Promise<string[]> {
   const { stdout } = await exec('findmnt', ['-J', '-l', '-o', 'TARGET']);
   return ((JSON.parse(stdout) as { filesystems: Array<{ target: string }> }).filesystems ?? []).map((f) => f.target).sort();
+}
+
+/** Mount targets on berth's test paths. */
+export async function ourMountTargets(): Promise<string[]> {
+  return (await mountTargets()).filter(ours);
 }
 
 export async function sha256File(file: string): Promise<string> {
@@ -42,7 +60,7 @@ export class HostState {
   ) {}
 
   static async capture(): Promise<HostState> {
-    return new HostState(await loopTable(), await mountTargets());
+    return new HostState(await loopTable(), await ourMountTargets());
   }
 
   async loopsLeft(): Promise<string[]> {
@@ -50,6 +68,6 @@ export class HostState {
   }
 
   async leaks(): Promise<{ loops: string[]; mounts: string[] }> {
-    return { loops: await this.loopsLeft(), mounts: difference(this.mounts, await mountTargets()) };
+    return { loops: await this.loopsLeft(), mounts: difference(this.mounts, await ourMountTargets()) };
   }
 }

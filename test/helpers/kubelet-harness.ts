@@ -6,11 +6,12 @@
 // access-mode mapping, pod-info volume_context, NodeGetCapabilities before
 // operations, and retries on the "uncertain" codes. State lives on disk, as
 // the kubelet's does, so a restarted harness picks up where one left off.
-import * as grpc from '@grpc/grpc-js';
+
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { csiClients, rpc, type CsiClients } from '../../cli/client.js';
+import * as grpc from '@grpc/grpc-js';
+import { type CsiClients, csiClients, rpc } from '../../cli/client.js';
 import { loadRegistration } from '../../proto/load.js';
 import { KubeletPaths } from './kubelet.js';
 import type { PersistentVolume } from './sidecars.js';
@@ -33,7 +34,13 @@ export interface Pod {
   serviceAccount: string;
 }
 
-const UNCERTAIN = new Set([grpc.status.CANCELLED, grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE, grpc.status.RESOURCE_EXHAUSTED, grpc.status.ABORTED]);
+const UNCERTAIN = new Set([
+  grpc.status.CANCELLED,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.UNAVAILABLE,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.ABORTED,
+]);
 const KUBELET_TIMEOUT_MS = 120_000;
 
 export class KubeletHarness {
@@ -115,7 +122,8 @@ export class KubeletHarness {
   private async register(socket: string, inode: string): Promise<void> {
     const Registration = loadRegistration().pluginregistration.Registration;
     const client = new Registration(`unix://${socket}`, grpc.credentials.createInsecure());
-    const notify = (ok: boolean, error = '') => rpc(client, 'NotifyRegistrationStatus', { plugin_registered: ok, error }, 10_000).catch(() => undefined);
+    const notify = (ok: boolean, error = '') =>
+      rpc(client, 'NotifyRegistrationStatus', { plugin_registered: ok, error }, 10_000).catch(() => undefined);
     try {
       await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())));
       const info = await rpc<{ type: string; name: string; endpoint: string; supported_versions: string[] }>(client, 'GetInfo', {}, 1_000);
@@ -128,13 +136,26 @@ export class KubeletHarness {
       }
       const csi = csiClients(info.endpoint);
       try {
-        const nodeInfo = await rpc<{ node_id: string; max_volumes_per_node: string; accessible_topology: { segments: Record<string, string> } | null }>(csi.node, 'NodeGetInfo', {}, 10_000);
+        const nodeInfo = await rpc<{
+          node_id: string;
+          max_volumes_per_node: string;
+          accessible_topology: { segments: Record<string, string> } | null;
+        }>(csi.node, 'NodeGetInfo', {}, 10_000);
         if (!nodeInfo.node_id) throw new Error('NodeGetInfo returned an empty node_id');
         const topology = nodeInfo.accessible_topology?.segments ?? {};
         for (const [key, value] of Object.entries(topology)) {
-          if (key in this.nodeLabels && this.nodeLabels[key] !== value) throw new Error(`topology label ${key}=${value} collides with the node's ${key}=${this.nodeLabels[key]}`);
+          if (key in this.nodeLabels && this.nodeLabels[key] !== value)
+            throw new Error(`topology label ${key}=${value} collides with the node's ${key}=${this.nodeLabels[key]}`);
         }
-        this.registered.set(info.name, { name: info.name, endpoint: info.endpoint, nodeId: nodeInfo.node_id, topology, maxVolumes: Number(nodeInfo.max_volumes_per_node), socket, inode });
+        this.registered.set(info.name, {
+          name: info.name,
+          endpoint: info.endpoint,
+          nodeId: nodeInfo.node_id,
+          topology,
+          maxVolumes: Number(nodeInfo.max_volumes_per_node),
+          socket,
+          inode,
+        });
         this.events.push(`registered ${info.name}`);
         await notify(true);
       } catch (err) {
@@ -154,7 +175,8 @@ export class KubeletHarness {
   private validate(info: { type: string; name: string; supported_versions: string[] }): string | undefined {
     if (info.type !== 'CSIPlugin') return `plugin type ${info.type} is not CSIPlugin`;
     if (!info.name) return 'empty plugin name';
-    if (!info.supported_versions.some((v) => /^v?1(\.|$)/.test(v))) return `no supported version with major 1 in ${info.supported_versions.join(',')}`;
+    if (!info.supported_versions.some((v) => /^v?1(\.|$)/.test(v)))
+      return `no supported version with major 1 in ${info.supported_versions.join(',')}`;
     return undefined;
   }
 
@@ -238,7 +260,10 @@ export class KubeletHarness {
     if (caps.includes('STAGE_UNSTAGE_VOLUME')) {
       await fsp.mkdir(staging, { recursive: true, mode: 0o750 });
       if (pv.volumeMode !== 'Block') {
-        await fsp.writeFile(path.join(path.dirname(staging), 'vol_data.json'), JSON.stringify({ volumeHandle: pv.volumeHandle, driverName: pv.driver }));
+        await fsp.writeFile(
+          path.join(path.dirname(staging), 'vol_data.json'),
+          JSON.stringify({ volumeHandle: pv.volumeHandle, driverName: pv.driver }),
+        );
       }
       await this.call(pv.driver, 'NodeStageVolume', {
         volume_id: pv.volumeHandle,
@@ -253,7 +278,14 @@ export class KubeletHarness {
     if (pv.volumeMode !== 'Block') {
       await fsp.writeFile(
         path.join(path.dirname(target), 'vol_data.json'),
-        JSON.stringify({ specVolID: pv.name, volumeHandle: pv.volumeHandle, driverName: pv.driver, nodeName: this.nodeName, attachmentID: `csi-${pv.name}`, volumeLifecycleMode: 'Persistent' }),
+        JSON.stringify({
+          specVolID: pv.name,
+          volumeHandle: pv.volumeHandle,
+          driverName: pv.driver,
+          nodeName: this.nodeName,
+          attachmentID: `csi-${pv.name}`,
+          volumeLifecycleMode: 'Persistent',
+        }),
       );
     }
     await this.call(pv.driver, 'NodePublishVolume', {
@@ -307,11 +339,14 @@ export class KubeletHarness {
   }
 
   async volumeStats(pod: Pod, pv: PersistentVolume) {
-    return this.call<{ usage: Array<{ unit: string; total: string; used: string; available: string }>; volume_condition: { abnormal: boolean; message: string } | null }>(
-      pv.driver,
-      'NodeGetVolumeStats',
-      { volume_id: pv.volumeHandle, volume_path: this.targetPath(pod, pv), staging_target_path: this.stagingPath(pv) },
-    );
+    return this.call<{
+      usage: Array<{ unit: string; total: string; used: string; available: string }>;
+      volume_condition: { abnormal: boolean; message: string } | null;
+    }>(pv.driver, 'NodeGetVolumeStats', {
+      volume_id: pv.volumeHandle,
+      volume_path: this.targetPath(pod, pv),
+      staging_target_path: this.stagingPath(pv),
+    });
   }
 
   /** NodeExpandVolume after publish, as the kubelet's resize does. */

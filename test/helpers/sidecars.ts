@@ -3,7 +3,7 @@
 // kubernetes-csi/external-provisioner pkg/controller/controller.go) and
 // external-attacher (kubernetes-csi/external-attacher pkg/attacher).
 import { randomBytes } from 'node:crypto';
-import { rpc, type CsiClients } from '../../cli/client.js';
+import { type CsiClients, rpc } from '../../cli/client.js';
 
 export type AccessMode = 'ReadWriteOnce' | 'ReadOnlyMany' | 'ReadWriteMany' | 'ReadWriteOncePod';
 
@@ -47,7 +47,9 @@ const MODE: Record<AccessMode, string> = {
 };
 
 function capability(volumeMode: Claim['volumeMode'], mode: string, fsType: string, mountOptions: string[]) {
-  return volumeMode === 'Block' ? { block: {}, access_mode: { mode } } : { mount: { fs_type: fsType, mount_flags: mountOptions }, access_mode: { mode } };
+  return volumeMode === 'Block'
+    ? { block: {}, access_mode: { mode } }
+    : { mount: { fs_type: fsType, mount_flags: mountOptions }, access_mode: { mode } };
 }
 
 export class ExternalProvisioner {
@@ -61,7 +63,7 @@ export class ExternalProvisioner {
   }
 
   async provision(sc: StorageClass, pvc: Claim): Promise<PersistentVolume> {
-    const fsType = pvc.volumeMode === 'Block' ? '' : sc.parameters[FSTYPE] ?? '';
+    const fsType = pvc.volumeMode === 'Block' ? '' : (sc.parameters[FSTYPE] ?? '');
     const parameters: Record<string, string> = {};
     for (const [k, v] of Object.entries(sc.parameters)) if (!k.startsWith(RESERVED_PREFIX)) parameters[k] = v;
     const pvName = `pvc-${pvc.uid}`;
@@ -69,16 +71,19 @@ export class ExternalProvisioner {
     parameters['csi.storage.k8s.io/pvc/name'] = pvc.name;
     parameters['csi.storage.k8s.io/pvc/namespace'] = pvc.namespace;
     parameters['csi.storage.k8s.io/pv/name'] = pvName;
-    const res = await rpc<{ volume: { volume_id: string; capacity_bytes: string; volume_context: Record<string, string>; accessible_topology: Array<{ segments: Record<string, string> }> } }>(
-      this.clients.controller,
-      'CreateVolume',
-      {
-        name: pvName,
-        capacity_range: { required_bytes: pvc.storage },
-        volume_capabilities: pvc.accessModes.map((m) => capability(pvc.volumeMode, MODE[m], fsType, sc.mountOptions ?? [])),
-        parameters,
-      },
-    );
+    const res = await rpc<{
+      volume: {
+        volume_id: string;
+        capacity_bytes: string;
+        volume_context: Record<string, string>;
+        accessible_topology: Array<{ segments: Record<string, string> }>;
+      };
+    }>(this.clients.controller, 'CreateVolume', {
+      name: pvName,
+      capacity_range: { required_bytes: pvc.storage },
+      volume_capabilities: pvc.accessModes.map((m) => capability(pvc.volumeMode, MODE[m], fsType, sc.mountOptions ?? [])),
+      parameters,
+    });
     return {
       name: pvName,
       driver: sc.provisioner,

@@ -1,24 +1,25 @@
 // The userspace NFSv3 client against a real nfs-ganesha on loopback, cross-
 // checked with libnfs-utils, and against a fake TCP peer that misbehaves.
-import { expect } from 'chai';
+
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { expect } from 'chai';
 import {
   ACCESS,
   FileType,
   getPort,
   Mount3,
   MountError,
-  Nfs3Error,
   NFS3ERR,
+  Nfs3,
+  Nfs3Error,
   NfsClient,
   RpcClient,
   RpcTransportError,
-  Nfs3,
   StableHow,
   XdrError,
   XdrWriter,
@@ -230,7 +231,9 @@ describe('nfs-client against a misbehaving peer (fake TCP server)', function () 
   this.timeout(30_000);
 
   /** A server that answers each record with whatever `reply` returns (given the call's xid). */
-  async function fakeServer(reply: (xid: number, socket: net.Socket, body: Buffer) => void): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+  async function fakeServer(
+    reply: (xid: number, socket: net.Socket, body: Buffer) => void,
+  ): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
     let connections = 0;
     const server = net.createServer((socket) => {
       connections++;
@@ -280,11 +283,21 @@ describe('nfs-client against a misbehaving peer (fake TCP server)', function () 
     // echoing each call's argument (the last 4 bytes of its body) times 7.
     const peer = await fakeServer((xid, socket, body) => {
       held.push({ xid, n: body.readUInt32BE(body.length - 4), socket });
-      if (held.length === N) for (const h of [...held].reverse()) h.socket.write(record(acceptedHeader(h.xid).uint32(h.n * 7).toBuffer()));
+      if (held.length === N)
+        for (const h of [...held].reverse())
+          h.socket.write(
+            record(
+              acceptedHeader(h.xid)
+                .uint32(h.n * 7)
+                .toBuffer(),
+            ),
+          );
     });
     const rpc = new RpcClient({ host: '127.0.0.1', port: peer.port, timeoutMs: 5000 });
     try {
-      const answers = await Promise.all(Array.from({ length: N }, (_, n) => rpc.call(100003, 3, 0, new XdrWriter().uint32(n).toBuffer()).then((r) => r.uint32())));
+      const answers = await Promise.all(
+        Array.from({ length: N }, (_, n) => rpc.call(100003, 3, 0, new XdrWriter().uint32(n).toBuffer()).then((r) => r.uint32())),
+      );
       expect(answers).to.deep.equal(Array.from({ length: N }, (_, n) => n * 7));
       expect(peer.connections()).to.equal(1);
     } finally {

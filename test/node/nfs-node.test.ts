@@ -2,15 +2,16 @@
 // the one step that needs it (mount -t nfs) is checked by its exact command
 // line (a MountRecorder on the driver's PATH), and the whole data path runs through the pre-mounted mode, where the
 // export's directory (served by a real nfs-ganesha) is reachable locally.
-import { expect } from 'chai';
+
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Code, expectCode, mountCap, blockCap, rpc } from '../helpers/csi-client.js';
+import { expect } from 'chai';
+import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
+import { FUSE_GETATTR, FuseStandIn } from '../helpers/fuse-stand-in.js';
 import { Ganesha } from '../helpers/ganesha.js';
 import { exec, HostState, mountTargets } from '../helpers/host.js';
-import { FuseStandIn, FUSE_GETATTR } from '../helpers/fuse-stand-in.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 import { MountRecorder } from '../helpers/mount-recorder.js';
 
@@ -44,9 +45,16 @@ describe('node service on NFS pools', function () {
   });
 
   async function provision(name: string, parameters: Record<string, string>, cap: object, bytes = 0) {
-    const { volume } = await rpc<{ volume: { volume_id: string; volume_context: Record<string, string> } }>(d.clients.controller, 'CreateVolume', {
-      name, capacity_range: bytes ? { required_bytes: bytes } : null, volume_capabilities: [cap], parameters,
-    });
+    const { volume } = await rpc<{ volume: { volume_id: string; volume_context: Record<string, string> } }>(
+      d.clients.controller,
+      'CreateVolume',
+      {
+        name,
+        capacity_range: bytes ? { required_bytes: bytes } : null,
+        volume_capabilities: [cap],
+        parameters,
+      },
+    );
     await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-a', volume_capability: cap });
     return volume;
   }
@@ -54,10 +62,21 @@ describe('node service on NFS pools', function () {
   async function stagePublish(v: { volume_id: string; volume_context: Record<string, string> }, cap: object, uid: string, raw = false) {
     const staging = raw ? k.blockStaging(`pv-${uid}`) : k.staging(v.volume_id);
     await k.prepareStage(staging);
-    await rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context });
+    await rpc(d.clients.node, 'NodeStageVolume', {
+      volume_id: v.volume_id,
+      staging_target_path: staging,
+      volume_capability: cap,
+      volume_context: v.volume_context,
+    });
     const target = raw ? k.blockTarget(`pv-${uid}`, uid) : k.target(uid, 'pv');
     await k.preparePublish(target);
-    await rpc(d.clients.node, 'NodePublishVolume', { volume_id: v.volume_id, staging_target_path: staging, target_path: target, volume_capability: cap, volume_context: v.volume_context });
+    await rpc(d.clients.node, 'NodePublishVolume', {
+      volume_id: v.volume_id,
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: cap,
+      volume_context: v.volume_context,
+    });
     return { staging, target };
   }
 
@@ -68,11 +87,20 @@ describe('node service on NFS pools', function () {
 
   it('mounts a share with mount -t nfs and the StorageClass mountOptions (no kernel NFS client here: checked by its command line)', async () => {
     const cap = mountCap('MULTI_NODE_MULTI_WRITER');
-    const v = await provision('pvc-kernel', { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1,hard,noatime' }, cap);
+    const v = await provision(
+      'pvc-kernel',
+      { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1,hard,noatime' },
+      cap,
+    );
     const staging = k.staging(v.volume_id);
     await k.prepareStage(staging);
     const err = await expectCode(
-      rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context }),
+      rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: v.volume_id,
+        staging_target_path: staging,
+        volume_capability: cap,
+        volume_context: v.volume_context,
+      }),
       Code.INTERNAL,
     );
     expect(await mounts.calls()).to.include(`mount -t nfs -o nfsvers=4.1,hard,noatime -- 127.0.0.1:${g.exportPath}/pvc-kernel ${staging}`);
@@ -82,14 +110,28 @@ describe('node service on NFS pools', function () {
 
   it('mounts the export once for a block image (no kernel NFS client here: checked by its command line), leaving nothing behind', async () => {
     const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');
-    const v = await provision('pvc-kernel-img', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1' }, cap, 64 * MiB);
+    const v = await provision(
+      'pvc-kernel-img',
+      { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1' },
+      cap,
+      64 * MiB,
+    );
     const staging = k.staging(v.volume_id);
     await k.prepareStage(staging);
     await expectCode(
-      rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context }),
+      rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: v.volume_id,
+        staging_target_path: staging,
+        volume_capability: cap,
+        volume_context: v.volume_context,
+      }),
       Code.INTERNAL,
     );
-    expect((await mounts.calls()).at(-1)).to.match(new RegExp(`mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`));
+    expect((await mounts.calls()).at(-1)).to.match(
+      new RegExp(
+        `mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`,
+      ),
+    );
     expect(await host.loopsLeft()).to.deep.equal([]);
   });
 
@@ -101,9 +143,18 @@ describe('node service on NFS pools', function () {
       const volumeId = `nfs:127.0.0.2:/gone:${kind}:pvc-unreachable`;
       const staging = k.staging(volumeId);
       await k.prepareStage(staging);
-      const context = { subDir: 'pvc-unreachable', mountOptions: 'nfsvers=3,nolock,retry=0', ...(kind === 'block' ? { fsType: 'ext4' } : {}) };
+      const context = {
+        subDir: 'pvc-unreachable',
+        mountOptions: 'nfsvers=3,nolock,retry=0',
+        ...(kind === 'block' ? { fsType: 'ext4' } : {}),
+      };
       const err = await expectCode(
-        rpc(d.clients.node, 'NodeStageVolume', { volume_id: volumeId, staging_target_path: staging, volume_capability: kind === 'block' ? mountCap('SINGLE_NODE_WRITER', 'ext4') : cap, volume_context: context }),
+        rpc(d.clients.node, 'NodeStageVolume', {
+          volume_id: volumeId,
+          staging_target_path: staging,
+          volume_capability: kind === 'block' ? mountCap('SINGLE_NODE_WRITER', 'ext4') : cap,
+          volume_context: context,
+        }),
         Code.UNAVAILABLE,
       );
       expect(err.details, kind).to.match(/unreachable.*refused/i);
@@ -117,7 +168,13 @@ describe('node service on NFS pools', function () {
     const v = await provision('pvc-stale', { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountOptions: options }, cap);
     const staging = k.staging(v.volume_id);
     await k.prepareStage(staging);
-    const stage = () => rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: v.volume_context });
+    const stage = () =>
+      rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: v.volume_id,
+        staging_target_path: staging,
+        volume_capability: cap,
+        volume_context: v.volume_context,
+      });
     const standIn = await FuseStandIn.mount(`127.0.0.1:${g.exportPath}/pvc-stale`, staging);
     try {
       await stage(); // the volume's export is mounted and answers: already staged
@@ -142,7 +199,12 @@ describe('node service on NFS pools', function () {
     const staging = k.staging(v.volume_id);
     await k.prepareStage(staging);
     await expectCode(
-      rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.volume_id, staging_target_path: staging, volume_capability: cap, volume_context: { ...v.volume_context, subDir: '../../etc' } }),
+      rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: v.volume_id,
+        staging_target_path: staging,
+        volume_capability: cap,
+        volume_context: { ...v.volume_context, subDir: '../../etc' },
+      }),
       Code.INVALID_ARGUMENT,
     );
   });
@@ -157,7 +219,13 @@ describe('node service on NFS pools', function () {
     expect(viaNfs.stdout).to.equal('through the pre-mounted export');
     const tb = k.target(b, 'pv');
     await k.preparePublish(tb);
-    await rpc(d.clients.node, 'NodePublishVolume', { volume_id: v.volume_id, staging_target_path: pa.staging, target_path: tb, volume_capability: cap, volume_context: v.volume_context });
+    await rpc(d.clients.node, 'NodePublishVolume', {
+      volume_id: v.volume_id,
+      staging_target_path: pa.staging,
+      target_path: tb,
+      volume_capability: cap,
+      volume_context: v.volume_context,
+    });
     expect(await fs.readFile(path.join(tb, 'hello'), 'utf8')).to.equal('through the pre-mounted export');
     await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.volume_id, target_path: tb });
     await unpublishUnstage(v, pa);
@@ -165,7 +233,12 @@ describe('node service on NFS pools', function () {
 
   it('pre-mounted mode, block: an image made over NFS is formatted once, mounted, and keeps its data across restage', async () => {
     const cap = mountCap('SINGLE_NODE_WRITER', 'xfs');
-    const v = await provision('pvc-premounted-img', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir }, cap, 320 * MiB);
+    const v = await provision(
+      'pvc-premounted-img',
+      { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir },
+      cap,
+      320 * MiB,
+    );
     const uid = podUid();
     const first = await stagePublish(v, cap, uid);
     await fs.writeFile(path.join(first.target, 'db'), 'rows');
@@ -173,14 +246,22 @@ describe('node service on NFS pools', function () {
     expect(await host.loopsLeft()).to.deep.equal([]);
     const again = await stagePublish(v, cap, podUid());
     expect(await fs.readFile(path.join(again.target, 'db'), 'utf8')).to.equal('rows');
-    const stats = await rpc<{ volume_condition: { abnormal: boolean } }>(d.clients.node, 'NodeGetVolumeStats', { volume_id: v.volume_id, volume_path: again.target });
+    const stats = await rpc<{ volume_condition: { abnormal: boolean } }>(d.clients.node, 'NodeGetVolumeStats', {
+      volume_id: v.volume_id,
+      volume_path: again.target,
+    });
     expect(stats.volume_condition.abnormal).to.equal(false);
     await unpublishUnstage(v, again);
   });
 
   it('pre-mounted mode, raw block', async () => {
     const cap = blockCap();
-    const v = await provision('pvc-premounted-raw', { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir }, cap, 16 * MiB);
+    const v = await provision(
+      'pvc-premounted-raw',
+      { pool: 'nfs', kind: 'block', server: '127.0.0.1', share: g.exportPath, mountedAt: g.exportDir },
+      cap,
+      16 * MiB,
+    );
     const uid = podUid();
     const p = await stagePublish(v, cap, uid, true);
     expect((await exec('blockdev', ['--getsize64', p.target])).stdout.trim()).to.equal(String(16 * MiB));

@@ -3,11 +3,12 @@
 // mocha inside a private mount namespace, so nothing mounted here can leak
 // to the host; loop devices are global, and the suite proves it detached
 // every one it attached.
-import { expect } from 'chai';
+
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { expect } from 'chai';
 import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { exec, HostState, mountTargets, sha256File } from '../helpers/host.js';
@@ -53,7 +54,12 @@ describe('node service on a local pool (root, real devices)', function () {
     }
     async stage(cap: Cap = this.cap) {
       await k.prepareStage(this.staging);
-      await rpc(d.clients.node, 'NodeStageVolume', { volume_id: this.id, staging_target_path: this.staging, volume_capability: cap, publish_context: {} });
+      await rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: this.id,
+        staging_target_path: this.staging,
+        volume_capability: cap,
+        publish_context: {},
+      });
     }
     async unstage() {
       await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: this.id, staging_target_path: this.staging });
@@ -61,7 +67,13 @@ describe('node service on a local pool (root, real devices)', function () {
     async publish(uid: string, readonly = false, cap: Cap = this.cap) {
       const target = this.target(uid);
       await k.preparePublish(target);
-      await rpc(d.clients.node, 'NodePublishVolume', { volume_id: this.id, staging_target_path: this.staging, target_path: target, volume_capability: cap, readonly });
+      await rpc(d.clients.node, 'NodePublishVolume', {
+        volume_id: this.id,
+        staging_target_path: this.staging,
+        target_path: target,
+        volume_capability: cap,
+        readonly,
+      });
       return target;
     }
     async unpublish(uid: string) {
@@ -100,7 +112,10 @@ describe('node service on a local pool (root, real devices)', function () {
 
   describe('identity of the node', () => {
     it('NodeGetInfo reports the node id, the volume limit and the topology', async () => {
-      const info = await rpc<{ node_id: string; max_volumes_per_node: string; accessible_topology: { segments: Record<string, string> } }>(d.clients.node, 'NodeGetInfo');
+      const info = await rpc<{ node_id: string; max_volumes_per_node: string; accessible_topology: { segments: Record<string, string> } }>(
+        d.clients.node,
+        'NodeGetInfo',
+      );
       expect(info.node_id).to.equal('node-a');
       expect(info.max_volumes_per_node).to.equal('42');
       expect(info.accessible_topology.segments).to.deep.equal({ 'topology.berth.csi.dev/node': 'node-a' });
@@ -108,7 +123,13 @@ describe('node service on a local pool (root, real devices)', function () {
 
     it('NodeGetCapabilities lists what works', async () => {
       const res = await rpc<{ capabilities: Array<{ rpc: { type: string } }> }>(d.clients.node, 'NodeGetCapabilities');
-      expect(res.capabilities.map((c) => c.rpc.type)).to.have.members(['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER']);
+      expect(res.capabilities.map((c) => c.rpc.type)).to.have.members([
+        'STAGE_UNSTAGE_VOLUME',
+        'GET_VOLUME_STATS',
+        'EXPAND_VOLUME',
+        'VOLUME_CONDITION',
+        'SINGLE_NODE_MULTI_WRITER',
+      ]);
     });
   });
 
@@ -158,7 +179,7 @@ describe('node service on a local pool (root, real devices)', function () {
   describe('format only when blank', () => {
     it('mounts an image that already holds ext4 with data, without reformatting it', async () => {
       const v = await volume('pvc-preformatted', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
-      const seed = await fs.mkdtemp(path.join(os.tmpdir(), 'seed-'));
+      const seed = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-seed-'));
       await fs.writeFile(path.join(seed, 'precious'), 'keep me');
       await exec('mkfs.ext4', ['-q', '-F', '-d', seed, v.image]);
       await fs.rm(seed, { recursive: true });
@@ -233,7 +254,10 @@ describe('node service on a local pool (root, real devices)', function () {
     it('refuses paths outside the kubelet directory', async () => {
       const v = await volume('pvc-escape', 'share', mountCap());
       for (const bad of ['/etc', `${d.kubeletDir}/../x`, 'relative/path', `${d.kubeletDir}/pods/../../etc`]) {
-        await expectCode(rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.id, staging_target_path: bad, volume_capability: mountCap() }), Code.INVALID_ARGUMENT);
+        await expectCode(
+          rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.id, staging_target_path: bad, volume_capability: mountCap() }),
+          Code.INVALID_ARGUMENT,
+        );
       }
       await expectCode(rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.id, target_path: '/tmp' }), Code.INVALID_ARGUMENT);
     });
@@ -279,7 +303,10 @@ describe('node service on a local pool (root, real devices)', function () {
   });
 
   describe('stats and condition', () => {
-    type Stats = { usage: Array<{ unit: string; total: string; used: string; available: string }>; volume_condition: { abnormal: boolean; message: string } };
+    type Stats = {
+      usage: Array<{ unit: string; total: string; used: string; available: string }>;
+      volume_condition: { abnormal: boolean; message: string };
+    };
     const stats = (id: string, p: string) => rpc<Stats>(d.clients.node, 'NodeGetVolumeStats', { volume_id: id, volume_path: p });
 
     it('reports bytes and inodes of a mounted volume, abnormal once its mount is gone', async () => {
@@ -345,7 +372,10 @@ describe('node service on a local pool (root, real devices)', function () {
         const before = await total(t);
         await grow(v, to);
         const res = await rpc<{ capacity_bytes: string }>(d.clients.node, 'NodeExpandVolume', {
-          volume_id: v.id, volume_path: t, staging_target_path: v.staging, capacity_range: { required_bytes: to },
+          volume_id: v.id,
+          volume_path: t,
+          staging_target_path: v.staging,
+          capacity_range: { required_bytes: to },
         });
         expect(res.capacity_bytes).to.equal(String(to));
         expect(await total(t)).to.be.greaterThan(before + (to - from) * 0.8);
@@ -363,8 +393,14 @@ describe('node service on a local pool (root, real devices)', function () {
       await fs.writeFile(path.join(t, 'data'), 'still here');
       await grow(v, 128 * MiB);
       const online = await rpc(d.clients.node, 'NodeExpandVolume', {
-        volume_id: v.id, volume_path: t, staging_target_path: v.staging, capacity_range: { required_bytes: 128 * MiB },
-      }).then(() => undefined, (e: { code: number; details: string }) => e);
+        volume_id: v.id,
+        volume_path: t,
+        staging_target_path: v.staging,
+        capacity_range: { required_bytes: 128 * MiB },
+      }).then(
+        () => undefined,
+        (e: { code: number; details: string }) => e,
+      );
       if (online !== undefined) {
         // These VMs lack CAP_SYS_RESOURCE, so ext4's online resize is refused.
         expect(online.code).to.equal(Code.FAILED_PRECONDITION);
@@ -386,7 +422,11 @@ describe('node service on a local pool (root, real devices)', function () {
       await v.stage();
       const t = await v.publish(uid);
       await grow(v, 32 * MiB);
-      const res = await rpc<{ capacity_bytes: string }>(d.clients.node, 'NodeExpandVolume', { volume_id: v.id, volume_path: t, capacity_range: { required_bytes: 32 * MiB } });
+      const res = await rpc<{ capacity_bytes: string }>(d.clients.node, 'NodeExpandVolume', {
+        volume_id: v.id,
+        volume_path: t,
+        capacity_range: { required_bytes: 32 * MiB },
+      });
       expect(res.capacity_bytes).to.equal(String(32 * MiB));
       const size = (await exec('blockdev', ['--getsize64', t])).stdout.trim();
       expect(size).to.equal(String(32 * MiB));
