@@ -59,6 +59,23 @@ describe('node service on NFS pools', function () {
     return volume;
   }
 
+  /** What the kubelet does before NodeStageVolume; returns the staging path. */
+  async function prepareStaging(v: { volume_id: string }) {
+    const staging = k.staging(v.volume_id);
+    await k.prepareStage(staging);
+    return staging;
+  }
+
+  /** NodeStageVolume with the volume's own context, as the kubelet sends it. */
+  function stage(v: { volume_id: string; volume_context: Record<string, string> }, cap: object, staging: string) {
+    return rpc(d.clients.node, 'NodeStageVolume', {
+      volume_id: v.volume_id,
+      staging_target_path: staging,
+      volume_capability: cap,
+      volume_context: v.volume_context,
+    });
+  }
+
   async function stagePublish(v: { volume_id: string; volume_context: Record<string, string> }, cap: object, uid: string, raw = false) {
     const staging = raw ? k.blockStaging(`pv-${uid}`) : k.staging(v.volume_id);
     await k.prepareStage(staging);
@@ -92,17 +109,8 @@ describe('node service on NFS pools', function () {
       { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountOptions: 'nfsvers=4.1,hard,noatime' },
       cap,
     );
-    const staging = k.staging(v.volume_id);
-    await k.prepareStage(staging);
-    const err = await expectCode(
-      rpc(d.clients.node, 'NodeStageVolume', {
-        volume_id: v.volume_id,
-        staging_target_path: staging,
-        volume_capability: cap,
-        volume_context: v.volume_context,
-      }),
-      Code.INTERNAL,
-    );
+    const staging = await prepareStaging(v);
+    const err = await expectCode(stage(v, cap, staging), Code.INTERNAL);
     expect(await mounts.calls()).to.include(`mount -t nfs -o nfsvers=4.1,hard,noatime -- 127.0.0.1:${g.exportPath}/pvc-kernel ${staging}`);
     expect(err.details, 'mount options are never shown').to.contain('-o <redacted>').and.not.contain('noatime');
     expect(await mountTargets()).to.not.include(staging);
@@ -116,17 +124,8 @@ describe('node service on NFS pools', function () {
       cap,
       64 * MiB,
     );
-    const staging = k.staging(v.volume_id);
-    await k.prepareStage(staging);
-    await expectCode(
-      rpc(d.clients.node, 'NodeStageVolume', {
-        volume_id: v.volume_id,
-        staging_target_path: staging,
-        volume_capability: cap,
-        volume_context: v.volume_context,
-      }),
-      Code.INTERNAL,
-    );
+    const staging = await prepareStaging(v);
+    await expectCode(stage(v, cap, staging), Code.INTERNAL);
     expect((await mounts.calls()).at(-1)).to.match(
       new RegExp(
         `mount -t nfs -o nfsvers=4.1 -- 127\\.0\\.0\\.1:${g.exportPath.replace(/[/.]/g, '\\$&')} ${path.join(d.dir, 'nfs').replace(/[/.]/g, '\\$&')}/[0-9a-f]{16}`,
