@@ -38,7 +38,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
 
   /** Creates the layout and sweeps what a crash left half-done. */
   async init(): Promise<void> {
-    for (const dir of [this.root, this.volumesDir, this.tmpDir, this.trashDir]) {
+    for (const dir of [this.root, this.volumesDir, this.tmpDir, this.trashDir, this.filesystemsDir]) {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     }
     for (const dir of [this.tmpDir, this.trashDir]) {
@@ -70,6 +70,11 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       }
     }
     if (removed) await this.volumesSync.sync();
+    // Filesystem records of volumes that are gone (none should be: remove() takes them first).
+    for (const name of await fs.readdir(this.filesystemsDir)) {
+      if (name.endsWith(RECORD) && !records.has(name.slice(0, -RECORD.length)))
+        await fs.rm(path.join(this.filesystemsDir, name), { force: true });
+    }
   }
 
   /** Throws FAILED_PRECONDITION with the reason when the pool cannot serve. */
@@ -168,6 +173,9 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   async remove(dirName: string, record: VolumeRecord, mode: OnDelete): Promise<void> {
     const dataSuffix = record.kind === 'share' ? '' : IMAGE;
     const data = this.entry(dirName, dataSuffix);
+    // The node's filesystem record goes first, durably: one left behind
+    // would make a new volume of the same name refuse its first format.
+    await this.removeFilesystemRecord(dirName);
     if (mode === 'delete') {
       const doomed = path.join(this.trashDir, `${dirName}.${this.uniqueSuffix()}`);
       moveIfThere(data, doomed + dataSuffix);
@@ -188,6 +196,16 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     renameSync(this.recordPath(dirName), target + RECORD);
     await this.volumesSync.sync();
     await fsyncDir(keepDir);
+  }
+
+  private async removeFilesystemRecord(dirName: string): Promise<void> {
+    try {
+      unlinkSync(this.filesystemRecordPath(dirName));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    await fsyncDir(this.filesystemsDir);
   }
 
   /** Volume directory names in the pool (those with a record), sorted. */

@@ -6,7 +6,9 @@
 // from the device mount path itself; expandvolume/expandfs grow it.
 //
 // Where records live: the attachment itself is recorded in the pool
-// (<pool>/.flex/attachments/<image>.json), where every host that sees the
+// (<pool>/.flex/attachments/<image>.json), and so is the filesystem berth
+// made or mounted on an image (<pool>/.flex/filesystems/<image>.json: from
+// then on the image is never formatted again), where every host that sees the
 // pool sees it. detach is given only the volume name, so the host that ran
 // attach also keeps name → {pool, image} in its state directory.
 import fs from 'node:fs/promises';
@@ -188,9 +190,19 @@ export class BlockDriver {
       throw new FlexFailure(`${target} already has ${current.source} mounted`);
     }
     await fs.mkdir(target, { recursive: true, mode: 0o750 });
-    const options = readOnly(opts) ? ['ro'] : [];
+    const recordPath = path.join(v.pool, '.flex', 'filesystems', `${v.image}.json`);
+    const known = await fs.readFile(recordPath, 'utf8').then(
+      (text) => JSON.parse(text) as { fsType: string },
+      () => undefined,
+    );
     try {
-      await formatAndMount(this.host, device, target, v.fsType, options);
+      const guard = { knownFilesystem: known?.fsType, image: v.imagePath, readonly: readOnly(opts) };
+      await formatAndMount(this.host, device, target, v.fsType, [], guard);
+      if (!known) {
+        // As the CSI node does: from now on this image is never taken for blank.
+        await fs.mkdir(path.dirname(recordPath), { recursive: true, mode: 0o700 });
+        await writeFileDurable(recordPath, JSON.stringify({ fsType: v.fsType, since: new Date().toISOString() }));
+      }
     } catch (err) {
       // Leave nothing attached: the kubelet retries from waitforattach.
       if (mountsOfDevice(await this.host.readMounts(), device).length === 0) await this.host.detachLoop(device).catch(() => undefined);

@@ -70,3 +70,14 @@ export async function growMounted(fsType: string, device: string, mountPoint: st
   else if (fsType === 'ext4') await run('resize2fs', [device], { timeoutMs: 600_000 });
   else throw new Error(`cannot grow filesystem "${fsType}"`);
 }
+
+/**
+ * Checks a filesystem before a read-write mount where its tools want one:
+ * ext4 after an unclean stop (e2fsck -p replays the journal and repairs
+ * what is safe; a clean filesystem returns at once). Throws when problems
+ * remain that need a person (e2fsck exit 4 or more).
+ */
+export async function checkFilesystem(fsType: string, device: string): Promise<void> {
+  if (fsType !== 'ext4') return; // xfs and btrfs replay their logs at mount
+  await run('e2fsck', ['-p', device], { timeoutMs: 600_000, okExitCodes: [1] });
+}

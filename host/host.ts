@@ -31,6 +31,12 @@ export interface Host {
   filesystemSize(fsType: string, device: string, mountPoint?: string): Promise<number>;
   growOffline(fsType: string, device: string): Promise<void>;
   growMounted(fsType: string, device: string, mountPoint: string): Promise<void>;
+  /** Checks a filesystem before a read-write mount (ext4: e2fsck -p); throws when it needs a person. */
+  checkFilesystem(fsType: string, device: string): Promise<void>;
+  /** Whether an image has a written extent; undefined when its filesystem cannot say. */
+  imageHasData(image: string): Promise<boolean | undefined>;
+  /** Whether any of the first `bytes` of a device is not zero. */
+  deviceHasData(device: string, bytes: number): Promise<boolean>;
   /** stat of `target` fails with ESTALE (an NFS export recreated under a mount). */
   isStale(target: string): Promise<boolean>;
   /** Whether two paths name the same directory (through mounts). */
@@ -76,10 +82,27 @@ export class ForeignContentError extends Error {
   }
 }
 
+/** What the caller knows of a volume, beyond what a probe of its device shows. */
+export interface FormatGuard {
+  /** A filesystem berth made or mounted on this volume before (its record says so). */
+  knownFilesystem?: string;
+  /** The image behind the device: its extents tell whether it holds data. */
+  image?: string;
+  /** A read-only mount: never formats, never checks (which would write). */
+  readonly?: boolean;
+}
+
+/** How much of a device is scanned for data where its extents cannot be asked. */
+export const DATA_SCAN_BYTES = 64 << 20;
+
 /**
- * Safe format-and-mount (after mount-utils' SafeFormatAndMount): probe the
- * device, make a filesystem only when it is blank, refuse anything else
- * without touching it, grow a filesystem smaller than its device, mount.
+ * Safe format-and-mount. mount-utils' SafeFormatAndMount formats whatever
+ * blkid calls blank; this formats only what is provably blank: no
+ * filesystem signature, no record of an earlier filesystem, and no data (no
+ * written extent in its image, or, where extents cannot be asked, nothing
+ * but zeros in the first DATA_SCAN_BYTES). Anything else is refused without
+ * a byte written. An existing filesystem is checked before a read-write
+ * mount and grown when it is smaller than its device.
  */
 export async function formatAndMount(
   host: Host,
@@ -87,6 +110,7 @@ export async function formatAndMount(
   target: string,
   fsType: string,
   options: readonly string[] = [],
+  guard: FormatGuard = {},
 ): Promise<{ formatted: boolean }> {
   const content = await host.probe(device);
   if (content.state === 'other') {
@@ -96,15 +120,29 @@ export async function formatAndMount(
     throw new ForeignContentError(`${device} holds a ${content.fsType} filesystem, asked for ${fsType}; refusing to reformat it`);
   }
   const formatted = content.state === 'blank';
-  if (formatted) await host.mkfs(device, fsType);
+  if (formatted) {
+    if (guard.knownFilesystem) {
+      throw new ForeignContentError(
+        `${device} held a ${guard.knownFilesystem} filesystem that berth made or mounted, and now shows no signature (its superblock was damaged or overwritten); refusing to format it: the data may still be there`,
+      );
+    }
+    if (guard.readonly) throw new ForeignContentError(`${device} is blank; a read-only stage never formats it`);
+    const hasData = (guard.image ? await host.imageHasData(guard.image) : undefined) ?? (await host.deviceHasData(device, DATA_SCAN_BYTES));
+    if (hasData)
+      throw new ForeignContentError(`${device} holds data but no filesystem signature (written as a raw device?); refusing to format it`);
+    await host.mkfs(device, fsType);
+  } else if (!guard.readonly) {
+    await host.checkFilesystem(fsType, device);
+  }
+  const mountOptions = guard.readonly ? [...options, 'ro'] : options;
   // A device that grew while unmounted: ext4 grows before mounting (offline,
   // no extra privilege needed), xfs and btrfs once mounted.
   const deviceBytes = formatted ? 0 : await host.deviceSize(device);
-  if (!formatted && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device)))
-    await host.growOffline('ext4', device);
-  await host.mount(device, target, { fstype: fsType, options });
+  const grow = !formatted && !guard.readonly;
+  if (grow && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device))) await host.growOffline('ext4', device);
+  await host.mount(device, target, { fstype: fsType, options: mountOptions });
   try {
-    if (!formatted && fsType !== 'ext4' && (await filesystemSmallerThan(host, deviceBytes, fsType, device, target))) {
+    if (grow && fsType !== 'ext4' && (await filesystemSmallerThan(host, deviceBytes, fsType, device, target))) {
       await host.growMounted(fsType, device, target);
     }
   } catch (err) {

@@ -1,5 +1,6 @@
 // The host toolkit: no CSI types. The CSI node service and the FlexVolume
 // shim reach the machine through a Host (host.ts); LinuxHost is the real one.
+export * from './data-check.js';
 export * from './durable.js';
 export * from './filesystems.js';
 export * from './host.js';

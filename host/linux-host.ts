@@ -2,7 +2,8 @@
 // loop devices from sysfs, and mount, losetup, blkid, mkfs and the grow
 // tools through the command runner.
 import fs from 'node:fs/promises';
-import { filesystemSize, growMounted, growOffline, mkfs, probeDevice } from './filesystems.js';
+import { deviceHasData, imageHasData } from './data-check.js';
+import { checkFilesystem, filesystemSize, growMounted, growOffline, mkfs, probeDevice } from './filesystems.js';
 import type { Host } from './host.js';
 import { blockDeviceSize, losetupAttach, losetupDetach, losetupRefresh, readLoopTable } from './loop-devices.js';
 import { readMountTable } from './mount-table.js';
@@ -25,6 +26,9 @@ export class LinuxHost implements Host {
   growOffline = growOffline;
   growMounted = growMounted;
   isStale = isStale;
+  checkFilesystem = checkFilesystem;
+  imageHasData = imageHasData;
+  deviceHasData = deviceHasData;
 
   async sameFile(a: string, b: string): Promise<boolean> {
     const [x, y] = await Promise.all([fs.stat(a), fs.stat(b)]);

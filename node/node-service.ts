@@ -27,6 +27,7 @@ import {
   NFS_MOUNT_TIMEOUT_MS,
   sameThing,
   topMount,
+  writeFileDurable,
 } from '../host/index.js';
 import { capabilityProblem, DEFAULT_FS_TYPE } from '../volume/capabilities.js';
 import type {
@@ -42,7 +43,8 @@ import type {
 import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange, unavailable } from '../volume/errors.js';
 import type { LocalPoolLayout } from '../volume/local-layout.js';
-import { mountOptions, NFS_IMAGE, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
+import { mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
+import type { FilesystemRecord } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
@@ -74,7 +76,7 @@ export const RAW_DEVICE_FILE = 'device';
 type VolumeSource =
   | { kind: 'share'; bind: string }
   | { kind: 'share'; nfs: { device: string; options: string[] } }
-  | { kind: 'block'; image: string; export?: { device: string; options: string[]; mountPoint: string } };
+  | { kind: 'block'; image: string; filesystemRecord: string; export?: { device: string; options: string[]; mountPoint: string } };
 
 interface Located {
   ref: VolumeRef;
@@ -133,7 +135,10 @@ export class NodeService {
       const nfs = nfsVolumeSource({ ...context, server: ref.server, share: ref.share }, { allowRoot: true });
       if (nfs.mountedAt) {
         const base = path.join(nfs.mountedAt, nfs.subDir);
-        located.source = ref.kind === 'share' ? { kind: 'share', bind: base } : { kind: 'block', image: path.join(base, NFS_IMAGE) };
+        located.source =
+          ref.kind === 'share'
+            ? { kind: 'share', bind: base }
+            : { kind: 'block', image: path.join(base, NFS_IMAGE), filesystemRecord: path.join(base, NFS_FILESYSTEM_RECORD) };
       } else if (ref.kind === 'share') {
         located.source = { kind: 'share', nfs: { device: nfsDevice(nfs.server, nfs.share, nfs.subDir), options: nfs.mountOptions } };
       } else {
@@ -142,6 +147,7 @@ export class NodeService {
         located.source = {
           kind: 'block',
           image: path.join(mountPoint, nfs.subDir, NFS_IMAGE),
+          filesystemRecord: path.join(mountPoint, nfs.subDir, NFS_FILESYSTEM_RECORD),
           export: { device, options: nfs.mountOptions, mountPoint },
         };
       }
@@ -152,7 +158,7 @@ export class NodeService {
     const source: VolumeSource =
       rec.kind === 'share'
         ? { kind: 'share', bind: this.cfg.pool.dataDir(ref.dirName) }
-        : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName) };
+        : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName), filesystemRecord: this.cfg.pool.filesystemRecordPath(ref.dirName) };
     return { ref, kind: rec.kind, fsType: rec.fsType, volumeId: id, source };
   }
 
@@ -192,7 +198,7 @@ export class NodeService {
       await this.stageRaw(src.image, staging, mounts);
     } else {
       const fsType = cap.mount?.fs_type || v.fsType || DEFAULT_FS_TYPE;
-      await this.stageFilesystem(v.volumeId, src.image, staging, fsType, flags, mounts);
+      await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, READ_ONLY_MODES.has(cap.access_mode?.mode ?? ''), mounts);
     }
     return {};
   }
@@ -267,12 +273,14 @@ export class NodeService {
 
   private async stageFilesystem(
     volumeId: string,
-    image: string,
+    src: Extract<VolumeSource, { kind: 'block' }>,
     staging: string,
     fsType: string,
     flags: string[],
+    readonly: boolean,
     mounts: MountEntry[],
   ): Promise<void> {
+    const { image } = src;
     const current = topMount(mounts, staging);
     if (current) {
       const backing = current.source.startsWith('/dev/loop') ? await loopDevice(this.host, current.source) : undefined;
@@ -283,10 +291,22 @@ export class NodeService {
     }
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
+    const known = await readFilesystemRecord(src.filesystemRecord);
     const device = await attachImage(this.host, image);
     try {
-      await formatAndMount(this.host, device, staging, fsType, flags);
+      const { formatted } = await formatAndMount(this.host, device, staging, fsType, flags, {
+        knownFilesystem: known?.fsType,
+        image,
+        readonly,
+      });
+      if (!known) {
+        // From now on this volume is never taken for blank, whatever its signature shows.
+        const record: FilesystemRecord = { volumeId, fsType, since: new Date().toISOString(), madeByBerth: formatted };
+        await fs.mkdir(path.dirname(src.filesystemRecord), { recursive: true, mode: 0o700 });
+        await writeFileDurable(src.filesystemRecord, JSON.stringify(record));
+      }
     } catch (err) {
+      if ((await mountAt(this.host, staging))?.source === device) await this.host.unmount(staging).catch(() => undefined);
       await this.detachIfUnused(device);
       if (err instanceof ForeignContentError) throw failedPrecondition(`volume ${volumeId}: ${err.message}`);
       throw err;
@@ -477,6 +497,16 @@ export class NodeService {
       }
     }
     return { capacity_bytes: size };
+  }
+}
+
+/** A block volume's filesystem record, or undefined when it has none (never formatted or mounted by berth). */
+async function readFilesystemRecord(file: string): Promise<FilesystemRecord | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as FilesystemRecord;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 

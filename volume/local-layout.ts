@@ -5,6 +5,8 @@
 //   <root>/volumes/<dir>.json   the record
 //   <root>/volumes/<dir>/       share kind: the volume's directory
 //   <root>/volumes/<dir>.img    block kind: a sparse image
+//   <root>/filesystems/<dir>.json   block kind: the filesystem berth made or
+//                               mounted on the image (written by the node)
 //
 // <dir> is always a safe path component (volumeDirName), checked again here.
 import fs from 'node:fs/promises';
@@ -37,6 +39,15 @@ export class LocalPoolLayout {
 
   recordPath(dirName: string): string {
     return this.entry(dirName, RECORD_SUFFIX);
+  }
+
+  get filesystemsDir(): string {
+    return path.join(this.root, 'filesystems');
+  }
+
+  filesystemRecordPath(dirName: string): string {
+    if (!isSafeDirName(dirName)) throw new Error(`unsafe volume directory name ${JSON.stringify(dirName)}`);
+    return path.join(this.filesystemsDir, dirName + RECORD_SUFFIX);
   }
 
   /** The record, or undefined when there is none. */

@@ -10,6 +10,8 @@ import { invalid } from './errors.js';
 
 /** The block image's name inside an NFS volume's directory (controller and node). */
 export const NFS_IMAGE = 'disk.img';
+/** The node's filesystem record of an NFS block volume, beside its image. */
+export const NFS_FILESYSTEM_RECORD = 'filesystem.json';
 /** berth's own directory on an export (records); never a volume's subDir. */
 export const NFS_RECORDS_DIR = '.berth';
 

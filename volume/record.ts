@@ -26,3 +26,17 @@ export interface VolumeRecord {
   createdAt: string;
   attachments: Record<string, Attachment>;
 }
+
+/**
+ * The node's record that a block volume holds a filesystem berth made or
+ * mounted: from then on the volume is never taken for blank, whatever its
+ * signature shows. Kept apart from the volume record, which the controller
+ * writes, so the two never race.
+ */
+export interface FilesystemRecord {
+  volumeId: string;
+  fsType: string;
+  /** When berth made it, or first mounted one it found. */
+  since: string;
+  madeByBerth: boolean;
+}

@@ -146,6 +146,25 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
       await kubelet.call('berth/block', ['detach', v.name, 'node-a']);
     });
 
+    it('refuses to format an image it formatted before whose first MiB was zeroed, bytes unchanged', async () => {
+      const v = pv('vol-damaged');
+      const pod = { uid: randomUUID(), name: 'a', namespace: 'default' };
+      const d1 = await kubelet.mountAttachable(v, pod, 'node-a');
+      await fs.writeFile(path.join(d1, 'data'), Buffer.alloc(8 * MiB, 7));
+      await kubelet.unmountAttachable(v, pod, 'node-a');
+      const image = path.join(pool, 'vol-damaged.img');
+      const fh = await fs.open(image, 'r+');
+      await fh.write(Buffer.alloc(MiB), 0, MiB, 0);
+      await fh.close();
+      const before = await sha256File(image);
+      const err = await kubelet.mountAttachable(v, pod, 'node-a').catch((e: Error) => e);
+      expect((err as Error).message).to.match(/mountdevice failed \(1\).*berth made or mounted/);
+      expect(await sha256File(image)).to.equal(before);
+      expect(await host.loopsLeft()).to.deep.equal([]);
+      await fs.rmdir(kubelet.deviceMountPath(v));
+      await kubelet.call('berth/block', ['detach', v.name, 'node-a']);
+    });
+
     it('refuses to attach a volume attached to another node', async () => {
       const v = pv('vol-rwo');
       expect((await kubelet.call('berth/block', ['attach', kubelet.options(v), 'node-a'])).reply.status).to.equal('Success');

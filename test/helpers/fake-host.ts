@@ -33,6 +33,8 @@ export class FakeHost implements Host {
   readonly busy = new Set<string>();
   /** Targets whose stat fails with ESTALE. */
   readonly stale = new Set<string>();
+  /** Images holding written data (for the extent check). */
+  readonly withData = new Set<string>();
   /** Sources whose mount fails, with the stderr mount(8) would print. */
   readonly mountFailures = new Map<string, string>();
   private nextLoop = 0;
@@ -153,6 +155,18 @@ export class FakeHost implements Host {
   async growMounted(fsType: string, device: string, mountPoint: string): Promise<void> {
     this.record(`grow ${fsType} ${device} ${mountPoint}`);
     this.image(this.backing(device)).fsBytes = await this.deviceSize(device);
+  }
+
+  async checkFilesystem(fsType: string, device: string): Promise<void> {
+    this.record(`fsck ${fsType} ${device}`);
+  }
+
+  async imageHasData(image: string): Promise<boolean | undefined> {
+    return this.withData.has(path.resolve(image)) || this.image(path.resolve(image)).content.state !== 'blank';
+  }
+
+  async deviceHasData(device: string): Promise<boolean> {
+    return (await this.imageHasData(this.backing(device))) ?? false;
   }
 
   async isStale(target: string): Promise<boolean> {

@@ -173,9 +173,49 @@ describe('node service decisions (fake host, no root)', () => {
       const staging = await stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4'));
       expect(host.calls).to.deep.equal([
         `losetup /dev/loop0 ${pool.imagePath('pvc-grow')}`,
+        'fsck ext4 /dev/loop0',
         'grow offline ext4 /dev/loop0',
         `mount -t ext4 /dev/loop0 ${staging}`,
       ]);
+    });
+
+    it('keeps a filesystem record once it formatted, and then refuses a volume that lost its signature', async () => {
+      const id = await localVolume('pvc-rec', 'block', 'ext4');
+      const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');
+      const staging = await stage(id, cap);
+      const record = JSON.parse(await fs.readFile(pool.filesystemRecordPath('pvc-rec'), 'utf8'));
+      expect(record).to.deep.include({ volumeId: id, fsType: 'ext4', madeByBerth: true });
+      await call('NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
+      host.image(pool.imagePath('pvc-rec')).content = { state: 'blank' }; // the superblock was overwritten
+      const err = await expectCode(stage(id, cap), Code.FAILED_PRECONDITION);
+      expect(err.message).to.match(/berth made or mounted/);
+      expect(host.calls.filter((c) => c.startsWith('mkfs'))).to.have.length(1);
+    });
+
+    it('records a filesystem it found (made before berth kept records), so it is never taken for blank later', async () => {
+      const id = await localVolume('pvc-old', 'block', 'ext4');
+      host.image(pool.imagePath('pvc-old')).content = { state: 'filesystem', fsType: 'ext4' };
+      await stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      const record = JSON.parse(await fs.readFile(pool.filesystemRecordPath('pvc-old'), 'utf8'));
+      expect(record).to.deep.include({ fsType: 'ext4', madeByBerth: false });
+    });
+
+    it('refuses to format a blank-looking image that holds data', async () => {
+      const id = await localVolume('pvc-data', 'block', 'ext4');
+      host.withData.add(pool.imagePath('pvc-data'));
+      const err = await expectCode(stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4')), Code.FAILED_PRECONDITION);
+      expect(err.message).to.match(/holds data but no filesystem signature/);
+      expect(host.calls.some((c) => c.startsWith('mkfs'))).to.equal(false);
+    });
+
+    it('stages read-only without formatting or checking, and mounts ro', async () => {
+      const blank = await localVolume('pvc-ro-blank', 'block', 'ext4');
+      await expectCode(stage(blank, mountCap('SINGLE_NODE_READER_ONLY', 'ext4')), Code.FAILED_PRECONDITION);
+      const id = await localVolume('pvc-ro-fs', 'block', 'ext4');
+      host.image(pool.imagePath('pvc-ro-fs')).content = { state: 'filesystem', fsType: 'ext4' };
+      host.calls.length = 0;
+      const staging = await stage(id, mountCap('SINGLE_NODE_READER_ONLY', 'ext4'));
+      expect(host.calls.filter((c) => !c.startsWith('losetup'))).to.deep.equal([`mount -t ext4 -o ro /dev/loop1 ${staging}`]);
     });
 
     it('stages raw block as a bind of the loop device onto <staging>/device, and unstage detaches it', async () => {

@@ -5,6 +5,7 @@
 // every one it attached.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -205,6 +206,53 @@ describe('node service on a local pool (root, real devices)', function () {
         expect(await mountTargets()).to.not.include(v.staging);
       });
     }
+
+    /** Writes `bytes` over the image at `offset`, as a damaged disk or a clumsy operator would. */
+    async function overwrite(image: string, offset: number, bytes: Buffer) {
+      const fh = await fs.open(image, 'r+');
+      await fh.write(bytes, 0, bytes.length, offset);
+      await fh.close();
+    }
+
+    for (const [label, damage] of [
+      ['its first MiB zeroed', Buffer.alloc(MiB)],
+      ['its first MiB overwritten with random bytes', randomBytes(MiB)],
+    ] as const) {
+      it(`refuses to format an ext4 volume with ${label}: the data further in is untouched`, async () => {
+        const v = await volume(`pvc-damaged-${damage[0] === 0 ? 'zero' : 'random'}`, 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+        const uid = podUid();
+        await v.stage();
+        const t = await v.publish(uid);
+        await fs.writeFile(path.join(t, 'data'), randomBytes(32 * MiB));
+        await v.unpublish(uid);
+        await v.unstage();
+        await overwrite(v.image, 0, damage);
+        const before = await sha256File(v.image);
+        const err = await expectCode(v.stage(), Code.FAILED_PRECONDITION);
+        expect(err.details).to.match(/berth made or mounted.*no signature/);
+        expect(await sha256File(v.image), 'not a byte written').to.equal(before);
+        expect(await host.loopsLeft(), 'its loop device was detached again').to.deep.equal([]);
+        expect(await mountTargets()).to.not.include(v.staging);
+      });
+    }
+
+    it('refuses to format a volume that holds data but no signature (written as a raw device)', async () => {
+      const v = await volume('pvc-was-raw', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      await overwrite(v.image, 48 * MiB, randomBytes(MiB)); // a database wrote here through raw block
+      const before = await sha256File(v.image);
+      const err = await expectCode(v.stage(), Code.FAILED_PRECONDITION);
+      expect(err.details).to.match(/holds data but no filesystem signature/);
+      expect(await sha256File(v.image)).to.equal(before);
+      expect(await host.loopsLeft()).to.deep.equal([]);
+    });
+
+    it('never formats a blank volume staged read-only', async () => {
+      const v = await volume('pvc-blank-ro', 'block', mountCap('SINGLE_NODE_READER_ONLY', 'ext4'));
+      const err = await expectCode(v.stage(), Code.FAILED_PRECONDITION);
+      expect(err.details).to.match(/read-only stage never formats/);
+      expect((await fs.stat(v.image)).blocks, 'no block written').to.equal(0);
+      expect(await host.loopsLeft()).to.deep.equal([]);
+    });
 
     it('answers ALREADY_EXISTS when staged again incompatibly', async () => {
       const v = await volume('pvc-restage', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 320 * MiB);
