@@ -4,12 +4,16 @@
 //   <share>/<subDir>/               share kind: the volume's directory
 //   <share>/<subDir>/disk.img       block kind: a sparse image
 //   <share>/.berth/volumes/<key>.json   records: written last on create, removed last on delete
+//   <share>/.berth/claims/<hash of subDir>   a symlink to <key>: the one volume that owns subDir
 //   <share>/archived-<subDir>-<ts>  onDelete: archive
 //
-// A create costs three NFS calls (MKDIR, CREATE and WRITE of the record) and
-// a delete six (share) or seven (block), on cached directory handles; a server that goes away
-// mid-call gives UNAVAILABLE, and the retry adopts what the failed attempt
-// made, so nothing half-made remains.
+// A create costs four NFS calls (SYMLINK of the claim, MKDIR, CREATE and
+// WRITE of the record) and a share delete nine (block ten), on cached
+// directory handles; a server that goes away mid-call gives UNAVAILABLE,
+// and the retry adopts what the failed attempt made, so nothing half-made
+// remains. Two volumes can never share a directory: the claim is made
+// first, and a delete removes data only while its claim names the volume.
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import {
   type FileHandle,
@@ -29,6 +33,9 @@ import type { OnDelete, VolumeRecord } from '../volume/record.js';
 import type { Pool } from './pool.js';
 
 const RECORDS = '.berth/volumes';
+/** One claim per volume directory: a symlink named by the directory's hash, whose text is the owner's key. */
+const CLAIMS = '.berth/claims';
+const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
 
 export function nfsPoolKey(l: NfsLocation): string {
   return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}`;
@@ -54,6 +61,7 @@ const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.
 export class NfsPool implements Pool {
   private client: Promise<NfsClient> | undefined;
   private recordsDir: Promise<FileHandle> | undefined;
+  private claimsDir: Promise<FileHandle> | undefined;
   private sequence = 0;
   private free: { bytes: number; at: number } | undefined;
 
@@ -101,6 +109,7 @@ export class NfsPool implements Pool {
     );
     this.client = undefined;
     this.recordsDir = undefined;
+    this.claimsDir = undefined;
   }
 
   close(): void {
@@ -140,6 +149,8 @@ export class NfsPool implements Pool {
     if (!subDir) throw new Error('an NFS volume record needs its subDir');
     return this.run('create', async (c) => {
       const records = await this.records(c);
+      // The directory belongs to exactly one volume: claim it first.
+      const claimedBefore = await this.claim(c, subDir, key);
       const parentPath = path.posix.dirname(subDir);
       const parent = parentPath === '.' ? c.root : await c.mkdirp(parentPath, 0o755);
       const name = path.posix.basename(subDir);
@@ -150,18 +161,22 @@ export class NfsPool implements Pool {
         if (!isNfs(err, NFS3ERR.EXIST)) throw err;
         if (await this.read(key)) return false;
         // A directory without a record: adopt only what an interrupted
-        // attempt of ours leaves (empty, or holding just our image).
+        // attempt of this volume left (it held the claim before this call;
+        // the directory is empty, or holds just its image).
         dir = (await c.nfs.lookup(parent, name)).fh;
         const entries = (await c.list(subDir)).map((e) => e.name);
-        const ours = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === NFS_IMAGE);
-        if (!ours) throw alreadyExists(`${subDir} already exists on ${this.where} and is not a berth volume; choose another subDir`);
+        const leftByUs = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === NFS_IMAGE);
+        if (!claimedBefore || !leftByUs) {
+          if (!claimedBefore) await this.removeClaim(c, subDir); // made by this call: ours to undo
+          throw alreadyExists(`${subDir} already exists on ${this.where} and berth did not make it for this volume; choose another subDir`);
+        }
       }
       if (record.kind === 'block') {
         try {
           await c.createSparseAt(dir, NFS_IMAGE, record.capacityBytes);
         } catch (err) {
           if (!isNfs(err, NFS3ERR.EXIST)) throw err;
-          // Left by an interrupted attempt of ours (the directory was adopted above).
+          // Left by an interrupted attempt of this volume (the directory was adopted above).
           const { fh, attributes } = await c.nfs.lookup(dir, NFS_IMAGE);
           if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes)
             await c.nfs.setattr(fh, { size: record.capacityBytes });
@@ -178,6 +193,50 @@ export class NfsPool implements Pool {
       }
       return true;
     });
+  }
+
+  /**
+   * Claims `subDir` for the volume `key`: a symbolic link in .berth/claims
+   * named by the directory's hash, whose text is the key, made in one NFS
+   * call (so it is never seen without its owner). Returns whether this
+   * volume held the claim already (a retried create); ALREADY_EXISTS when
+   * another volume holds it.
+   */
+  private async claim(c: NfsClient, subDir: string, key: string): Promise<boolean> {
+    const claims = await this.claims(c);
+    try {
+      await c.nfs.symlink(claims, claimName(subDir), key);
+      return false;
+    } catch (err) {
+      if (!isNfs(err, NFS3ERR.EXIST)) throw err;
+    }
+    const owner = await this.claimOwner(c, subDir);
+    if (owner === key) return true;
+    throw alreadyExists(`${subDir} on ${this.where} already belongs to another volume (${owner ?? 'unknown'}); choose another subDir`);
+  }
+
+  /** The key of the volume that holds `subDir`, or undefined when none does. */
+  private async claimOwner(c: NfsClient, subDir: string): Promise<string | undefined> {
+    try {
+      return await c.readlinkAt(await this.claims(c), claimName(subDir));
+    } catch (err) {
+      if (isNfs(err, NFS3ERR.NOENT)) return undefined;
+      throw err;
+    }
+  }
+
+  private async removeClaim(c: NfsClient, subDir: string): Promise<void> {
+    await c.nfs.remove(await this.claims(c), claimName(subDir)).catch((err: unknown) => {
+      if (!isNfs(err, NFS3ERR.NOENT)) throw err;
+    });
+  }
+
+  private claims(c: NfsClient): Promise<FileHandle> {
+    this.claimsDir ??= c.mkdirp(CLAIMS, 0o700).catch((err: unknown) => {
+      this.claimsDir = undefined;
+      throw err;
+    });
+    return this.claimsDir;
   }
 
   async writeRecord(key: string, record: VolumeRecord): Promise<void> {
@@ -199,7 +258,8 @@ export class NfsPool implements Pool {
     await this.run('delete', async (c) => {
       const records = await this.records(c);
       const subDir = record.subDir;
-      if (subDir) {
+      const owner = subDir ? await this.claimOwner(c, subDir) : undefined;
+      if (subDir && (owner === key || (owner === undefined && (await this.unclaimedIsOurs(key, subDir))))) {
         const parentPath = path.posix.dirname(subDir);
         const parent = parentPath === '.' ? c.root : await c.resolve(parentPath).catch(() => undefined);
         const name = path.posix.basename(subDir);
@@ -211,9 +271,21 @@ export class NfsPool implements Pool {
           });
         }
         // retain: the directory stays where it is.
+        if (owner === key && mode !== 'retain') await this.removeClaim(c, subDir);
       }
       await this.removeRecord(c, records, key);
     });
+  }
+
+  /**
+   * For a directory nobody claims (a volume made before claims existed):
+   * whether it is this volume's, that is, no other volume's record names it.
+   */
+  private async unclaimedIsOurs(key: string, subDir: string): Promise<boolean> {
+    for (const other of await this.list()) {
+      if (other !== key && (await this.read(other))?.subDir === subDir) return false;
+    }
+    return true;
   }
 
   private async removeRecord(c: NfsClient, records: FileHandle, key: string): Promise<void> {

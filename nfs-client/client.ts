@@ -244,6 +244,11 @@ export class NfsClient {
     }
   }
 
+  /** The text of the symbolic link `name` in `dir` (LOOKUP, READLINK). */
+  async readlinkAt(dir: FileHandle, name: string): Promise<string> {
+    return this.nfs.readlink((await this.nfs.lookup(dir, name)).fh);
+  }
+
   /** A new sparse file of exactly `size` bytes (NFS3ERR_EXIST when it exists). */
   async createSparse(p: string, size: number, mode = 0o600): Promise<Fattr3> {
     const { dir, name } = await this.parentOf(p);

@@ -10,6 +10,8 @@ export const NFS_PROG = 100003;
 const NFS_VERS = 3;
 const NFS3_FHSIZE = 64;
 const MAX_NAME = 255;
+/** Longest symbolic link text berth reads (PATH_MAX). */
+const MAX_PATH = 4096;
 
 export type FileHandle = Buffer;
 
@@ -184,6 +186,13 @@ export class Nfs3 {
     return r.uint32();
   }
 
+  /** READLINK: the text of a symbolic link. */
+  async readlink(fh: FileHandle): Promise<string> {
+    const r = await this.call(5, 'READLINK', new XdrWriter().opaque(fh));
+    readPostOpAttr(r);
+    return r.string(MAX_PATH);
+  }
+
   async read(fh: FileHandle, offset: number, count: number): Promise<{ data: Buffer; eof: boolean }> {
     const r = await this.call(6, 'READ', new XdrWriter().opaque(fh).uint64(offset).uint32(count));
     readPostOpAttr(r);
@@ -213,6 +222,16 @@ export class Nfs3 {
   async mkdir(dir: FileHandle, name: string, attrs: Sattr3 = {}): Promise<{ fh?: FileHandle; attributes?: Fattr3 }> {
     const r = await this.call(9, 'MKDIR', writeSattr(diropargs(dir, name), attrs), name);
     return { fh: readPostOpFh(r), attributes: readPostOpAttr(r) };
+  }
+
+  /**
+   * SYMLINK: a symbolic link whose text is `target`, made in one call, so
+   * its content exists from the instant its name does (NFS3ERR_EXIST when the
+   * name is taken).
+   */
+  async symlink(dir: FileHandle, name: string, target: string, attrs: Sattr3 = {}): Promise<{ fh?: FileHandle }> {
+    const r = await this.call(10, 'SYMLINK', writeSattr(diropargs(dir, name), attrs).string(target), name);
+    return { fh: readPostOpFh(r) };
   }
 
   async remove(dir: FileHandle, name: string): Promise<void> {

@@ -2,6 +2,7 @@
 // controller never mounts anything: it provisions over the NFS protocol,
 // and the export's directory is inspected here from the server side.
 
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,10 @@ import { expect } from 'chai';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { Ganesha } from '../helpers/ganesha.js';
+import { sha256File } from '../helpers/host.js';
+
+/** The name of a directory's claim on the export (controller/nfs-pool.ts). */
+const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
 
 interface Vol {
   volume_id: string;
@@ -223,12 +228,59 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
     });
 
     it('a creation interrupted half-way is adopted by the retry, not duplicated', async () => {
-      // What a crash between MKDIR and the record leaves behind:
+      // What a crash between MKDIR and the record leaves behind: the claim and the directory.
+      await fs.mkdir(onExport('.berth/claims'), { recursive: true });
+      await fs.symlink('pvc-half', onExport(`.berth/claims/${claimName('pvc-half')}`));
       await fs.mkdir(onExport('pvc-half'), { mode: 0o777 });
       const { volume } = await create('pvc-half', nfs());
       expect(volume.volume_context.subDir).to.equal('pvc-half');
       await del(volume.volume_id);
       expect(await fs.stat(onExport('pvc-half')).catch(() => null)).to.equal(null);
+    });
+  });
+
+  describe('a directory belongs to exactly one volume', () => {
+    it("refuses a second block volume whose subDir is the first one's, and the first one's image and data are untouched", async () => {
+      const { volume: a } = await createBlock('pvc-own-a', 64 * MiB, nfs({ kind: 'block', subDir: 'fixed-dir' }));
+      const image = onExport('fixed-dir/disk.img');
+      const fh = await fs.open(image, 'r+');
+      await fh.write(randomBytes(MiB), 0, MiB, 48 * MiB); // the first volume's data, at 48 MiB
+      await fh.close();
+      const before = await sha256File(image);
+      const err = await expectCode(createBlock('pvc-own-b', 32 * MiB, nfs({ kind: 'block', subDir: 'fixed-dir' })), Code.ALREADY_EXISTS);
+      expect(err.details).to.match(/already belongs to another volume \(pvc-own-a\)/);
+      expect((await fs.stat(image)).size).to.equal(64 * MiB);
+      expect(await sha256File(image)).to.equal(before);
+      // The refused volume does not exist: deleting it is OK and removes nothing.
+      await del(`nfs:127.0.0.1:${g.exportPath}:block:pvc-own-b`);
+      expect(await sha256File(image)).to.equal(before);
+      await del(a.volume_id);
+      expect(await fs.stat(onExport('fixed-dir')).catch(() => null)).to.equal(null);
+    });
+
+    it("refuses a share whose templated subDir expands to another volume's directory, and deleting either leaves the other whole", async () => {
+      const meta = (pvc: string) => ({ 'csi.storage.k8s.io/pvc/name': pvc, 'csi.storage.k8s.io/pvc/namespace': 'team-x' });
+      const params = (pvc: string) => nfs({ subDir: '${pvc.metadata.namespace}', ...meta(pvc) });
+      const { volume: a } = await create('pvc-ns-a', params('data-a'));
+      // While the first volume's directory is still empty (as it is right after provisioning):
+      await expectCode(create('pvc-ns-b', params('data-b')), Code.ALREADY_EXISTS);
+      await fs.writeFile(onExport('team-x/precious'), "a's data");
+      await del(`nfs:127.0.0.1:${g.exportPath}:share:pvc-ns-b`);
+      expect(await fs.readFile(onExport('team-x/precious'), 'utf8')).to.equal("a's data");
+      await del(a.volume_id);
+      expect(await fs.stat(onExport('team-x')).catch(() => null)).to.equal(null);
+      // Once deleted, the directory can be claimed again.
+      const { volume: b } = await create('pvc-ns-b', params('data-b'));
+      await del(b.volume_id);
+    });
+
+    it('never adopts a directory berth did not make, even an empty one, and leaves no claim behind', async () => {
+      await fs.mkdir(onExport('made-by-hand'));
+      await expectCode(create('pvc-hand', nfs({ subDir: 'made-by-hand' })), Code.ALREADY_EXISTS);
+      expect(await fs.readdir(onExport('.berth/claims'))).to.not.include(claimName('made-by-hand'));
+      await fs.rmdir(onExport('made-by-hand'));
+      const { volume } = await create('pvc-hand', nfs({ subDir: 'made-by-hand' }));
+      await del(volume.volume_id);
     });
   });
 });

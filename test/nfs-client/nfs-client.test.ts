@@ -91,6 +91,16 @@ describe('nfs-client against nfs-ganesha on loopback', function () {
       expect(st.availableBytes).to.be.greaterThan(0);
     });
 
+    it('SYMLINK (its text set in the one call), READLINK, and EXIST for a taken name', async () => {
+      await c.nfs.symlink(c.root, 'link1', 'pvc-owner-key');
+      expect(await fs.readlink(path.join(g.exportDir, 'link1'))).to.equal('pvc-owner-key');
+      expect(await c.readlinkAt(c.root, 'link1')).to.equal('pvc-owner-key');
+      const err = await c.nfs.symlink(c.root, 'link1', 'someone-else').catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(Nfs3Error).with.property('status', NFS3ERR.EXIST);
+      expect(await fs.readlink(path.join(g.exportDir, 'link1'))).to.equal('pvc-owner-key');
+      await c.remove('link1');
+    });
+
     it('MKDIR, LOOKUP, GETATTR, ACCESS', async () => {
       const fh = await c.mkdir('d1', 0o750);
       const { fh: looked, attributes } = await c.nfs.lookup(c.root, 'd1');
