@@ -19,8 +19,8 @@ export interface Host {
   unmount(target: string): Promise<void>;
   /** Every attached loop device. */
   readLoops(): Promise<LoopDevice[]>;
-  /** Attaches an image to a new loop device (direct I/O); returns the device. */
-  attachLoop(image: string): Promise<string>;
+  /** Attaches an image to a new loop device (direct I/O; read-only when asked); returns the device. */
+  attachLoop(image: string, opts?: { readOnly?: boolean }): Promise<string>;
   detachLoop(device: string): Promise<void>;
   refreshLoopSize(device: string): Promise<void>;
   deviceSize(device: string): Promise<number>;
@@ -57,10 +57,15 @@ export async function loopDevicesOf(host: Host, image: string): Promise<LoopDevi
   return (await host.readLoops()).filter((l) => l.backingFile === image);
 }
 
-/** The device `image` is attached to, attaching it when it is not. */
-export async function attachImage(host: Host, image: string): Promise<string> {
-  const [existing] = await loopDevicesOf(host, image);
-  return existing ? existing.device : host.attachLoop(image);
+/**
+ * The device `image` is attached to, read-write or read-only as asked,
+ * attaching it when it is not. A read-only attachment is its own device: a
+ * read-only bind of a writable device node still lets writes through.
+ */
+export async function attachImage(host: Host, image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
+  const readOnly = opts.readOnly ?? false;
+  const existing = (await loopDevicesOf(host, image)).find((l) => l.readOnly === readOnly);
+  return existing ? existing.device : host.attachLoop(image, { readOnly });
 }
 
 /** Whether the filesystem is smaller than its device by at least one 64 KiB unit. */

@@ -10,6 +10,8 @@ export interface LoopDevice {
   backingFile: string;
   /** The backing file was deleted while attached. */
   backingDeleted: boolean;
+  /** Attached read-only (losetup -r): no write reaches the image through it. */
+  readOnly: boolean;
 }
 
 const DELETED = ' (deleted)';
@@ -22,15 +24,22 @@ export async function readLoopTable(sysBlock = '/sys/block'): Promise<LoopDevice
       if (back === undefined) return undefined; // not attached
       const file = back.replace(/\n$/, '');
       const deleted = file.endsWith(DELETED);
-      return { device: `/dev/${name}`, backingFile: deleted ? file.slice(0, -DELETED.length) : file, backingDeleted: deleted };
+      const ro = (await fs.readFile(path.join(sysBlock, name, 'ro'), 'utf8').catch(() => '0')).trim() === '1';
+      return {
+        device: `/dev/${name}`,
+        backingFile: deleted ? file.slice(0, -DELETED.length) : file,
+        backingDeleted: deleted,
+        readOnly: ro,
+      };
     }),
   );
   return found.filter((l): l is LoopDevice => l !== undefined).sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
 }
 
-/** Attaches `image` to a new loop device with direct I/O; returns the device. */
-export async function losetupAttach(image: string): Promise<string> {
-  const { stdout } = await run('losetup', ['-f', '--show', '--direct-io=on', '--', path.resolve(image)], { timeoutMs: 30_000 });
+/** Attaches `image` to a new loop device with direct I/O (read-only with -r); returns the device. */
+export async function losetupAttach(image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
+  const args = ['-f', '--show', '--direct-io=on', ...(opts.readOnly ? ['-r'] : []), '--', path.resolve(image)];
+  const { stdout } = await run('losetup', args, { timeoutMs: 30_000 });
   return stdout.trim();
 }
 

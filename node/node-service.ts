@@ -195,7 +195,7 @@ export class NodeService {
     }
     if (src.export) await this.ensureExportMounted(src.export, mounts);
     if (cap.access_type === 'block') {
-      await this.stageRaw(src.image, staging, mounts);
+      await this.stageRaw(src.image, staging, READ_ONLY_MODES.has(cap.access_mode?.mode ?? ''), mounts);
     } else {
       const fsType = cap.mount?.fs_type || v.fsType || DEFAULT_FS_TYPE;
       await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, READ_ONLY_MODES.has(cap.access_mode?.mode ?? ''), mounts);
@@ -252,16 +252,21 @@ export class NodeService {
     if (loops.length === 0 && (await mountAt(this.host, mountPoint))) await this.unmountReported(mountPoint);
   }
 
-  private async stageRaw(image: string, staging: string, mounts: MountEntry[]): Promise<void> {
+  private async stageRaw(image: string, staging: string, readOnly: boolean, mounts: MountEntry[]): Promise<void> {
     const file = path.join(staging, RAW_DEVICE_FILE);
     const current = topMount(mounts, file);
     if (current) {
       const dev = boundDevice(current);
-      if (dev && (await loopDevice(this.host, dev))?.backingFile === image) return;
+      const loop = dev ? await loopDevice(this.host, dev) : undefined;
+      if (loop?.backingFile === image && loop.readOnly === readOnly) return;
+      if (loop?.backingFile === image)
+        throw alreadyExists(
+          `${file} is staged ${loop.readOnly ? 'read-only' : 'read-write'}; asked ${readOnly ? 'read-only' : 'read-write'}`,
+        );
       throw alreadyExists(`${file} already holds another device (${current.source})`);
     }
     if (topMount(mounts, staging)) throw alreadyExists(`${staging} is staged as a filesystem, not as a raw block device`);
-    const device = await attachImage(this.host, image);
+    const device = await attachImage(this.host, image, { readOnly });
     try {
       await (await fs.open(file, 'a', 0o600)).close();
       await this.host.bindMount(device, file, false);
@@ -292,7 +297,7 @@ export class NodeService {
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
     const known = await readFilesystemRecord(src.filesystemRecord);
-    const device = await attachImage(this.host, image);
+    const device = await attachImage(this.host, image, { readOnly: readonly });
     try {
       const { formatted } = await formatAndMount(this.host, device, staging, fsType, flags, {
         knownFilesystem: known?.fsType,
@@ -330,7 +335,10 @@ export class NodeService {
       if (!entry) continue;
       const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
       if (device?.startsWith('/dev/loop')) released.push(device);
-      const users = mounts.filter((m) => m.target !== target && sameThing(m, entry));
+      // Users: binds of the same mount, and (raw block) of any loop device of the same image.
+      const images = new Set((await this.host.readLoops()).filter((l) => l.device === device).map((l) => l.backingFile));
+      const loopsOfImage = new Set((await this.host.readLoops()).filter((l) => images.has(l.backingFile)).map((l) => l.device));
+      const users = mounts.filter((m) => m.target !== target && (sameThing(m, entry) || loopsOfImage.has(boundDevice(m) ?? '')));
       if (users.length > 0) throw failedPrecondition(`volume ${id} is still published at ${users.map((u) => u.target).join(', ')}`);
       await this.unmountReported(target);
       mounts = await this.host.readMounts();
@@ -374,16 +382,26 @@ export class NodeService {
     const staged = topMount(mounts, source);
     if (!staged) throw failedPrecondition(`volume ${v.volumeId} is not staged at ${staging}`);
     const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
+    // Raw block: the image behind the staged device; a read-only publish gets a read-only device of its own.
+    const stagedDevice = raw ? boundDevice(staged) : undefined;
+    const stagedLoop = stagedDevice ? await loopDevice(this.host, stagedDevice) : undefined;
+    if (raw && !stagedLoop) throw failedPrecondition(`${source} does not hold a loop device`);
+    const shows = async (m: MountEntry) => {
+      if (!raw) return sameThing(m, staged);
+      const dev = boundDevice(m);
+      return dev !== undefined && (await loopDevice(this.host, dev))?.backingFile === stagedLoop?.backingFile;
+    };
 
     const existing = topMount(mounts, target);
     if (existing) {
-      if (!sameThing(existing, staged)) throw alreadyExists(`${target} already has another volume mounted (${existing.source})`);
+      if (!(await shows(existing))) throw alreadyExists(`${target} already has another volume mounted (${existing.source})`);
       if (existing.options.includes('ro') !== readonly)
         throw alreadyExists(`${target} is already published ${readonly ? 'read-write' : 'read-only'}`);
       return {};
     }
     if (cap.access_mode?.mode === 'SINGLE_NODE_SINGLE_WRITER') {
-      const others = mounts.filter((m) => sameThing(m, staged) && m.target !== source);
+      const others: MountEntry[] = [];
+      for (const m of mounts) if (m.target !== source && (await shows(m))) others.push(m);
       if (others.length > 0) {
         throw failedPrecondition(
           `volume ${v.volumeId} is SINGLE_NODE_SINGLE_WRITER and already published at ${others.map((o) => o.target).join(', ')}`,
@@ -396,10 +414,15 @@ export class NodeService {
     } else {
       await fs.mkdir(target, { recursive: true, mode: 0o750 });
     }
+    const readOnlyDevice =
+      raw && readonly && !stagedLoop?.readOnly
+        ? await attachImage(this.host, stagedLoop?.backingFile as string, { readOnly: true })
+        : undefined;
     try {
-      await this.host.bindMount(source, target, readonly);
+      await this.host.bindMount(readOnlyDevice ?? source, target, readonly);
     } catch (err) {
       await removeTarget(target).catch(() => undefined);
+      if (readOnlyDevice) await this.detachIfUnused(readOnlyDevice);
       throw err;
     }
     return {};
@@ -409,8 +432,17 @@ export class NodeService {
     requireString('volume_id', req.volume_id);
     const target = await this.path('target_path', req.target_path);
     // Bind mounts can stack when a caller retried around a crash: undo them all.
-    for (let i = 0; i < 8 && (await mountAt(this.host, target)); i++) await this.unmountReported(target);
+    const devices = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const entry = await mountAt(this.host, target);
+      if (!entry) break;
+      const dev = boundDevice(entry);
+      if (dev) devices.add(dev);
+      await this.unmountReported(target);
+    }
     await removeTarget(target);
+    // A read-only device made for this publish (raw block) goes with it.
+    for (const dev of devices) if ((await loopDevice(this.host, dev))?.readOnly) await this.detachIfUnused(dev);
     return {};
   }
 

@@ -109,11 +109,11 @@ export class FakeHost implements Host {
     return this.loops.map((l) => ({ ...l }));
   }
 
-  async attachLoop(image: string): Promise<string> {
+  async attachLoop(image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
     await fs.access(image); // losetup fails on a missing file too
     const device = `/dev/loop${this.nextLoop++}`;
-    this.record(`losetup ${device} ${image}`);
-    this.loops.push({ device, backingFile: path.resolve(image), backingDeleted: false });
+    this.record(`losetup${opts.readOnly ? ' -r' : ''} ${device} ${image}`);
+    this.loops.push({ device, backingFile: path.resolve(image), backingDeleted: false, readOnly: opts.readOnly ?? false });
     return device;
   }
 

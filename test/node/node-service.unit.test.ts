@@ -227,6 +227,16 @@ describe('node service decisions (fake host, no root)', () => {
       expect(host.loops).to.deep.equal([]);
     });
 
+    it('publishes raw block read-only through a read-only loop device of its own, detached with its publish', async () => {
+      const id = await localVolume('pvc-raw-ro', 'block');
+      const staging = await stage(id, blockCap(), {}, k.blockStaging('pv-raw-ro'));
+      const target = k.blockTarget('pv-raw-ro', 'pod-1');
+      await publish(id, blockCap(), staging, target, true);
+      expect(host.calls.slice(-2)).to.deep.equal([`losetup -r /dev/loop1 ${pool.imagePath('pvc-raw-ro')}`, `bind ro /dev/loop1 ${target}`]);
+      await call('NodeUnpublishVolume', { volume_id: id, target_path: target });
+      expect(host.loops.map((l) => l.device)).to.deep.equal(['/dev/loop0']);
+    });
+
     it('refuses to unstage while published, unmounting nothing', async () => {
       const id = await localVolume('pvc-c', 'block', 'ext4');
       const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');

@@ -279,6 +279,46 @@ describe('node service on a local pool (root, real devices)', function () {
       await v.unstage();
     });
 
+    it('a read-only raw block publish rejects writes: its own read-only loop device, not only a read-only bind', async () => {
+      const v = await volume('pvc-ro-raw', 'block', blockCap());
+      const [writer, reader] = [podUid(), podUid()];
+      await v.stage();
+      const rw = await v.publish(writer);
+      await writeRaw(rw, 'written by the writer');
+      const ro = await v.publish(reader, true);
+      const before = await sha256File(v.image);
+      const err = await writeRaw(ro, 'overwritten').catch((e: NodeJS.ErrnoException) => e);
+      expect((err as NodeJS.ErrnoException).code).to.be.oneOf(['EROFS', 'EPERM', 'EACCES']);
+      const dd = await exec('dd', ['if=/dev/zero', `of=${ro}`, 'bs=4096', 'count=1', 'oflag=direct', 'conv=notrunc']).catch(
+        (e: Error) => e,
+      );
+      expect(dd, 'dd oflag=direct to the read-only target').to.be.instanceOf(Error);
+      expect(await sha256File(v.image), 'the image is unchanged').to.equal(before);
+      expect(await readRaw(ro, 21)).to.equal('written by the writer');
+      await v.publish(reader, true); // identical: OK
+      await expectCode(v.publish(reader, false), Code.ALREADY_EXISTS);
+      await expectCode(v.unstage(), Code.FAILED_PRECONDITION); // still published, read-only too
+      await v.unpublish(reader);
+      expect(await host.loopsLeft(), 'the read-only device went with its publish').to.have.length(1);
+      await v.unpublish(writer);
+      await v.unstage();
+      expect(await host.loopsLeft()).to.deep.equal([]);
+    });
+
+    it('a volume staged read-only (SINGLE_NODE_READER_ONLY) is read-only on every path', async () => {
+      const v = await volume('pvc-reader', 'block', blockCap('SINGLE_NODE_READER_ONLY'));
+      await v.stage();
+      const before = await sha256File(v.image);
+      const t = await v.publish(podUid());
+      const err = await writeRaw(t, 'overwritten').catch((e: NodeJS.ErrnoException) => e);
+      expect((err as NodeJS.ErrnoException).code).to.be.oneOf(['EROFS', 'EPERM', 'EACCES']);
+      const staged = await writeRaw(path.join(v.staging, 'device'), 'overwritten').catch((e: NodeJS.ErrnoException) => e);
+      expect((staged as NodeJS.ErrnoException).code, 'the staged device too').to.be.oneOf(['EROFS', 'EPERM', 'EACCES']);
+      expect(await sha256File(v.image)).to.equal(before);
+      await v.unpublish(path.basename(t));
+      await v.unstage();
+    });
+
     it('SINGLE_NODE_SINGLE_WRITER refuses a second target', async () => {
       const cap = mountCap('SINGLE_NODE_SINGLE_WRITER', 'ext4');
       const v = await volume('pvc-rwop', 'block', cap);
