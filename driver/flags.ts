@@ -11,6 +11,8 @@ export interface DriverFlags {
   mode: Mode;
   poolDir: string;
   nfsMountDir: string;
+  /** Where operators pre-mount NFS exports (the mountedAt parameter); empty: mountedAt is refused. */
+  mountedAtDirs: string[];
   kubeletDir: string;
   maxVolumesPerNode: number;
   logLevel: string;
@@ -27,7 +29,7 @@ export const DEFAULT_POOL_DIR = '/var/lib/berth/pool';
 
 interface FlagSpec {
   key: keyof DriverFlags;
-  kind: 'string' | 'int' | 'bool';
+  kind: 'string' | 'int' | 'bool' | 'list';
   help: string;
 }
 
@@ -46,6 +48,11 @@ const SPECS: Record<string, FlagSpec> = {
     key: 'nfsMountDir',
     kind: 'string',
     help: 'where the node mounts NFS exports holding block images (default /var/lib/berth/nfs)',
+  },
+  'mounted-at-dirs': {
+    key: 'mountedAtDirs',
+    kind: 'list',
+    help: 'comma-separated directories under which NFS exports are pre-mounted on this node (the mountedAt parameter); default none: mountedAt is refused',
   },
   'max-volumes-per-node': {
     key: 'maxVolumesPerNode',
@@ -78,6 +85,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     mode: 'all',
     poolDir: DEFAULT_POOL_DIR,
     nfsMountDir: '/var/lib/berth/nfs',
+    mountedAtDirs: [],
     kubeletDir: '/var/lib/kubelet',
     maxVolumesPerNode: 0,
     logLevel: 'info',
@@ -87,7 +95,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     help: false,
     version: false,
   };
-  const values = flags as unknown as Record<string, string | number | boolean>;
+  const values = flags as unknown as Record<string, string | number | boolean | string[]>;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const m = /^--?([a-z-]+)(?:=(.*))?$/.exec(arg);
@@ -105,6 +113,8 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (spec.kind === 'int') {
       if (!/^\d+$/.test(value)) throw new FlagError(`--${name} takes a non-negative integer, got "${value}"`);
       values[spec.key] = Number(value);
+    } else if (spec.kind === 'list') {
+      values[spec.key] = value.split(',').filter(Boolean);
     } else {
       values[spec.key] = value;
     }
@@ -122,6 +132,9 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!flags.poolDir.startsWith('/')) throw new FlagError('--pool-dir must be an absolute path');
   if (!flags.kubeletDir.startsWith('/')) throw new FlagError('--kubelet-dir must be an absolute path');
   if (!flags.nfsMountDir.startsWith('/')) throw new FlagError('--nfs-mount-dir must be an absolute path');
+  for (const d of flags.mountedAtDirs)
+    if (!d.startsWith('/') || d === '/') throw new FlagError(`--mounted-at-dirs: "${d}" must be an absolute directory other than /`);
+  flags.mountedAtDirs = flags.mountedAtDirs.map((d) => d.replace(/\/+$/, ''));
   return flags;
 }
 

@@ -67,6 +67,7 @@ export async function startDriver(
       nodeId: flags.nodeId,
       pool,
       nfsMountDir: flags.nfsMountDir,
+      mountedAtDirs: flags.mountedAtDirs,
       kubeletDir: flags.kubeletDir,
       maxVolumesPerNode: flags.maxVolumesPerNode,
       host: new LinuxHost(),

@@ -48,7 +48,7 @@ import type { FilesystemRecord } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
-import { requireKubeletPath } from './kubelet-paths.js';
+import { requireAllowedMountedAt, requireKubeletPath } from './kubelet-paths.js';
 
 export interface NodeConfig {
   nodeId: string;
@@ -56,6 +56,8 @@ export interface NodeConfig {
   pool: LocalPoolLayout;
   /** Where this node mounts NFS exports that hold block images. */
   nfsMountDir: string;
+  /** The only directories a volume_context mountedAt may name (pre-mounted exports). */
+  mountedAtDirs: readonly string[];
   kubeletDir: string;
   maxVolumesPerNode: number;
   host: Host;
@@ -134,7 +136,8 @@ export class NodeService {
       // '' is the export's root (a share migrated from FlexVolume may be the whole export).
       const nfs = nfsVolumeSource({ ...context, server: ref.server, share: ref.share }, { allowRoot: true });
       if (nfs.mountedAt) {
-        const base = path.join(nfs.mountedAt, nfs.subDir);
+        // volume_context is untrusted: mountedAt must be where this node's operator pre-mounts exports.
+        const base = await requireAllowedMountedAt(path.join(nfs.mountedAt, nfs.subDir), this.cfg.mountedAtDirs);
         located.source =
           ref.kind === 'share'
             ? { kind: 'share', bind: base }

@@ -61,6 +61,7 @@ const MATRIX: Record<string, object> = {
   'split with nfs classes': {
     mode: 'split',
     controller: { replicas: 2 },
+    node: { mountedAtDirs: ['/mnt/nas'] },
     storageClasses: [
       {
         name: 'nfs-share',
@@ -206,6 +207,22 @@ describe('Helm chart (real helm binary)', function () {
         }
       }
     }
+  });
+
+  it('gives the node plugin the directories of pre-mounted exports: the flag, and the host directory mounted at the same path', () => {
+    const node = rendered
+      .get('split with nfs classes')!
+      .find((o): o is Workload => o.kind === 'DaemonSet' && o.metadata.name.endsWith('-node'))!;
+    const berth = node.spec.template.spec.containers.find((c) => c.name === 'berth')!;
+    expect(
+      parseFlags(
+        (berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')),
+        {},
+      ).mountedAtDirs,
+    ).to.deep.equal(['/mnt/nas']);
+    const mount = berth.volumeMounts!.find((m) => m.mountPath === '/mnt/nas')!;
+    expect(mount.mountPropagation).to.equal('HostToContainer');
+    expect(node.spec.template.spec.volumes.find((v) => v.name === mount.name)?.hostPath?.path).to.equal('/mnt/nas');
   });
 
   it('agrees on socket paths: node plugin, kubelet registration, registrar and livenessprobe', () => {

@@ -148,7 +148,7 @@ items:
       g = new Ganesha(dir);
       await g.start();
       mounts = await MountRecorder.create(dir);
-      d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() } });
+      d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() }, extraArgs: ['--mounted-at-dirs', g.exportDir] });
     });
     after(async () => {
       await d?.cleanup();

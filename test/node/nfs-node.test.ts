@@ -32,7 +32,7 @@ describe('node service on NFS pools', function () {
     g = new Ganesha(dir);
     await g.start();
     mounts = await MountRecorder.create(dir);
-    d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() } });
+    d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() }, extraArgs: ['--mounted-at-dirs', g.exportDir] });
     k = new KubeletPaths(d.kubeletDir);
   });
   after(async () => {
@@ -132,6 +132,53 @@ describe('node service on NFS pools', function () {
       ),
     );
     expect(await host.loopsLeft()).to.deep.equal([]);
+  });
+
+  it('refuses a volume_context mountedAt outside the directories this node allows, binding and attaching nothing', async () => {
+    const evil = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-evil-'));
+    try {
+      await fs.writeFile(path.join(evil, 'disk.img'), '');
+      await fs.truncate(path.join(evil, 'disk.img'), 64 * MiB);
+      const before = await fs.readdir(evil);
+      for (const [kind, cap, mountedAt, subDir] of [
+        ['share', mountCap('MULTI_NODE_MULTI_WRITER'), '/etc', ''],
+        ['block', mountCap('SINGLE_NODE_WRITER', 'ext4'), evil, ''],
+        ['share', mountCap('MULTI_NODE_MULTI_WRITER'), g.exportDir, '..'],
+      ] as const) {
+        const id = `nfs:127.0.0.1:${g.exportPath}:${kind}:pvc-evil`;
+        const staging = k.staging(id);
+        await k.prepareStage(staging);
+        await expectCode(
+          rpc(d.clients.node, 'NodeStageVolume', {
+            volume_id: id,
+            staging_target_path: staging,
+            volume_capability: cap,
+            volume_context: { subDir, mountedAt },
+          }),
+          Code.INVALID_ARGUMENT,
+        );
+        expect(await mountTargets()).to.not.include(staging);
+      }
+      // Inside the allowed directory, a symlink out of it is refused too.
+      await fs.symlink(evil, path.join(g.exportDir, 'link-out'));
+      const id = `nfs:127.0.0.1:${g.exportPath}:block:pvc-link-out`;
+      await k.prepareStage(k.staging(id));
+      await expectCode(
+        rpc(d.clients.node, 'NodeStageVolume', {
+          volume_id: id,
+          staging_target_path: k.staging(id),
+          volume_capability: mountCap('SINGLE_NODE_WRITER', 'ext4'),
+          volume_context: { subDir: 'link-out', mountedAt: g.exportDir },
+        }),
+        Code.INVALID_ARGUMENT,
+      );
+      await fs.unlink(path.join(g.exportDir, 'link-out'));
+      expect(await host.loopsLeft()).to.deep.equal([]);
+      expect(await fs.readdir(evil)).to.deep.equal(before);
+      expect((await fs.stat(path.join(evil, 'disk.img'))).blocks, 'never formatted').to.equal(0);
+    } finally {
+      await fs.rm(evil, { recursive: true, force: true });
+    }
   });
 
   it('answers UNAVAILABLE (retryable) when the NFS server cannot be reached, mounting nothing (the real mount.nfs: with nfsvers=3 it asks the server before the kernel)', async () => {

@@ -50,7 +50,15 @@ describe('node service decisions (fake host, no root)', () => {
     await fs.mkdir(pool.volumesDir, { recursive: true });
     k = new KubeletPaths(path.join(dir, 'kubelet'));
     await fs.mkdir(k.root);
-    node = new NodeService({ nodeId: 'node-a', pool, nfsMountDir: path.join(dir, 'nfs'), kubeletDir: k.root, maxVolumesPerNode: 0, host });
+    node = new NodeService({
+      nodeId: 'node-a',
+      pool,
+      nfsMountDir: path.join(dir, 'nfs'),
+      mountedAtDirs: [path.join(dir, 'premounted')],
+      kubeletDir: k.root,
+      maxVolumesPerNode: 0,
+      host,
+    });
   });
   afterEach(async () => fs.rm(dir, { recursive: true, force: true }));
 
@@ -380,6 +388,36 @@ describe('node service decisions (fake host, no root)', () => {
       await call('NodeUnstageVolume', { volume_id: nfsId('block', 'pvc-i2'), staging_target_path: stagings[1] });
       expect(host.mounts).to.deep.equal([]);
       expect(host.loops).to.deep.equal([]);
+    });
+  });
+
+  describe('paths the request names', () => {
+    it('refuses a staging path that is a symbolic link, even to a place inside the kubelet directory', async () => {
+      const id = await localVolume('pvc-link', 'share');
+      const staging = k.staging(id);
+      await fs.mkdir(path.dirname(staging), { recursive: true });
+      await fs.mkdir(path.join(k.root, 'elsewhere'));
+      await fs.symlink(path.join(k.root, 'elsewhere'), staging);
+      const err = await expectCode(
+        call('NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: mountCap() }),
+        Code.INVALID_ARGUMENT,
+      );
+      expect(err.message).to.contain('symbolic link');
+      expect(host.calls).to.deep.equal([]);
+    });
+
+    it('binds a pre-mounted export only from a directory the node allows, after resolving links', async () => {
+      const premounted = path.join(dir, 'premounted');
+      await fs.mkdir(path.join(premounted, 'pvc-pm'), { recursive: true });
+      const id = 'nfs:127.0.0.1:/export:share:pvc-pm';
+      const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+      const staging = await stage(id, cap, { subDir: 'pvc-pm', mountedAt: premounted });
+      expect(host.calls).to.deep.equal([`bind ${path.join(premounted, 'pvc-pm')} ${staging}`]);
+      const other = 'nfs:127.0.0.1:/export:share:pvc-other';
+      await expectCode(stage(other, cap, { subDir: 'etc', mountedAt: '/' }), Code.INVALID_ARGUMENT);
+      await fs.symlink('/etc', path.join(premounted, 'out'));
+      await expectCode(stage(other, cap, { subDir: 'out', mountedAt: premounted }), Code.INVALID_ARGUMENT);
+      expect(host.calls).to.have.length(1);
     });
   });
 

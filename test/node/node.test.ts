@@ -350,6 +350,62 @@ describe('node service on a local pool (root, real devices)', function () {
       await expectCode(rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.id, target_path: '/tmp' }), Code.INVALID_ARGUMENT);
     });
 
+    describe('symbolic links to outside the kubelet directory', () => {
+      let outside: string;
+      beforeEach(async () => {
+        outside = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-outside-'));
+      });
+      afterEach(async () => fs.rm(outside, { recursive: true, force: true }));
+
+      /** Makes `p` a symbolic link to `to`, as an attacker with write access below the kubelet directory would. */
+      async function plant(p: string, to: string) {
+        await fs.mkdir(path.dirname(p), { recursive: true });
+        await fs.rm(p, { recursive: true, force: true });
+        await fs.symlink(to, p);
+      }
+
+      it('refuses a staging path that is a symlink: nothing mounted, nothing created outside', async () => {
+        const v = await volume('pvc-link-stage', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+        await plant(v.staging, outside);
+        await expectCode(v.stage(), Code.INVALID_ARGUMENT);
+        expect((await mountTargets()).filter((t) => t.startsWith(outside))).to.deep.equal([]);
+        expect(await fs.readdir(outside)).to.deep.equal([]);
+        expect(await host.loopsLeft()).to.deep.equal([]);
+        await expectCode(v.unstage(), Code.INVALID_ARGUMENT);
+      });
+
+      it('refuses a raw block target that is a symlink: no device file made or bound outside', async () => {
+        const v = await volume('pvc-link-raw', 'block', blockCap());
+        await v.stage();
+        const uid = podUid();
+        await plant(v.target(uid), path.join(outside, 'device'));
+        await expectCode(v.publish(uid), Code.INVALID_ARGUMENT);
+        expect(await fs.readdir(outside)).to.deep.equal([]);
+        expect((await mountTargets()).filter((t) => t.startsWith(outside))).to.deep.equal([]);
+        await fs.rm(v.target(uid));
+        await v.unstage();
+      });
+
+      it('refuses a filesystem target whose parent is a symlink', async () => {
+        const v = await volume('pvc-link-parent', 'share', mountCap());
+        await v.stage();
+        const uid = podUid();
+        await plant(path.dirname(v.target(uid)), outside);
+        await expectCode(v.publish(uid), Code.INVALID_ARGUMENT);
+        expect(await fs.readdir(outside)).to.deep.equal([]);
+        await v.unstage();
+      });
+    });
+
+    it('refuses a path component longer than a filesystem allows with INVALID_ARGUMENT', async () => {
+      const v = await volume('pvc-long', 'share', mountCap());
+      const staging = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi', 'x'.repeat(300), 'globalmount');
+      await expectCode(
+        rpc(d.clients.node, 'NodeStageVolume', { volume_id: v.id, staging_target_path: staging, volume_capability: mountCap() }),
+        Code.INVALID_ARGUMENT,
+      );
+    });
+
     it('reports a busy mount instead of detaching it lazily', async () => {
       const v = await volume('pvc-busy', 'share', mountCap());
       const uid = podUid();

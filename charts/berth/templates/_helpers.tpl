@@ -47,6 +47,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - --pool-dir={{ .Values.localPool.hostPath }}
     - --kubelet-dir={{ .Values.kubeletDir }}
     - --max-volumes-per-node={{ .Values.node.maxVolumesPerNode }}
+    {{- with .Values.node.mountedAtDirs }}
+    - --mounted-at-dirs={{ join "," . }}
+    {{- end }}
     - --log-level={{ .Values.logLevel }}
     - --self-register={{ .Values.node.selfRegistration }}
     - --kubelet-registration-path={{ include "berth.nodeSocket" . }}
@@ -82,6 +85,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     - name: pool
       mountPath: {{ .Values.localPool.hostPath }}
       mountPropagation: Bidirectional
+    {{- range $i, $dir := .Values.node.mountedAtDirs }}
+    - name: mounted-at-{{ $i }}
+      mountPath: {{ $dir }}
+      mountPropagation: HostToContainer
+    {{- end }}
 {{- end -}}
 
 {{- define "berth.livenessProbeContainer" -}}
