@@ -190,7 +190,8 @@ export class ControllerService {
   ): string | undefined {
     if (rec.name !== name) return `a different name (${rec.name}) hashed to the same directory`;
     if (rec.kind !== kind) return `kind ${rec.kind}`;
-    if (JSON.stringify(rec.parameters) !== JSON.stringify(identity)) return `other parameters (${JSON.stringify(rec.parameters)})`;
+    const differ = differingKeys(rec.parameters, identity);
+    if (differ.length > 0) return `other parameters (${differ.join(', ')} differ)`;
     if (range.required && rec.capacityBytes < range.required) return `capacity ${rec.capacityBytes} < required ${range.required}`;
     if (range.limit && rec.capacityBytes > range.limit) return `capacity ${rec.capacityBytes} > limit ${range.limit}`;
     if (rec.kind === 'block' && fsType && rec.fsType && rec.fsType !== fsType) return `filesystem ${rec.fsType}`;
@@ -318,8 +319,8 @@ export class ControllerService {
       if (problem) return { message: problem };
     }
     const params = identityParameters(req.parameters ?? {});
-    if (Object.keys(params).length > 0 && JSON.stringify(params) !== JSON.stringify(rec.parameters)) {
-      return { message: `the volume was created with other parameters (${JSON.stringify(rec.parameters)})` };
+    if (Object.keys(params).length > 0 && differingKeys(rec.parameters, params).length > 0) {
+      return { message: `the volume was created with other parameters (${differingKeys(rec.parameters, params).join(', ')} differ)` };
     }
     for (const [k, v] of Object.entries(req.volume_context ?? {})) {
       if (rec.volumeContext[k] !== v) return { message: `volume_context "${k}" does not match the volume's` };
@@ -413,6 +414,14 @@ export const CONTROLLER_CAPABILITIES = [
   'EXPAND_VOLUME',
   'SINGLE_NODE_MULTI_WRITER',
 ] as const;
+
+/**
+ * The parameter keys whose values differ, named without their values:
+ * values such as mountOptions may carry credentials, and messages are logged.
+ */
+function differingKeys(a: Record<string, string>, b: Record<string, string>): string[] {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
+}
 
 /** Index of the first name after `key` in a sorted list. */
 function firstAfter(names: string[], key: string): number {

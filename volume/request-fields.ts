@@ -13,6 +13,9 @@ export function requireString(field: string, value: string | undefined, maxBytes
 export function requireName(value: string | undefined): string {
   const name = requireString('name', value);
   if (BANNED.test(name)) throw invalid('name contains control characters');
+  // Invalid UTF-8 on the wire arrives decoded as U+FFFD: distinct byte
+  // strings would become one name, so such names are refused.
+  if (name.includes('\uFFFD')) throw invalid('name is not valid UTF-8');
   return name;
 }
 

@@ -5,6 +5,7 @@
 // pool. DeleteVolume gets nothing but this id, so it must be enough; it stays
 // within the spec's 128 bytes by hashing what would not fit.
 import { createHash } from 'node:crypto';
+import { nfsServer, nfsShare } from './nfs.js';
 
 export type VolumeKind = 'share' | 'block';
 export const VOLUME_KINDS: readonly VolumeKind[] = ['share', 'block'];
@@ -47,12 +48,20 @@ const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex
  * make a path that leaves the pool.
  */
 export function volumeDirName(name: string): string {
-  if (SAFE_DIR.test(name) && !HASHED_DIR.test(name)) return name;
+  if (SAFE_DIR.test(name) && !HASHED_DIR.test(name) && !RESERVED_SUFFIX.test(name)) return name;
   return `h-${sha256(name).slice(0, 40)}`;
 }
 
+/**
+ * Suffixes a pool gives the entries of a volume (its record, its image): a
+ * volume named `x.json` must not land on volume x's record, so such names
+ * are hashed too.
+ */
+const RESERVED_SUFFIX = /\.(json|img)$/;
+
+/** A directory name volumeDirName can produce: a plain component, never one ending in a pool's own suffixes. */
 export function isSafeDirName(dir: string): boolean {
-  return SAFE_DIR.test(dir);
+  return SAFE_DIR.test(dir) && !RESERVED_SUFFIX.test(dir);
 }
 
 /** A node name as it appears in ids: itself when short and plain, else a hash. */
@@ -84,7 +93,7 @@ export function parseVolumeId(id: string): VolumeRef | undefined {
   if (pool !== 'local') return undefined;
   if (!PLAIN_NODE.test(node) && !HASHED_NODE.test(node)) return undefined;
   if (!isKind(kind)) return undefined;
-  if (!SAFE_DIR.test(dirName)) return undefined;
+  if (!isSafeDirName(dirName)) return undefined;
   return { pool, node, kind, dirName };
 }
 
@@ -96,8 +105,14 @@ function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
   const [server, nfsPort = '', mountPort = ''] = serverSpec.split('@');
   if (!server || !PORT.test(nfsPort) || !PORT.test(mountPort) || Number(nfsPort) > 65535 || Number(mountPort) > 65535) return undefined;
   if (!isKind(kind)) return undefined;
-  if (!SAFE_DIR.test(dirName) || !share) return undefined;
+  if (!isSafeDirName(dirName) || !share) return undefined;
   const ref: NfsVolumeRef = { pool: 'nfs', server: unesc(server), share: unesc(share), kind, dirName };
+  // The same checks as a StorageClass's server and share get: an id is a request field too.
+  try {
+    if (nfsServer(ref.server) !== ref.server || nfsShare(ref.share) !== ref.share) return undefined;
+  } catch {
+    return undefined;
+  }
   if (nfsPort) ref.nfsPort = Number(nfsPort);
   if (mountPort) ref.mountPort = Number(mountPort);
   return ref;

@@ -115,6 +115,19 @@ describe('controller on a local pool', () => {
       );
     });
 
+    it('never gives two distinct names one place on disk (x and x.json, y and y.img)', async () => {
+      const x = (await share('x')).volume.volume_id;
+      const xJson = (await share('x.json')).volume.volume_id;
+      const y = (await block('y', 8 << 20)).volume.volume_id;
+      const yImg = (await block('y.img', 8 << 20)).volume.volume_id;
+      expect(new Set([x, xJson, y, yImg]).size).to.equal(4);
+      for (const id of [x, xJson, y, yImg]) {
+        const got = await rpc<{ volume: { volume_id: string } }>(d.clients.controller, 'ControllerGetVolume', { volume_id: id });
+        expect(got.volume.volume_id).to.equal(id);
+        await rpc(d.clients.controller, 'DeleteVolume', { volume_id: id });
+      }
+    });
+
     it('accepts the external-provisioner metadata keys', async () => {
       const { volume } = await share('pvc-meta', {
         parameters: {

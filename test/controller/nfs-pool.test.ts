@@ -50,7 +50,8 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfspool-'));
     g = new Ganesha(dir);
     await g.start();
-    d = await DriverProcess.start({ mode: 'controller' });
+    // Debug: every request and outcome is logged, so a secret in a log line would be seen.
+    d = await DriverProcess.start({ mode: 'controller', logLevel: 'debug' });
   });
   after(async () => {
     await d?.cleanup();
@@ -282,5 +283,21 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
       const { volume } = await create('pvc-hand', nfs({ subDir: 'made-by-hand' }));
       await del(volume.volume_id);
     });
+  });
+
+  it('never shows mount options, which may carry credentials, in a message or a log line', async () => {
+    const secret = 'password=hunter2-nfs';
+    const { volume } = await create('pvc-secret-opts', nfs({ mountOptions: `nfsvers=4.1,${secret}` }));
+    const again = await expectCode(create('pvc-secret-opts', nfs({ mountOptions: 'nfsvers=3' })), Code.ALREADY_EXISTS);
+    expect(again.details).to.contain('mountOptions differ');
+    const validated = await rpc<{ message: string }>(d.clients.controller, 'ValidateVolumeCapabilities', {
+      volume_id: volume.volume_id,
+      volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')],
+      parameters: nfs({ mountOptions: 'nfsvers=3' }),
+    });
+    expect(validated.message).to.contain('mountOptions');
+    for (const text of [again.details, validated.message, d.stderr]) expect(text).to.not.contain('hunter2');
+    expect(d.stderr, 'the log has the calls').to.contain('ValidateVolumeCapabilities');
+    await del(volume.volume_id);
   });
 });

@@ -141,6 +141,7 @@ describe('sizes and names', () => {
     refusedWith(() => requireName(''), /required/);
     refusedWith(() => requireName('x'.repeat(129)), /128 bytes/);
     refusedWith(() => requireName('a\u0007b'), /control characters/);
+    refusedWith(() => requireName(Buffer.from([0x70, 0xff, 0x71]).toString('utf8')), /not valid UTF-8/);
     expect(requireName('pvc-1')).to.equal('pvc-1');
   });
 });

@@ -17,6 +17,12 @@ describe('volume id codec', () => {
     expect(parseVolumeId(id)?.dirName).to.equal(dirName);
   });
 
+  it('never gives two distinct names one place on disk: names ending in a pool suffix are hashed', () => {
+    for (const name of ['x.json', 'y.img', 'pvc-1.img']) expect(volumeDirName(name), name).to.match(/^h-[0-9a-f]{40}$/);
+    expect(volumeDirName('x')).to.equal('x');
+    expect(volumeDirName('x.json.bak')).to.equal('x.json.bak');
+  });
+
   it('turns names that could escape the pool into hashes', () => {
     for (const name of ['..', '../etc', '/abs', 'a/b', '.hidden', 'név', 'a\u0000b', `h-${'a'.repeat(40)}`]) {
       const dir = volumeDirName(name);
@@ -54,7 +60,7 @@ describe('volume id codec', () => {
         { server: '[fd00::5]', share: '/e', nfsPort: 2049 },
         'nfs:[fd00%3A%3A5]@2049@:/e:share:pvc-1',
       ],
-      ['a share holding ":" and "%"', { server: 'nas', share: '/a:b%c' }, 'nfs:nas:/a%3Ab%25c:share:pvc-1'],
+      ['the export root', { server: 'nas', share: '/' }, 'nfs:nas:/:share:pvc-1'],
     ];
     for (const [label, where, id] of cases) {
       it(`formats and parses ${label}`, () => {
@@ -66,6 +72,13 @@ describe('volume id codec', () => {
 
     it('rejects malformed NFS ids', () => {
       for (const id of [
+        'nfs:nas:../../etc:share:pvc',
+        'nfs:nas:/a/../etc:share:pvc',
+        'nfs:nas:/a%3Ab:share:pvc',
+        'nfs:-o:/e:share:pvc',
+        'nfs:nas;reboot:/e:share:pvc',
+        'local:node-a:share:x.json',
+        'local:node-a:block:y.img',
         'nfs::/e:share:pvc',
         'nfs:nas@x@:/e:share:pvc',
         'nfs:nas@123456@:/e:share:pvc',
