@@ -16,7 +16,7 @@ import { KeyedLocks } from './locks.js';
 import { createLogger } from './log.js';
 import { Pipeline } from './pipeline.js';
 import { RegistrationService, registrationSocketPath } from './registration.js';
-import { UnixServer } from './server.js';
+import { refuseLiveSocket, UnixServer } from './server.js';
 
 export function packageVersion(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
@@ -33,6 +33,10 @@ export async function startDriver(
   flags: DriverFlags,
   onRegistrationRefused: (reason: string) => void = () => undefined,
 ): Promise<RunningDriver> {
+  // Before anything is touched: a live socket means another driver runs with these flags.
+  const registrationSocket = registrationSocketPath(flags.kubeletDir, flags.driverName);
+  await refuseLiveSocket(socketPath(flags.endpoint));
+  if (flags.mode !== 'controller' && flags.selfRegister) await refuseLiveSocket(registrationSocket);
   const log = createLogger(flags.logLevel);
   const version = packageVersion();
   const pipeline = new Pipeline(log, new KeyedLocks());
@@ -79,7 +83,7 @@ export async function startDriver(
   if (serveNode && flags.selfRegister) {
     // Started after the CSI socket: the kubelet calls NodeGetInfo as soon as it sees this one.
     const definition = loadRegistration().pluginregistration.Registration.service;
-    const registration = new UnixServer(registrationSocketPath(flags.kubeletDir, flags.driverName), pipeline.inFlight);
+    const registration = new UnixServer(registrationSocket, pipeline.inFlight);
     const service = new RegistrationService({
       driverName: flags.driverName,
       endpoint: flags.kubeletRegistrationPath,

@@ -1,4 +1,5 @@
-// The gRPC server on a unix socket: stale socket removed before binding,
+// The gRPC server on a unix socket: a stale socket (nothing answers on it)
+// removed before binding, a live one never,
 // socket mode 0600, graceful stop (in-flight calls finish, bounded), socket
 // removed after. We own the listening socket and hand each connection to
 // grpc-js through an AuthorityNormaliser, so clients are served whatever
@@ -75,13 +76,47 @@ export class UnixServer {
   }
 }
 
-/** Removes a socket left by a dead process; refuses to remove anything else. */
+/**
+ * Removes a socket left by a dead process. A socket something still answers
+ * on belongs to a live process (a second driver started with the same flags,
+ * say): taking it over would silently unregister that one from the kubelet,
+ * so starting is refused. Anything that is not a socket is never removed.
+ */
 export async function removeStaleSocket(socketPath: string): Promise<void> {
+  if (await refuseLiveSocket(socketPath)) await fs.rm(socketPath);
+}
+
+/**
+ * Throws when `socketPath` is something other than a dead socket; returns
+ * whether a dead one is there (to be removed). Called before the driver
+ * touches anything, so a second driver never sweeps the first one's pool.
+ */
+export async function refuseLiveSocket(socketPath: string): Promise<boolean> {
   try {
     const st = await fs.lstat(socketPath);
     if (!st.isSocket()) throw new Error(`${socketPath} exists and is not a socket; refusing to remove it`);
-    await fs.rm(socketPath);
+    if (await answers(socketPath)) {
+      throw new Error(`another process is serving ${socketPath} (a second driver with the same flags?); refusing to take it over`);
+    }
+    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return false;
   }
+}
+
+/** Whether a process accepts connections on the unix socket (ECONNREFUSED: nobody does). */
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      probe.destroy();
+      if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT') resolve(false);
+      else reject(err);
+    });
+  });
 }

@@ -68,6 +68,30 @@ describe('driver process', () => {
       }
     });
 
+    it('refuses to start on a live CSI socket or registration socket: the running driver keeps both and keeps serving', async () => {
+      const dir = path.join(d.dir, 'live');
+      await fs.mkdir(dir);
+      const first = await DriverProcess.start({ mode: 'all', dir });
+      const regSocket = path.join(first.kubeletDir, 'plugins_registry', 'berth.csi.dev-reg.sock');
+      try {
+        expect((await fs.lstat(regSocket)).isSocket()).to.equal(true);
+        await fs.writeFile(path.join(first.poolDir, '.tmp', 'in-flight-write'), 'x'); // what a second instance's sweep would delete
+        // The same flags again (same endpoint, same kubelet directory):
+        const same = await DriverProcess.start({ mode: 'all', dir }).catch((e: Error) => e);
+        expect(same).to.be.instanceOf(Error);
+        expect((same as Error).message).to.contain(`another process is serving ${first.socket}`);
+        // Another endpoint, but the same kubelet registration:
+        const other = await DriverProcess.start({ mode: 'all', kubeletDir: first.kubeletDir }).catch((e: Error) => e);
+        expect((other as Error).message).to.contain(`another process is serving ${regSocket}`);
+        expect((await fs.lstat(first.socket)).isSocket()).to.equal(true);
+        expect((await fs.lstat(regSocket)).isSocket()).to.equal(true);
+        expect(await fs.readFile(path.join(first.poolDir, '.tmp', 'in-flight-write'), 'utf8'), 'the pool was not swept').to.equal('x');
+        expect((await rpc<{ name: string }>(first.clients.identity, 'GetPluginInfo')).name).to.equal('berth.csi.dev');
+      } finally {
+        await first.stop();
+      }
+    });
+
     it('refuses to remove a file at the socket path that is not a socket', async () => {
       const dir = path.join(d.dir, 'notsock');
       await fs.mkdir(dir);

@@ -70,7 +70,12 @@ export class DriverProcess {
       opts,
     );
     await fs.mkdir(d.kubeletDir, { recursive: true });
-    await d.launch();
+    try {
+      await d.launch();
+    } catch (err) {
+      if (!opts.dir) await fs.rm(dir, { recursive: true, force: true }); // ours to remove
+      throw err;
+    }
     return d;
   }
 
