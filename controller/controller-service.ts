@@ -28,7 +28,7 @@ import type { VolumeRecord } from '../volume/record.js';
 import { parseRange, requireName, requireString } from '../volume/request-fields.js';
 import { encodeNode, formatVolumeId, parseVolumeId, type VolumeRef, volumeDirName } from '../volume/volume-id.js';
 import type { LocalPool } from './local-pool.js';
-import type { NfsPools } from './nfs-pool.js';
+import { NfsPool, type NfsPools } from './nfs-pool.js';
 import type { Pool } from './pool.js';
 
 export const TOPOLOGY_KEY = 'topology.berth.csi.dev/node';
@@ -120,10 +120,12 @@ export class ControllerService {
     // Creating is attempted first: the common case (a new name) then costs
     // no lookup, and an existing volume is found by the failed create.
     if (capacityBytes <= free && (await pool.create(dirName, record, params.mountPermissions))) {
+      this.keepNfs(pool);
       return { volume: this.toVolume(record) };
     }
     const existing = await pool.read(dirName);
     if (existing) {
+      this.keepNfs(pool);
       const mismatch = this.incompatibility(existing, name, identity, range, fsType, params.kind);
       if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
       return { volume: this.toVolume(existing) };
@@ -215,7 +217,13 @@ export class ControllerService {
     const pool = this.poolOf(ref);
     const rec = await pool.read(ref.dirName);
     if (!rec || rec.volumeId !== volumeId) return undefined;
+    this.keepNfs(pool);
     return { ref, rec, pool };
+  }
+
+  /** An NFS pool is kept (listed, its connection reused) once it holds a volume we made or found. */
+  private keepNfs(pool: Pool): void {
+    if (pool instanceof NfsPool) this.cfg.nfs.keep(pool);
   }
 
   private async mustFind(volumeId: string | undefined) {
@@ -337,7 +345,9 @@ export class ControllerService {
   async ListVolumes(req: ListVolumesRequest): Promise<ListVolumesResponse> {
     if (req.max_entries < 0) throw invalid('max_entries must not be negative');
     const after = req.starting_token ? listToken.decode(req.starting_token) : undefined;
-    // The local pool first, then the NFS pools this controller has used, in key order.
+    // The local pool first, then the NFS pools that hold volumes this controller made or found, in key
+    // order. A server that cannot be reached makes the call UNAVAILABLE, naming it: a partial list
+    // would read as "those volumes are gone".
     const pools: Array<[string, Pool]> = [[LOCAL_POOL_KEY, this.cfg.pool], ...this.cfg.nfs.all()];
     const max = req.max_entries || Number.MAX_SAFE_INTEGER;
     const entries: ListVolumesResponse['entries'] = [];

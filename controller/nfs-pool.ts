@@ -336,32 +336,46 @@ export class NfsPool implements Pool {
   }
 }
 
-/** The NFS pools this controller has used, one connection each. */
+/**
+ * The NFS pools of this controller. A pool is kept (listed by ListVolumes,
+ * its connection reused) once it holds a volume this controller made or
+ * found; a server a request merely names (a mistyped StorageClass, a
+ * DeleteVolume of a volume long gone) is never kept, so it cannot make
+ * later calls fail. Pools not kept are reused for a while, a few at a time.
+ */
 export class NfsPools {
-  private readonly pools = new Map<string, NfsPool>();
+  private readonly kept = new Map<string, NfsPool>();
+  private readonly passing = new Map<string, NfsPool>();
+  static readonly PASSING_MAX = 16;
 
   get(location: NfsLocation): NfsPool {
     const key = nfsPoolKey(location);
-    let pool = this.pools.get(key);
-    if (!pool) {
-      pool = new NfsPool({ server: location.server, share: location.share, nfsPort: location.nfsPort, mountPort: location.mountPort });
-      this.pools.set(key, pool);
+    const known = this.kept.get(key) ?? this.passing.get(key);
+    if (known) return known;
+    const pool = new NfsPool({ server: location.server, share: location.share, nfsPort: location.nfsPort, mountPort: location.mountPort });
+    this.passing.set(key, pool);
+    if (this.passing.size > NfsPools.PASSING_MAX) {
+      const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];
+      this.passing.delete(oldestKey);
+      oldest.close();
     }
     return pool;
   }
 
-  /** Pools in a stable order (for listing). */
-  all(): Array<[string, NfsPool]> {
-    return [...this.pools.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  /** Keeps a pool that holds a volume. */
+  keep(pool: NfsPool): void {
+    const key = nfsPoolKey(pool.location);
+    if (this.kept.has(key)) return;
+    this.passing.delete(key);
+    this.kept.set(key, pool);
   }
 
-  async probe(): Promise<void> {
-    const failures: string[] = [];
-    await Promise.all(this.all().map(([, p]) => p.probe().catch((e: Error) => failures.push(e.message))));
-    if (failures.length) throw failedPrecondition(failures.join('; '));
+  /** Kept pools in a stable order (for listing). */
+  all(): Array<[string, NfsPool]> {
+    return [...this.kept.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
   close(): void {
-    for (const p of this.pools.values()) p.close();
+    for (const p of [...this.kept.values(), ...this.passing.values()]) p.close();
   }
 }

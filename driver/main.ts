@@ -53,10 +53,9 @@ export async function startDriver(
     version,
     controller: serveController,
     topology: true,
-    probe: async () => {
-      await pool.probe();
-      await nfsPools.probe();
-    },
+    // Probe answers for this driver (its local pool), not for every NFS
+    // server a request named: one server down must not restart the pod.
+    probe: () => pool.probe(),
   });
   server.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
   if (serveController) {

@@ -215,8 +215,7 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
       const before = await listing();
       await g.stopGanesha();
       await expectCode(createBlock('pvc-fault', 64 * MiB), Code.UNAVAILABLE);
-      const probe = await expectCode(rpc(d.clients.identity, 'Probe'), Code.FAILED_PRECONDITION);
-      expect(probe.details).to.contain('127.0.0.1');
+      await rpc(d.clients.identity, 'Probe'); // the driver itself is fine: no restart for a server down
       await g.startGanesha();
       const { volume } = await createBlock('pvc-fault', 64 * MiB);
       expect((await fs.stat(onExport('pvc-fault/disk.img'))).size).to.equal(64 * MiB);
@@ -226,6 +225,40 @@ describe('controller on an NFS pool (nfs-ganesha on loopback)', function () {
       await del(volume.volume_id);
       expect(await listing()).to.deep.equal(before);
       await rpc(d.clients.identity, 'Probe');
+    });
+
+    it('a server that holds volumes and goes down fails only the calls that need it; ListVolumes names it; all is well once it is back', async () => {
+      const { volume } = await create('pvc-down', nfs());
+      await g.stopGanesha();
+      try {
+        await rpc(d.clients.identity, 'Probe');
+        const list = await expectCode(rpc(d.clients.controller, 'ListVolumes', {}), Code.UNAVAILABLE);
+        expect(list.details).to.contain(`127.0.0.1:${g.exportPath}`);
+        await expectCode(rpc(d.clients.controller, 'ControllerGetVolume', { volume_id: volume.volume_id }), Code.UNAVAILABLE);
+        // The local pool is served as ever.
+        const local = await rpc<{ volume: Vol }>(d.clients.controller, 'CreateVolume', {
+          name: 'pvc-local-meanwhile',
+          volume_capabilities: [mountCap()],
+        });
+        await del(local.volume.volume_id);
+      } finally {
+        await g.startGanesha();
+      }
+      const ids = (await rpc<{ entries: Array<{ volume: Vol }> }>(d.clients.controller, 'ListVolumes', {})).entries.map(
+        (e) => e.volume.volume_id,
+      );
+      expect(ids).to.include(volume.volume_id);
+      await del(volume.volume_id);
+    });
+
+    it('a mistyped or dead server named by a request is not kept: Probe and ListVolumes stay well', async () => {
+      for (const id of ['nfs:127.0.0.2:/gone:share:pvc-typo', 'nfs:127.0.0.1@1@1:/nowhere:block:pvc-typo']) {
+        await expectCode(del(id), Code.UNAVAILABLE);
+        await expectCode(rpc(d.clients.controller, 'ControllerGetVolume', { volume_id: id }), Code.UNAVAILABLE);
+      }
+      await expectCode(create('pvc-typo', { pool: 'nfs', server: '127.0.0.2', share: '/gone' }), Code.UNAVAILABLE);
+      await rpc(d.clients.identity, 'Probe');
+      await rpc(d.clients.controller, 'ListVolumes', {});
     });
 
     it('a creation interrupted half-way is adopted by the retry, not duplicated', async () => {
