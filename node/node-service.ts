@@ -146,7 +146,7 @@ export class NodeService {
         located.source = { kind: 'share', nfs: { device: nfsDevice(nfs.server, nfs.share, nfs.subDir), options: nfs.mountOptions } };
       } else {
         const device = nfsDevice(nfs.server, nfs.share);
-        const mountPoint = path.join(this.cfg.nfsMountDir, createHash('sha256').update(device).digest('hex').slice(0, 16));
+        const mountPoint = this.exportMountPoint(device);
         located.source = {
           kind: 'block',
           image: path.join(mountPoint, nfs.subDir, NFS_IMAGE),
@@ -163,6 +163,39 @@ export class NodeService {
         ? { kind: 'share', bind: this.cfg.pool.dataDir(ref.dirName) }
         : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName), filesystemRecord: this.cfg.pool.filesystemRecordPath(ref.dirName) };
     return { ref, kind: rec.kind, fsType: rec.fsType, volumeId: id, source };
+  }
+
+  /** Where this node mounts an NFS export that holds block images. */
+  private exportMountPoint(device: string): string {
+    return path.join(this.cfg.nfsMountDir, createHash('sha256').update(device).digest('hex').slice(0, 16));
+  }
+
+  /**
+   * Whether the mount `entry` at `at` shows the volume `ref`, proved from the
+   * kernel's tables (the loop device's image, the bound directory's inode,
+   * the NFS mount's source), so a call naming one volume never unmounts,
+   * detaches or reports another.
+   */
+  private async holds(ref: VolumeRef, entry: MountEntry, at: string): Promise<boolean> {
+    if (ref.kind === 'block') {
+      const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
+      if (!device) return false;
+      const loop = await loopDevice(this.host, device);
+      if (!loop) return true; // a loop device detached under its mount holds no volume's bytes: safe to undo
+      if (ref.pool === 'local') return loop.backingFile === this.cfg.pool.imagePath(ref.dirName);
+      if (path.basename(loop.backingFile) !== NFS_IMAGE) return false;
+      const under = (dir: string) => loop.backingFile.startsWith(`${dir}/`);
+      return under(this.exportMountPoint(nfsDevice(ref.server, ref.share))) || this.cfg.mountedAtDirs.some(under);
+    }
+    if (ref.pool === 'local') {
+      const dir = this.cfg.pool.dataDir(ref.dirName);
+      return (await exists(dir)) && this.host.sameFile(at, dir);
+    }
+    // An NFS mount shows its export in its source (server:/share/subDir).
+    const device = nfsDevice(ref.server, ref.share);
+    if (entry.source === device || entry.source.startsWith(ref.share === '/' ? device : `${device}/`)) return true;
+    // A bind of a directory of a pre-mounted export.
+    return this.cfg.mountedAtDirs.some((dir) => entry.fsroot === dir || entry.fsroot.startsWith(`${dir}/`));
   }
 
   private path(field: string, value: string | undefined): Promise<string> {
@@ -336,6 +369,8 @@ export class NodeService {
     for (const target of [path.join(staging, RAW_DEVICE_FILE), staging]) {
       const entry = topMount(mounts, target);
       if (!entry) continue;
+      if (!(await this.holds(ref, entry, target)))
+        throw failedPrecondition(`${target} holds another volume than ${id} (${entry.source}); leaving it mounted`);
       const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
       if (device?.startsWith('/dev/loop')) released.push(device);
       // Users: binds of the same mount, and (raw block) of any loop device of the same image.
@@ -377,6 +412,10 @@ export class NodeService {
     if (!cap) throw invalid('volume_capability is required');
     if (!req.staging_target_path) throw failedPrecondition('staging_target_path is required: this driver stages volumes');
     const staging = await this.path('staging_target_path', req.staging_target_path);
+    const within = (a: string, b: string) => a === b || a.startsWith(`${b}/`);
+    if (within(target, staging) || within(staging, target)) {
+      throw invalid(`target_path ${target} and staging_target_path ${staging} must be apart (neither inside the other)`);
+    }
     const v = await this.locate(id, req.volume_context);
     this.checkCapability(v, cap);
     const raw = cap.access_type === 'block';
@@ -432,8 +471,14 @@ export class NodeService {
   }
 
   async NodeUnpublishVolume(req: NodeUnpublishVolumeRequest): Promise<Empty> {
-    requireString('volume_id', req.volume_id);
+    const id = requireString('volume_id', req.volume_id);
     const target = await this.path('target_path', req.target_path);
+    const ref = parseVolumeId(id);
+    if (!ref) throw notFound(`volume ${id} is not a berth volume`);
+    const published = await mountAt(this.host, target);
+    if (published && !(await this.holds(ref, published, target))) {
+      throw failedPrecondition(`${target} holds another volume than ${id} (${published.source}); leaving it mounted`);
+    }
     // Bind mounts can stack when a caller retried around a crash: undo them all.
     const devices = new Set<string>();
     for (let i = 0; i < 8; i++) {
@@ -454,7 +499,7 @@ export class NodeService {
   async NodeGetVolumeStats(req: NodeGetVolumeStatsRequest): Promise<NodeGetVolumeStatsResponse> {
     const id = requireString('volume_id', req.volume_id);
     if (!req.volume_path) throw invalid('volume_path is required');
-    const volumePath = req.volume_path;
+    const volumePath = await this.path('volume_path', req.volume_path);
     let st: Stats;
     try {
       st = await fs.stat(volumePath);
@@ -462,8 +507,13 @@ export class NodeService {
       throw notFound(`nothing at ${volumePath}`);
     }
     const ref = parseVolumeId(id);
-    if (!ref) throw notFound(`volume ${id} is not a berth volume`);
+    if (!ref || (ref.pool === 'local' && (await this.cfg.pool.read(ref.dirName))?.volumeId !== id))
+      throw notFound(`volume ${id} does not exist`);
     const entry = await mountAt(this.host, volumePath);
+    // A share path showing another volume is not this volume's. (A block device attached to another
+    // image is reported below as abnormal: its image may have been moved or deleted under it.)
+    if (entry && ref.kind === 'share' && !(await this.holds(ref, entry, volumePath)))
+      throw notFound(`${volumePath} holds another volume, not ${id}`);
     if (!st.isDirectory()) {
       // Raw block: the published device file.
       const device = entry && boundDevice(entry);

@@ -397,6 +397,64 @@ describe('node service on a local pool (root, real devices)', function () {
       });
     });
 
+    it('unstages and unpublishes only the volume it is named: another id, or one that does not exist, unmounts nothing', async () => {
+      const a = await volume('pvc-named-a', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      const b = await volume('pvc-named-b', 'share', mountCap());
+      const uid = podUid();
+      await a.stage();
+      const target = await a.publish(uid);
+      await b.stage();
+      for (const wrong of [b.id, 'local:node-a:block:pvc-does-not-exist', 'local:node-a:share:pvc-named-a']) {
+        await expectCode(rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: wrong, target_path: target }), Code.FAILED_PRECONDITION);
+        await expectCode(
+          rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: wrong, staging_target_path: a.staging }),
+          Code.FAILED_PRECONDITION,
+        );
+      }
+      await expectCode(
+        rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: a.id, staging_target_path: b.staging }),
+        Code.FAILED_PRECONDITION,
+      );
+      expect(await mountTargets()).to.include.members([target, a.staging, b.staging]);
+      expect(await host.loopsLeft()).to.have.length(1);
+      await a.unpublish(uid);
+      await a.unstage();
+      await b.unstage();
+    });
+
+    it('reports stats only for the volume at the path: another or unknown id is NOT_FOUND, a path outside the kubelet directory INVALID_ARGUMENT', async () => {
+      const a = await volume('pvc-stat-a', 'share', mountCap());
+      const b = await volume('pvc-stat-b', 'share', mountCap());
+      const uid = podUid();
+      await a.stage();
+      const target = await a.publish(uid);
+      const statsOf = (id: string, p: string) => rpc(d.clients.node, 'NodeGetVolumeStats', { volume_id: id, volume_path: p });
+      await statsOf(a.id, target);
+      await expectCode(statsOf(b.id, target), Code.NOT_FOUND);
+      await expectCode(statsOf('local:node-a:share:pvc-never-made', target), Code.NOT_FOUND);
+      await expectCode(statsOf(a.id, '/etc'), Code.INVALID_ARGUMENT);
+      await a.unpublish(uid);
+      await a.unstage();
+    });
+
+    it('refuses a target that is the staging path or inside it, creating nothing in the volume', async () => {
+      const v = await volume('pvc-nested', 'share', mountCap());
+      await v.stage();
+      for (const target of [v.staging, path.join(v.staging, 'pod-dir', 'mount')]) {
+        await expectCode(
+          rpc(d.clients.node, 'NodePublishVolume', {
+            volume_id: v.id,
+            staging_target_path: v.staging,
+            target_path: target,
+            volume_capability: mountCap(),
+          }),
+          Code.INVALID_ARGUMENT,
+        );
+      }
+      expect(await fs.readdir(path.join(d.poolDir, 'volumes', 'pvc-nested'))).to.deep.equal([]);
+      await v.unstage();
+    });
+
     it('refuses a path component longer than a filesystem allows with INVALID_ARGUMENT', async () => {
       const v = await volume('pvc-long', 'share', mountCap());
       const staging = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi', 'x'.repeat(300), 'globalmount');
