@@ -499,7 +499,11 @@ export class NodeService {
   async NodeGetVolumeStats(req: NodeGetVolumeStatsRequest): Promise<NodeGetVolumeStatsResponse> {
     const id = requireString('volume_id', req.volume_id);
     if (!req.volume_path) throw invalid('volume_path is required');
-    const volumePath = await this.path('volume_path', req.volume_path);
+    // A path that cannot be a volume's (relative, outside the kubelet directory, through a link) holds
+    // no volume: NOT_FOUND, as the spec (and csi-sanity) read it, rather than INVALID_ARGUMENT.
+    const volumePath = await this.path('volume_path', req.volume_path).catch((err: Error) => {
+      throw notFound(`no volume at ${req.volume_path}: ${err.message}`);
+    });
     let st: Stats;
     try {
       st = await fs.stat(volumePath);

@@ -422,7 +422,7 @@ describe('node service on a local pool (root, real devices)', function () {
       await b.unstage();
     });
 
-    it('reports stats only for the volume at the path: another or unknown id is NOT_FOUND, a path outside the kubelet directory INVALID_ARGUMENT', async () => {
+    it('reports stats only for the volume at the path: another or unknown id, a path outside the kubelet directory or relative, is NOT_FOUND', async () => {
       const a = await volume('pvc-stat-a', 'share', mountCap());
       const b = await volume('pvc-stat-b', 'share', mountCap());
       const uid = podUid();
@@ -432,7 +432,8 @@ describe('node service on a local pool (root, real devices)', function () {
       await statsOf(a.id, target);
       await expectCode(statsOf(b.id, target), Code.NOT_FOUND);
       await expectCode(statsOf('local:node-a:share:pvc-never-made', target), Code.NOT_FOUND);
-      await expectCode(statsOf(a.id, '/etc'), Code.INVALID_ARGUMENT);
+      await expectCode(statsOf(a.id, '/etc'), Code.NOT_FOUND);
+      await expectCode(statsOf(a.id, 'some/path'), Code.NOT_FOUND);
       await a.unpublish(uid);
       await a.unstage();
     });
