@@ -26,15 +26,13 @@ import { aborted, alreadyExists, exhausted, failedPrecondition, invalid, notFoun
 import { expandSubDir, identityParameters, parseParameters, type VolumeParameters } from '../volume/parameters.js';
 import type { VolumeRecord } from '../volume/record.js';
 import { parseRange, requireName, requireString } from '../volume/request-fields.js';
+import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { encodeNode, formatVolumeId, parseVolumeId, type VolumeRef, volumeDirName } from '../volume/volume-id.js';
 import type { LocalPool } from './local-pool.js';
 import { NfsPool, type NfsPools } from './nfs-pool.js';
 import type { Pool } from './pool.js';
 
-export const TOPOLOGY_KEY = 'topology.berth.csi.dev/node';
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
-/** How stale the free-space reading behind CreateVolume's check may be. */
-const FREE_SPACE_MAX_AGE_MS = 250;
 const SECTOR = 512;
 
 export interface ControllerConfig {
@@ -102,7 +100,6 @@ export class ControllerService {
     const identity = identityParameters(req.parameters ?? {});
     const { pool, ref, volumeContext, subDir } = this.placement(params, name, dirName);
     if (fsType) volumeContext.fsType = fsType;
-    const free = await pool.freeBytes(FREE_SPACE_MAX_AGE_MS);
     const record: VolumeRecord = {
       version: 1,
       name,
@@ -119,7 +116,8 @@ export class ControllerService {
     };
     // Creating is attempted first: the common case (a new name) then costs
     // no lookup, and an existing volume is found by the failed create.
-    if (capacityBytes <= free && (await pool.create(dirName, record, params.mountPermissions))) {
+    const doesNotFit = await pool.doesNotFit(record);
+    if (!doesNotFit && (await pool.create(dirName, record, params.mountPermissions))) {
       this.keepNfs(pool);
       return { volume: this.toVolume(record) };
     }
@@ -130,7 +128,7 @@ export class ControllerService {
       if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
       return { volume: this.toVolume(existing) };
     }
-    throw exhausted(`the ${params.pool} pool has ${free} bytes free, ${capacityBytes} asked`);
+    throw exhausted(doesNotFit ?? `the ${params.pool} pool has no room for ${capacityBytes} bytes`);
   }
 
   /** Which pool a new volume goes to, its id, and what the node will need. */
@@ -380,10 +378,12 @@ export class ControllerService {
 
   async GetCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
     const params = parseParameters(req.parameters ?? {});
-    if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs).freeBytes() };
+    if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs).capacityFor() };
     const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];
     if (req.accessible_topology && node !== this.cfg.nodeId) return { available_capacity: 0 };
-    return { available_capacity: await this.cfg.pool.freeBytes() };
+    // What one new volume of this class can really get: thick images take free space; thin ones the
+    // room left under the overprovisioning limit.
+    return { available_capacity: await this.cfg.pool.capacityFor(params.kind === 'block' ? params.provisioning : 'thick') };
   }
 
   // --------------------------------------------------------------- expansion
@@ -401,12 +401,7 @@ export class ControllerService {
     if (target <= rec.capacityBytes) {
       return { capacity_bytes: rec.capacityBytes, node_expansion_required: rec.kind === 'block' };
     }
-    if (rec.kind === 'block') {
-      const growth = target - rec.capacityBytes;
-      const free = await pool.freeBytes();
-      if (growth > free) throw exhausted(`the pool has ${free} bytes free, growing needs ${growth}`);
-      await pool.growImage(ref.dirName, rec, target);
-    }
+    if (rec.kind === 'block') await pool.growImage(ref.dirName, rec, target); // RESOURCE_EXHAUSTED when there is no room
     rec.capacityBytes = target;
     await pool.writeRecord(ref.dirName, rec);
     return { capacity_bytes: target, node_expansion_required: rec.kind === 'block' };

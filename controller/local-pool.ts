@@ -16,9 +16,19 @@
 import { constants as fsc, linkSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { createUnsynced, DirectorySync, fsyncDir, makeThenSync, sparseOf, writeContent, writeFileDurable } from '../host/durable.js';
+import { imageHasData } from '../host/data-check.js';
+import {
+  createUnsynced,
+  DirectorySync,
+  fsyncDir,
+  makeThenSync,
+  reserveSpace,
+  sparseOf,
+  writeContent,
+  writeFileDurable,
+} from '../host/durable.js';
 import { exists } from '../host/paths.js';
-import { failedPrecondition } from '../volume/errors.js';
+import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
 import type { OnDelete, VolumeRecord } from '../volume/record.js';
 import { isSafeDirName } from '../volume/volume-id.js';
@@ -29,7 +39,17 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly trashDir: string;
   private readonly volumesSync: DirectorySync;
 
-  constructor(root: string) {
+  /** Sum of the sizes of thin images: what they may yet claim (derived from the records at start-up). */
+  private thinPromised = 0;
+
+  /**
+   * @param thinOverprovision thin images may promise, together, this many
+   *   times the pool filesystem's size (1: never more than the disk).
+   */
+  constructor(
+    root: string,
+    readonly thinOverprovision = 1,
+  ) {
     super(root);
     this.tmpDir = path.join(root, '.tmp');
     this.trashDir = path.join(root, '.trash');
@@ -45,6 +65,10 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       for (const entry of await fs.readdir(dir)) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
     }
     await this.sweepInterruptedCreates();
+    for (const name of await this.list()) {
+      const rec = await this.read(name);
+      if (rec && isThin(rec)) this.thinPromised += rec.capacityBytes;
+    }
   }
 
   /**
@@ -64,7 +88,12 @@ export class LocalPool extends LocalPoolLayout implements Pool {
             () => true,
             () => false,
           )) || removed; // fails, keeping it, unless empty
-      } else if (e.isFile() && e.name.endsWith(IMAGE) && !records.has(e.name.slice(0, -IMAGE.length)) && (await fs.stat(p)).blocks === 0) {
+      } else if (
+        e.isFile() &&
+        e.name.endsWith(IMAGE) &&
+        !records.has(e.name.slice(0, -IMAGE.length)) &&
+        ((await fs.stat(p)).blocks === 0 || (await imageHasData(p)) === false) // sparse, or only reserved: no data
+      ) {
         await fs.unlink(p);
         removed = true;
       }
@@ -113,10 +142,14 @@ export class LocalPool extends LocalPoolLayout implements Pool {
         claimed = true;
         keep(createUnsynced(tmp, writeContent(JSON.stringify(record))));
       });
+      // Thick: the whole image reserved before the volume exists (unwritten extents, no data).
+      if (record.kind === 'block' && !isThin(record)) await reserveSpace(data, record.capacityBytes);
     } catch (err) {
       removeQuietly(tmp, false);
       if (claimed) {
         removeQuietly(data, record.kind === 'share');
+        if ((err as NodeJS.ErrnoException).code === 'ENOSPC')
+          throw exhausted(`the local pool has no room for ${record.capacityBytes} bytes`);
         throw err;
       }
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -135,7 +168,30 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       removeQuietly(tmp, false);
     }
     await this.volumesSync.sync();
+    if (isThin(record)) this.thinPromised += record.capacityBytes;
     return true;
+  }
+
+  async doesNotFit(record: VolumeRecord): Promise<string | undefined> {
+    if (isThin(record)) {
+      const limit = (await this.totalBytes()) * this.thinOverprovision;
+      if (this.thinPromised + record.capacityBytes > limit) {
+        return `thin volumes here may promise ${limit} bytes in all (${this.thinOverprovision} × the pool), ${this.thinPromised} are promised, ${record.capacityBytes} asked`;
+      }
+      return undefined;
+    }
+    const free = await this.freeBytes(FREE_SPACE_MAX_AGE_MS);
+    return record.capacityBytes <= free ? undefined : `the local pool has ${free} bytes free, ${record.capacityBytes} asked`;
+  }
+
+  async capacityFor(provisioning: 'thick' | 'thin'): Promise<number> {
+    if (provisioning === 'thick') return this.freeBytes();
+    return Math.max(0, (await this.totalBytes()) * this.thinOverprovision - this.thinPromised);
+  }
+
+  private async totalBytes(): Promise<number> {
+    const st = await fs.statfs(this.root);
+    return st.blocks * st.bsize;
   }
 
   private sequence = 0;
@@ -152,17 +208,27 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   }
 
   /** Grows a block image (never shrinks). */
-  async growImage(dirName: string, _record: VolumeRecord, bytes: number): Promise<void> {
-    const handle = await fs.open(this.imagePath(dirName), 'r+');
+  /** Grows a block image (never shrinks); a thick one has its growth reserved first. */
+  async growImage(dirName: string, record: VolumeRecord, bytes: number): Promise<void> {
+    const image = this.imagePath(dirName);
+    const { size } = await fs.stat(image);
+    if (bytes <= size) return;
+    if (isThin(record)) {
+      const limit = (await this.totalBytes()) * this.thinOverprovision;
+      if (this.thinPromised + bytes - size > limit) throw exhausted(`growing would promise more than ${limit} bytes of thin volumes`);
+    } else {
+      await reserveSpace(image, bytes).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ENOSPC' ? exhausted(`the local pool has no room to grow the image to ${bytes} bytes`) : err;
+      });
+    }
+    const handle = await fs.open(image, 'r+');
     try {
-      const { size } = await handle.stat();
-      if (bytes > size) {
-        await handle.truncate(bytes);
-        await handle.sync();
-      }
+      await handle.truncate(bytes);
+      await handle.sync();
     } finally {
       await handle.close();
     }
+    if (isThin(record)) this.thinPromised += bytes - size;
   }
 
   /**
@@ -176,6 +242,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     // The node's filesystem record goes first, durably: one left behind
     // would make a new volume of the same name refuse its first format.
     await this.removeFilesystemRecord(dirName);
+    if (isThin(record)) this.thinPromised -= record.capacityBytes;
     if (mode === 'delete') {
       const doomed = path.join(this.trashDir, `${dirName}.${this.uniqueSuffix()}`);
       moveIfThere(data, doomed + dataSuffix);
@@ -243,6 +310,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
         const st = await fs.stat(this.imagePath(dirName));
         if (!st.isFile()) return 'the volume image is not a regular file';
         if (st.size < record.capacityBytes) return `the image is ${st.size} bytes, smaller than the volume's ${record.capacityBytes}`;
+        if (isThin(record) && (await this.nearlyFull())) return 'the pool is nearly full: writes to this thin volume may fail';
       }
     } catch (err) {
       return `the volume's ${record.kind === 'share' ? 'directory' : 'image'} is missing (${(err as NodeJS.ErrnoException).code})`;
@@ -250,6 +318,12 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     return undefined;
   }
 }
+
+/** A thin block image: allocated as written (the record's parameters say how it was made). */
+const isThin = (record: VolumeRecord) => record.kind === 'block' && record.parameters.provisioning === 'thin';
+
+/** How stale the free-space reading behind a create's check may be. */
+const FREE_SPACE_MAX_AGE_MS = 250;
 
 /** Undoes a step of a failed create; what cannot be removed stays (never recursive). */
 function removeQuietly(p: string, isDirectory: boolean): void {

@@ -313,6 +313,16 @@ export class NfsPool implements Pool {
     return this.free.bytes;
   }
 
+  /** NFS images are thin (see parameters.ts): a new one must fit what the server has free now. */
+  async doesNotFit(record: VolumeRecord): Promise<string | undefined> {
+    const free = await this.freeBytes(250);
+    return record.capacityBytes <= free ? undefined : `the NFS export ${this.where} has ${free} bytes free, ${record.capacityBytes} asked`;
+  }
+
+  async capacityFor(): Promise<number> {
+    return this.freeBytes();
+  }
+
   async problem(_key: string, record: VolumeRecord): Promise<string | undefined> {
     try {
       const attrs = await this.run('check', (c) =>
@@ -329,6 +339,9 @@ export class NfsPool implements Pool {
   }
 
   async growImage(_key: string, record: VolumeRecord, bytes: number): Promise<void> {
+    const growth = bytes - record.capacityBytes;
+    const free = await this.freeBytes();
+    if (growth > free) throw exhausted(`the NFS export ${this.where} has ${free} bytes free, growing needs ${growth}`);
     await this.run('grow', async (c) => {
       const p = `${record.subDir}/${NFS_IMAGE}`;
       if ((await c.stat(p)).size < bytes) await c.truncate(p, bytes);

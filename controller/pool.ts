@@ -15,6 +15,10 @@ export interface Pool {
   /** Keys of every volume, sorted. */
   list(): Promise<string[]>;
   freeBytes(maxAgeMs?: number): Promise<number>;
+  /** Why a new volume of this record's size and provisioning does not fit, or undefined when it does. */
+  doesNotFit(record: VolumeRecord): Promise<string | undefined>;
+  /** What one new volume of these parameters can really get, given what is already promised. */
+  capacityFor(provisioning: 'thick' | 'thin'): Promise<number>;
   /** Why a volume's bytes are not usable, or undefined when they are. */
   problem(key: string, record: VolumeRecord): Promise<string | undefined>;
   growImage(key: string, record: VolumeRecord, bytes: number): Promise<void>;

@@ -15,6 +15,8 @@ export interface DriverFlags {
   mountedAtDirs: string[];
   kubeletDir: string;
   maxVolumesPerNode: number;
+  /** Thin block images may promise, together, this many times the local pool's size. */
+  thinOverprovision: number;
   logLevel: string;
   shutdownGraceMs: number;
   selfRegister: boolean;
@@ -29,7 +31,7 @@ export const DEFAULT_POOL_DIR = '/var/lib/berth/pool';
 
 interface FlagSpec {
   key: keyof DriverFlags;
-  kind: 'string' | 'int' | 'bool' | 'list';
+  kind: 'string' | 'int' | 'bool' | 'list' | 'ratio';
   help: string;
 }
 
@@ -53,6 +55,11 @@ const SPECS: Record<string, FlagSpec> = {
     key: 'mountedAtDirs',
     kind: 'list',
     help: 'comma-separated directories under which NFS exports are pre-mounted on this node (the mountedAt parameter); default none: mountedAt is refused',
+  },
+  'thin-overprovision': {
+    key: 'thinOverprovision',
+    kind: 'ratio',
+    help: 'thin block images (provisioning: thin) may promise, together, this many times the local pool size (default 1)',
   },
   'max-volumes-per-node': {
     key: 'maxVolumesPerNode',
@@ -88,6 +95,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     mountedAtDirs: [],
     kubeletDir: '/var/lib/kubelet',
     maxVolumesPerNode: 0,
+    thinOverprovision: 1,
     logLevel: 'info',
     shutdownGraceMs: 10_000,
     selfRegister: true,
@@ -112,6 +120,9 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (value === undefined) throw new FlagError(`--${name} needs a value`);
     if (spec.kind === 'int') {
       if (!/^\d+$/.test(value)) throw new FlagError(`--${name} takes a non-negative integer, got "${value}"`);
+      values[spec.key] = Number(value);
+    } else if (spec.kind === 'ratio') {
+      if (!/^\d+(\.\d+)?$/.test(value) || Number(value) <= 0) throw new FlagError(`--${name} takes a positive number, got "${value}"`);
       values[spec.key] = Number(value);
     } else if (spec.kind === 'list') {
       values[spec.key] = value.split(',').filter(Boolean);

@@ -41,7 +41,7 @@ export async function startDriver(
   const version = packageVersion();
   const pipeline = new Pipeline(log, new KeyedLocks());
   const csi = loadCsi().csi.v1;
-  const pool = new LocalPool(flags.poolDir);
+  const pool = new LocalPool(flags.poolDir, flags.thinOverprovision);
   await pool.init();
   const nfsPools = new NfsPools();
   const serveController = flags.mode !== 'node';

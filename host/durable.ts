@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { CommandError, run } from './run.js';
 
 const fsyncFd = promisify(fs.fsync);
 
@@ -125,4 +126,21 @@ export class DirectorySync {
       });
     return this.queued;
   }
+}
+
+/**
+ * Reserves `bytes` for `file` on its filesystem (fallocate: unwritten
+ * extents, no data written), durably. Throws ENOSPC-coded errors when the
+ * space is not there, so a thick volume never promises what the disk lacks.
+ */
+export async function reserveSpace(file: string, bytes: number): Promise<void> {
+  try {
+    await run('fallocate', ['-l', String(bytes), '--', file], { timeoutMs: 120_000 });
+  } catch (err) {
+    if (err instanceof CommandError && /No space left|ENOSPC|Disk quota/i.test(err.stderr)) {
+      throw Object.assign(new Error(`no room to reserve ${bytes} bytes for ${path.basename(file)}`), { code: 'ENOSPC' });
+    }
+    throw err;
+  }
+  await syncAndClose(fs.openSync(file, 'r'));
 }

@@ -524,7 +524,11 @@ export class NodeService {
       if (!device) return { usage: [], volume_condition: { abnormal: true, message: `${volumePath} is not a published device` } };
       const loop = await loopDevice(this.host, device);
       const size = await this.host.deviceSize(device);
-      return { usage: [{ unit: 'BYTES', total: size }], volume_condition: await this.loopCondition(ref, loop) };
+      const condition = await this.loopCondition(ref, loop);
+      return {
+        usage: [{ unit: 'BYTES', total: size }],
+        volume_condition: condition.abnormal ? condition : ((await this.poolCondition(ref)) ?? condition),
+      };
     }
     const s = await fs.statfs(volumePath);
     const usage = [
@@ -533,6 +537,7 @@ export class NodeService {
     ];
     let condition = { abnormal: false, message: 'volume is mounted and healthy' };
     if (!entry) condition = { abnormal: true, message: `${volumePath} is not mounted` };
+    else if (s.bavail === 0) condition = { abnormal: true, message: "the volume's filesystem is full" };
     else if (ref.kind === 'block')
       condition = await this.loopCondition(
         ref,
@@ -540,7 +545,16 @@ export class NodeService {
       );
     else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName))))
       condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
+    if (!condition.abnormal) condition = (await this.poolCondition(ref)) ?? condition;
     return { usage, volume_condition: condition };
+  }
+
+  /** A thin local image whose pool is nearly full is abnormal before a write inside it fails. */
+  private async poolCondition(ref: VolumeRef): Promise<{ abnormal: boolean; message: string } | undefined> {
+    if (ref.pool !== 'local' || ref.kind !== 'block') return undefined;
+    const rec = await this.cfg.pool.read(ref.dirName);
+    if (rec?.parameters.provisioning !== 'thin' || !(await this.cfg.pool.nearlyFull())) return undefined;
+    return { abnormal: true, message: 'the pool is nearly full: writes to this thin volume may fail (ENOSPC)' };
   }
 
   private async loopCondition(ref: VolumeRef, loop: { backingFile: string; backingDeleted: boolean } | undefined) {

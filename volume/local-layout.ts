@@ -50,6 +50,17 @@ export class LocalPoolLayout {
     return path.join(this.filesystemsDir, dirName + RECORD_SUFFIX);
   }
 
+  /**
+   * Whether the pool's filesystem is nearly full: less than 5 % of it (at
+   * least 16 MiB) free. Thin volumes in it are reported abnormal from then
+   * on, before a write inside them fails.
+   */
+  async nearlyFull(): Promise<boolean> {
+    const st = await fs.statfs(this.root);
+    const total = st.blocks * st.bsize;
+    return st.bavail * st.bsize < Math.max(total * 0.05, 16 << 20);
+  }
+
   /** The record, or undefined when there is none. */
   async read(dirName: string): Promise<VolumeRecord | undefined> {
     // Asynchronous on purpose: every RPC naming a volume reads its record,

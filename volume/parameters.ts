@@ -25,8 +25,13 @@ export interface NfsParameters extends NfsLocation {
   mountedAt?: string;
 }
 
+/** Block images: reserved in full at create (thick), or allocated as written (thin, bounded by the pool's overprovisioning limit). */
+export type Provisioning = 'thick' | 'thin';
+
 interface CommonParameters {
   kind: VolumeKind;
+  /** Block kind only; shares are directories, which use what they hold. */
+  provisioning: Provisioning;
   onDelete: OnDelete;
   /** Mode bits for a share's directory. */
   mountPermissions: number;
@@ -44,7 +49,7 @@ export const PVC_NAME = 'csi.storage.k8s.io/pvc/name';
 export const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 export const PV_NAME = 'csi.storage.k8s.io/pv/name';
 
-const KNOWN = new Set(['pool', 'kind', 'onDelete', 'mountPermissions', PVC_NAME, PVC_NAMESPACE, PV_NAME]);
+const KNOWN = new Set(['pool', 'kind', 'onDelete', 'mountPermissions', 'provisioning', PVC_NAME, PVC_NAMESPACE, PV_NAME]);
 const NFS_KEYS = new Set(['server', 'share', 'subDir', 'mountOptions', 'nfsPort', 'mountPort', 'mountedAt']);
 
 function oneOf<T extends string>(key: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
@@ -73,8 +78,20 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
   if (kind === 'block' && params.mountPermissions !== undefined) {
     throw invalid('parameter "mountPermissions" applies to the share kind only');
   }
+  if (kind === 'share' && params.provisioning !== undefined) throw invalid('parameter "provisioning" applies to the block kind only');
+  // NFSv3 has no way to reserve space short of writing every byte: images on NFS pools are thin.
+  const provisioning = oneOf(
+    'provisioning',
+    params.provisioning,
+    ['thick', 'thin'] as const,
+    pool === 'nfs' || kind === 'share' ? 'thin' : 'thick',
+  );
+  if (pool === 'nfs' && provisioning === 'thick') {
+    throw invalid('parameter "provisioning": NFS pools cannot reserve space (NFSv3 has no ALLOCATE); use thin');
+  }
   const common: CommonParameters = {
     kind,
+    provisioning,
     onDelete,
     mountPermissions,
     pvcName: params[PVC_NAME],

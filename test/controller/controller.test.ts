@@ -3,6 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
+import { imageHasData } from '../../host/data-check.js';
 import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 
@@ -84,13 +85,20 @@ describe('controller on a local pool', () => {
       expect(st.mode & 0o7777).to.equal(0o777);
     });
 
-    it('creates a block volume as a sparse image of exactly the asked size', async () => {
+    it('creates a block volume as an image of exactly the asked size, reserved in full (thick) with no data written', async () => {
       const { volume } = await block('pvc-block-1', 100 * 1024 * 1024);
-      const st = await fs.stat(path.join(d.poolDir, 'volumes/pvc-block-1.img'));
+      const image = path.join(d.poolDir, 'volumes/pvc-block-1.img');
+      const st = await fs.stat(image);
       expect(st.size).to.equal(100 * 1024 * 1024);
-      expect(st.blocks).to.equal(0);
+      expect(st.blocks * 512, 'reserved').to.be.at.least(100 * 1024 * 1024);
+      expect(await imageHasData(image), 'unwritten extents only').to.equal(false);
       expect(volume.capacity_bytes).to.equal(String(100 * 1024 * 1024));
       expect(volume.volume_context).to.include({ kind: 'block', fsType: 'ext4' });
+    });
+
+    it('creates a thin block volume as a sparse image', async () => {
+      await block('pvc-block-thin', 100 * 1024 * 1024, { parameters: { kind: 'block', provisioning: 'thin' } });
+      expect((await fs.stat(path.join(d.poolDir, 'volumes/pvc-block-thin.img'))).blocks).to.equal(0);
     });
 
     it('returns the same volume for the same name and compatible arguments', async () => {

@@ -32,14 +32,15 @@ export class FreshFilesystem {
 
   static readonly description = "a fresh ext4 without a journal per run (as this machine's /), loop-mounted";
 
-  static async make(mountpoint?: string): Promise<FreshFilesystem> {
+  /** `bytes`: the filesystem's size (default 16 GiB, sparse). */
+  static async make(mountpoint?: string, opts: { bytes?: number } = {}): Promise<FreshFilesystem> {
     const work = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-freshfs-'));
     const image = path.join(work, 'fs.img');
     const mnt = mountpoint ?? path.join(work, 'mnt');
     await fs.mkdir(mnt, { recursive: true });
     try {
       await fs.writeFile(image, '');
-      await fs.truncate(image, IMAGE_BYTES);
+      await fs.truncate(image, opts.bytes ?? IMAGE_BYTES);
       await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', image]);
       await exec('mount', ['-o', 'loop', image, mnt]);
     } catch (err) {

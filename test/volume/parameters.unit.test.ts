@@ -11,6 +11,12 @@ import { parseRange, requireName } from '../../volume/request-fields.js';
 const refusedWith = (fn: () => unknown, pattern: RegExp) => expect(fn).to.throw(CsiError, pattern);
 
 describe('StorageClass parameters', () => {
+  it('makes local block images thick unless the class asks for thin; NFS images are thin', () => {
+    expect(parseParameters({ kind: 'block' }).provisioning).to.equal('thick');
+    expect(parseParameters({ kind: 'block', provisioning: 'thin' }).provisioning).to.equal('thin');
+    expect(parseParameters({ pool: 'nfs', kind: 'block', server: 'nas', share: '/e' }).provisioning).to.equal('thin');
+  });
+
   it('defaults to a local share that is deleted with its volume', () => {
     expect(parseParameters({})).to.deep.include({ pool: 'local', kind: 'share', onDelete: 'delete', mountPermissions: 0o777 });
   });
@@ -48,6 +54,13 @@ describe('StorageClass parameters', () => {
     ['an NFS class with a relative share', { pool: 'nfs', server: 'nas', share: 'e' }, /absolute path/],
     ['a port out of range', { pool: 'nfs', server: 'nas', share: '/e', nfsPort: '70000' }, /TCP port/],
     ['a mount option with a space', { pool: 'nfs', server: 'nas', share: '/e', mountOptions: 'a b' }, /not allowed in a mount option/],
+    ['provisioning on a share class', { kind: 'share', provisioning: 'thin' }, /block kind only/],
+    [
+      'thick provisioning on an NFS class',
+      { pool: 'nfs', kind: 'block', server: 'nas', share: '/e', provisioning: 'thick' },
+      /cannot reserve space/,
+    ],
+    ['an unknown provisioning', { kind: 'block', provisioning: 'lazy' }, /must be one of thick, thin/],
   ];
   for (const [label, params, pattern] of refusals) {
     it(`refuses ${label} with INVALID_ARGUMENT`, () => refusedWith(() => parseParameters(params), pattern));
