@@ -146,6 +146,7 @@ export class ControllerService {
       share: nfs.share,
       nfsPort: nfs.nfsPort,
       mountPort: nfs.mountPort,
+      ...(nfs.uid !== undefined ? { uid: nfs.uid, gid: nfs.gid } : {}),
       kind: params.kind,
       dirName,
     };

@@ -24,9 +24,10 @@ import {
   NfsClient,
   RpcError,
   RpcTransportError,
+  type SourcePort,
   XdrError,
 } from '../nfs-client/index.js';
-import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, permissionDenied, unavailable } from '../volume/errors.js';
+import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, unavailable } from '../volume/errors.js';
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, VolumeRecord } from '../volume/record.js';
@@ -38,18 +39,29 @@ const CLAIMS = '.berth/claims';
 const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
 
 export function nfsPoolKey(l: NfsLocation): string {
-  return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}`;
+  return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}|${l.uid ?? ''}.${l.gid ?? ''}`;
 }
 
 /** Maps what the NFS client throws to the CSI code a caller should see. */
-export function nfsFailure(err: unknown, where: string): Error {
+export function nfsFailure(err: unknown, where: string, identity = 'uid 0 (root)'): Error {
   if (err instanceof CsiError) return err;
   if (err instanceof RpcTransportError || err instanceof XdrError) return unavailable(`NFS server ${where}: ${err.message}`);
+  if (err instanceof RpcError && err.reason === 'AUTH_ERROR') {
+    // knfsd's default `secure` (ganesha: PrivilegedPort) refuses clients on ports above 1023.
+    return failedPrecondition(
+      `NFS server ${where} refused berth's credentials (${err.message}): an export marked secure (the Linux default) accepts only reserved source ports: run the controller with CAP_NET_BIND_SERVICE (the chart grants it), or export with insecure`,
+    );
+  }
   if (err instanceof RpcError) return unavailable(`NFS server ${where}: ${err.message}`);
   if (err instanceof MountError) return failedPrecondition(`NFS export ${where}: ${err.message}`);
   if (err instanceof Nfs3Error) {
     if (err.status === NFS3ERR.NOSPC || err.status === NFS3ERR.DQUOT) return exhausted(`NFS ${where}: ${err.message}`);
-    if (err.status === NFS3ERR.ACCES || err.status === NFS3ERR.PERM) return permissionDenied(`NFS ${where}: ${err.message}`);
+    if (err.status === NFS3ERR.ACCES || err.status === NFS3ERR.PERM) {
+      // Most often root_squash (the Linux default): berth's root is mapped to nobody.
+      return failedPrecondition(
+        `NFS ${where}: ${err.message} acting as ${identity}: on a root_squash export (the Linux default) set the StorageClass parameters nfsUid and nfsGid to the owner of the export's directory, or export with no_root_squash`,
+      );
+    }
     if (err.status === NFS3ERR.STALE || err.status === NFS3ERR.JUKEBOX) return unavailable(`NFS ${where}: ${err.message}`);
     return internal(`NFS ${where}: ${err.message}`);
   }
@@ -67,6 +79,7 @@ export class NfsPool implements Pool {
 
   constructor(
     readonly location: NfsLocation,
+    private readonly sourcePort: SourcePort = 'auto',
     private readonly timeoutMs = 30_000,
   ) {}
 
@@ -81,6 +94,8 @@ export class NfsPool implements Pool {
       exportPath: this.location.share,
       nfsPort: this.location.nfsPort,
       mountPort: this.location.mountPort,
+      auth: this.location.uid !== undefined ? { uid: this.location.uid, gid: this.location.gid ?? this.location.uid } : undefined,
+      sourcePort: this.sourcePort,
       timeoutMs: this.timeoutMs,
     }).then(
       (c) => c,
@@ -98,7 +113,8 @@ export class NfsPool implements Pool {
       return await op(await this.connect());
     } catch (err) {
       if (isNfs(err, NFS3ERR.STALE) || isNfs(err, NFS3ERR.BADHANDLE)) this.reset();
-      throw nfsFailure(err, `${this.where} (${what})`);
+      const { uid, gid } = this.location;
+      throw nfsFailure(err, `${this.where} (${what})`, uid !== undefined ? `uid ${uid} gid ${gid ?? uid}` : undefined);
     }
   }
 
@@ -358,6 +374,10 @@ export class NfsPool implements Pool {
  */
 export class NfsPools {
   private readonly kept = new Map<string, NfsPool>();
+
+  /** @param sourcePort where the controller's NFS connections come from (see nfs-client's sourcePort). */
+  constructor(private readonly sourcePort: SourcePort = 'auto') {}
+
   private readonly passing = new Map<string, NfsPool>();
   static readonly PASSING_MAX = 16;
 
@@ -365,7 +385,8 @@ export class NfsPools {
     const key = nfsPoolKey(location);
     const known = this.kept.get(key) ?? this.passing.get(key);
     if (known) return known;
-    const pool = new NfsPool({ server: location.server, share: location.share, nfsPort: location.nfsPort, mountPort: location.mountPort });
+    const { server, share, nfsPort, mountPort, uid, gid } = location;
+    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, this.sourcePort);
     this.passing.set(key, pool);
     if (this.passing.size > NfsPools.PASSING_MAX) {
       const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];

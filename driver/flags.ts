@@ -15,6 +15,8 @@ export interface DriverFlags {
   mountedAtDirs: string[];
   kubeletDir: string;
   maxVolumesPerNode: number;
+  /** Where NFS connections come from: a reserved port when possible (auto), always, or any. */
+  nfsSourcePort: 'auto' | 'reserved' | 'any';
   /** Thin block images may promise, together, this many times the local pool's size. */
   thinOverprovision: number;
   logLevel: string;
@@ -56,6 +58,11 @@ const SPECS: Record<string, FlagSpec> = {
     kind: 'list',
     help: 'comma-separated directories under which NFS exports are pre-mounted on this node (the mountedAt parameter); default none: mountedAt is refused',
   },
+  'nfs-source-port': {
+    key: 'nfsSourcePort',
+    kind: 'string',
+    help: 'auto, reserved or any: the source port of the controller NFS connections; exports marked secure (the Linux default) need a reserved one (default auto: reserved when the process may bind it)',
+  },
   'thin-overprovision': {
     key: 'thinOverprovision',
     kind: 'ratio',
@@ -96,6 +103,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     kubeletDir: '/var/lib/kubelet',
     maxVolumesPerNode: 0,
     thinOverprovision: 1,
+    nfsSourcePort: 'auto',
     logLevel: 'info',
     shutdownGraceMs: 10_000,
     selfRegister: true,
@@ -132,6 +140,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (!['controller', 'node', 'all'].includes(flags.mode))
     throw new FlagError(`--mode must be controller, node or all, got "${flags.mode}"`);
+  if (!['auto', 'reserved', 'any'].includes(flags.nfsSourcePort)) throw new FlagError(`--nfs-source-port must be auto, reserved or any`);
   if (!['error', 'warn', 'info', 'debug'].includes(flags.logLevel)) throw new FlagError(`--log-level must be error, warn, info or debug`);
   if (!/^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/.test(flags.driverName)) {
     throw new FlagError(`--drivername "${flags.driverName}" is not a valid CSI plugin name`);

@@ -43,7 +43,7 @@ export async function startDriver(
   const csi = loadCsi().csi.v1;
   const pool = new LocalPool(flags.poolDir, flags.thinOverprovision);
   await pool.init();
-  const nfsPools = new NfsPools();
+  const nfsPools = new NfsPools(flags.nfsSourcePort);
   const serveController = flags.mode !== 'node';
   const serveNode = flags.mode !== 'controller';
 

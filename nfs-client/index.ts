@@ -16,5 +16,5 @@ export {
   StableHow,
 } from './nfs3.js';
 export { getPort } from './portmap.js';
-export { type AuthSys, RpcClient, RpcError, RpcTransportError } from './rpc.js';
+export { type AuthSys, RpcClient, RpcError, RpcTransportError, type SourcePort } from './rpc.js';
 export { XdrError, XdrReader, XdrWriter } from './xdr.js';

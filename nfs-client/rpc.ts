@@ -54,7 +54,20 @@ export interface RpcClientOptions {
   auth?: AuthSys;
   timeoutMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * The local port to connect from. Servers that export `secure` (the
+   * Linux default) accept only reserved ports (below 1024), which need
+   * CAP_NET_BIND_SERVICE. 'auto' (default): a reserved port when this
+   * process may bind one, any port otherwise; 'reserved': only a reserved
+   * port; 'any': the kernel's choice.
+   */
+  sourcePort?: SourcePort;
 }
+
+export type SourcePort = 'auto' | 'reserved' | 'any';
+
+/** The reserved ports Linux's own RPC client uses (sunrpc min_resvport to max_resvport). */
+const RESERVED_PORTS = { low: 665, high: 1023 };
 
 interface Pending {
   resolve: (r: XdrReader) => void;
@@ -125,8 +138,40 @@ export class RpcClient {
 
   private connect(): Promise<net.Socket> {
     if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
-    this.connecting ??= new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: this.opts.host, port: this.opts.port });
+    this.connecting ??= this.connectFromAPort().finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  /** Connects from a reserved port as `sourcePort` asks, trying the range from a random start. */
+  private async connectFromAPort(): Promise<net.Socket> {
+    const mode = this.opts.sourcePort ?? 'auto';
+    if (mode === 'any') return this.connectFrom(undefined);
+    const span = RESERVED_PORTS.high - RESERVED_PORTS.low + 1;
+    const start = randomInt(0, span);
+    for (let i = 0; i < span; i++) {
+      const port = RESERVED_PORTS.low + ((start + i) % span);
+      try {
+        return await this.connectFrom(port);
+      } catch (err) {
+        const code = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
+        if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') continue;
+        if (code === 'EACCES' || code === 'EPERM') {
+          if (mode === 'auto') return this.connectFrom(undefined);
+          throw new RpcTransportError(
+            `cannot connect to ${this.opts.host}:${this.opts.port} from a reserved port: this process may not bind one (it needs CAP_NET_BIND_SERVICE)`,
+            'connect',
+          );
+        }
+        throw err;
+      }
+    }
+    if (mode === 'auto') return this.connectFrom(undefined);
+    throw new RpcTransportError(`cannot connect to ${this.opts.host}:${this.opts.port}: every reserved source port is in use`, 'connect');
+  }
+
+  private connectFrom(localPort: number | undefined): Promise<net.Socket> {
+    return new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: this.opts.host, port: this.opts.port, ...(localPort ? { localPort } : {}) });
       s.setNoDelay(true);
       const timer = setTimeout(() => {
         s.destroy();
@@ -148,11 +193,15 @@ export class RpcClient {
       });
       s.once('error', (err) => {
         clearTimeout(timer);
-        if (this.socket !== s)
-          reject(new RpcTransportError(`cannot connect to ${this.opts.host}:${this.opts.port}: ${err.message}`, 'connect'));
+        if (this.socket !== s) {
+          reject(
+            Object.assign(new RpcTransportError(`cannot connect to ${this.opts.host}:${this.opts.port}: ${err.message}`, 'connect'), {
+              cause: err,
+            }),
+          );
+        }
       });
-    }).finally(() => (this.connecting = undefined));
-    return this.connecting;
+    });
   }
 
   private failAll(err: Error): void {

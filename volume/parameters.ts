@@ -13,6 +13,9 @@ export interface NfsLocation {
   share: string;
   nfsPort?: number;
   mountPort?: number;
+  /** The AUTH_SYS identity berth acts as on the export (default root); on a root_squash export, its owner's. */
+  uid?: number;
+  gid?: number;
 }
 
 /** Where an NFS class puts volumes, and how nodes reach them. */
@@ -50,7 +53,7 @@ export const PVC_NAMESPACE = 'csi.storage.k8s.io/pvc/namespace';
 export const PV_NAME = 'csi.storage.k8s.io/pv/name';
 
 const KNOWN = new Set(['pool', 'kind', 'onDelete', 'mountPermissions', 'provisioning', PVC_NAME, PVC_NAMESPACE, PV_NAME]);
-const NFS_KEYS = new Set(['server', 'share', 'subDir', 'mountOptions', 'nfsPort', 'mountPort', 'mountedAt']);
+const NFS_KEYS = new Set(['server', 'share', 'subDir', 'mountOptions', 'nfsPort', 'mountPort', 'mountedAt', 'nfsUid', 'nfsGid']);
 
 function oneOf<T extends string>(key: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined || value === '') return fallback;
@@ -108,11 +111,21 @@ export function parseParameters(params: Record<string, string>): VolumeParameter
       if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 65535) throw invalid(`parameter "${key}" must be a TCP port`);
       return Number(v);
     };
+    const id = (key: string) => {
+      const v = params[key];
+      if (v === undefined || v === '') return undefined;
+      if (!/^\d{1,10}$/.test(v) || Number(v) > 0xfffffffe) throw invalid(`parameter "${key}" must be a numeric user or group id`);
+      return Number(v);
+    };
+    const uid = id('nfsUid');
+    const gid = id('nfsGid') ?? uid;
+    if (uid === undefined && gid !== undefined) throw invalid('parameter "nfsGid" needs "nfsUid"');
     const nfs: NfsParameters = {
       server,
       share,
       nfsPort: port('nfsPort'),
       mountPort: port('mountPort'),
+      ...(uid !== undefined ? { uid, gid } : {}),
       subDir: params.subDir || '${pv.metadata.name}',
       mountOptions: options,
       mountedAt: mountedAt(params.mountedAt, 'parameter "mountedAt"'),

@@ -2,8 +2,11 @@
 //
 // A local-pool id reads `local:<node>:<kind>:<dir>`: the pool type, the node
 // whose pool holds it, the kind, and the volume's directory name inside the
-// pool. DeleteVolume gets nothing but this id, so it must be enough; it stays
-// within the spec's 128 bytes by hashing what would not fit.
+// pool. An NFS id reads `nfs:<server>[@<nfsPort>@<mountPort>[@<uid>.<gid>]]:
+// <share>:<kind>:<dir>` (":" and "%" escaped in server and share): the ports
+// skip the portmapper, the identity is what berth acts as on a root_squash
+// export. DeleteVolume gets nothing but this id, so it must be enough; it
+// stays within the spec's 128 bytes by hashing what would not fit.
 import { createHash } from 'node:crypto';
 import { nfsServer, nfsShare } from './nfs.js';
 
@@ -27,6 +30,9 @@ export interface NfsVolumeRef {
   share: string;
   nfsPort?: number;
   mountPort?: number;
+  /** The AUTH_SYS identity berth uses on this export (root_squash exports: its owner). */
+  uid?: number;
+  gid?: number;
   kind: VolumeKind;
   dirName: string;
 }
@@ -74,10 +80,7 @@ const esc = (s: string) => s.replace(/%/g, '%25').replace(/:/g, '%3A');
 const unesc = (s: string) => s.replace(/%3A/g, ':').replace(/%25/g, '%');
 
 export function formatVolumeId(ref: VolumeRef): string {
-  const where =
-    ref.pool === 'local'
-      ? ref.node
-      : `${esc(ref.server)}${ref.nfsPort || ref.mountPort ? `@${ref.nfsPort ?? ''}@${ref.mountPort ?? ''}` : ''}:${esc(ref.share)}`;
+  const where = ref.pool === 'local' ? ref.node : `${esc(ref.server)}${serverSuffix(ref)}:${esc(ref.share)}`;
   const id = `${ref.pool}:${where}:${ref.kind}:${ref.dirName}`;
   if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new Error(`volume id would exceed ${MAX_ID_BYTES} bytes: ${id}`);
   return id;
@@ -99,11 +102,21 @@ export function parseVolumeId(id: string): VolumeRef | undefined {
 
 const PORT = /^(\d{1,5})?$/;
 
+/** `@nfsPort@mountPort[@uid.gid]` after the server, when any of them is set. */
+function serverSuffix(ref: NfsVolumeRef): string {
+  const identity = ref.uid !== undefined ? `@${ref.uid}.${ref.gid ?? ref.uid}` : '';
+  if (!ref.nfsPort && !ref.mountPort && !identity) return '';
+  return `@${ref.nfsPort ?? ''}@${ref.mountPort ?? ''}${identity}`;
+}
+
 function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
   if (parts.length !== 5) return undefined;
   const [, serverSpec, share, kind, dirName] = parts as [string, string, string, string, string];
-  const [server, nfsPort = '', mountPort = ''] = serverSpec.split('@');
-  if (!server || !PORT.test(nfsPort) || !PORT.test(mountPort) || Number(nfsPort) > 65535 || Number(mountPort) > 65535) return undefined;
+  const [server, nfsPort = '', mountPort = '', identity, ...rest] = serverSpec.split('@');
+  if (!server || rest.length > 0 || !PORT.test(nfsPort) || !PORT.test(mountPort) || Number(nfsPort) > 65535 || Number(mountPort) > 65535)
+    return undefined;
+  const ids = identity === undefined ? undefined : /^(\d{1,10})\.(\d{1,10})$/.exec(identity);
+  if (identity !== undefined && (!ids || Number(ids[1]) > 0xffffffff || Number(ids[2]) > 0xffffffff)) return undefined;
   if (!isKind(kind)) return undefined;
   if (!isSafeDirName(dirName) || !share) return undefined;
   const ref: NfsVolumeRef = { pool: 'nfs', server: unesc(server), share: unesc(share), kind, dirName };
@@ -115,5 +128,9 @@ function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
   }
   if (nfsPort) ref.nfsPort = Number(nfsPort);
   if (mountPort) ref.mountPort = Number(mountPort);
+  if (ids) {
+    ref.uid = Number(ids[1]);
+    ref.gid = Number(ids[2]);
+  }
   return ref;
 }

@@ -225,6 +225,18 @@ describe('Helm chart (real helm binary)', function () {
     expect(node.spec.template.spec.volumes.find((v) => v.name === mount.name)?.hostPath?.path).to.equal('/mnt/nas');
   });
 
+  it('lets the unprivileged controller use the reserved source ports secure NFS exports require, and nothing more', () => {
+    const controller = rendered.get('split with nfs classes')!.find((o): o is Workload => o.kind === 'Deployment')!;
+    const pod = controller.spec.template.spec as unknown as {
+      securityContext: { runAsNonRoot: boolean; sysctls: Array<{ name: string; value: string }> };
+      containers: Array<Container & { securityContext?: { capabilities?: { drop?: string[]; add?: string[] }; runAsUser?: number } }>;
+    };
+    expect(pod.securityContext.runAsNonRoot).to.equal(true);
+    expect(pod.securityContext.sysctls).to.deep.include({ name: 'net.ipv4.ip_unprivileged_port_start', value: '665' });
+    const berth = pod.containers.find((c) => c.name === 'berth')!;
+    expect(berth.securityContext?.capabilities).to.deep.equal({ drop: ['ALL'] });
+  });
+
   it('agrees on socket paths: node plugin, kubelet registration, registrar and livenessprobe', () => {
     for (const [name, objects] of rendered) {
       const ds = objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'berth-node') as Workload;

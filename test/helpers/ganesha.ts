@@ -13,7 +13,15 @@ export class Ganesha {
   rpcbind: ChildProcess | undefined;
   readonly exportDir: string;
 
-  constructor(readonly dir: string) {
+  /**
+   * @param exportOptions the export's access options (default: no squashing,
+   *   any source port); e.g. `PrivilegedPort = true; Squash = root_squash;`
+   *   for an export like a stock Linux server's (secure, root_squash).
+   */
+  constructor(
+    readonly dir: string,
+    readonly exportOptions = 'Squash = None;',
+  ) {
     this.exportDir = path.join(dir, 'export');
   }
 
@@ -35,7 +43,7 @@ NFS_KRB5 { Active_krb5 = false; }
 NFSV4 { Graceless = true; Only_Numeric_Owners = true; RecoveryRoot = ${this.dir}/recov; }
 EXPORT {
     Export_Id = 1; Path = ${this.exportDir}; Pseudo = ${this.exportDir};
-    Access_Type = RW; Squash = None; SecType = sys;
+    Access_Type = RW; SecType = sys; ${this.exportOptions}
     FSAL { Name = VFS; }
 }
 `;

@@ -61,6 +61,12 @@ describe('volume id codec', () => {
         'nfs:[fd00%3A%3A5]@2049@:/e:share:pvc-1',
       ],
       ['the export root', { server: 'nas', share: '/' }, 'nfs:nas:/:share:pvc-1'],
+      [
+        'the identity used on a root_squash export',
+        { server: 'nas', share: '/e', uid: 1000, gid: 100 },
+        'nfs:nas@@@1000.100:/e:share:pvc-1',
+      ],
+      ['ports and an identity', { server: 'nas', share: '/e', nfsPort: 2049, uid: 0, gid: 0 }, 'nfs:nas@2049@@0.0:/e:share:pvc-1'],
     ];
     for (const [label, where, id] of cases) {
       it(`formats and parses ${label}`, () => {
@@ -73,6 +79,9 @@ describe('volume id codec', () => {
     it('rejects malformed NFS ids', () => {
       for (const id of [
         'nfs:nas:../../etc:share:pvc',
+        'nfs:nas@@@1000:/e:share:pvc',
+        'nfs:nas@@@1000.x:/e:share:pvc',
+        'nfs:nas@@@1.2@3:/e:share:pvc',
         'nfs:nas:/a/../etc:share:pvc',
         'nfs:nas:/a%3Ab:share:pvc',
         'nfs:-o:/e:share:pvc',
