@@ -14,6 +14,8 @@ export interface DriverFlags {
   /** Where operators pre-mount NFS exports (the mountedAt parameter); empty: mountedAt is refused. */
   mountedAtDirs: string[];
   kubeletDir: string;
+  /** Where the node keeps what it staged and how (default <kubelet-dir>/plugins/<drivername>/state). */
+  nodeStateDir: string;
   maxVolumesPerNode: number;
   /** Where NFS connections come from: a reserved port when possible (auto), always, or any. */
   nfsSourcePort: 'auto' | 'reserved' | 'any';
@@ -48,6 +50,11 @@ const SPECS: Record<string, FlagSpec> = {
   mode: { key: 'mode', kind: 'string', help: 'services to serve: controller, node or all (default all)' },
   'pool-dir': { key: 'poolDir', kind: 'string', help: `directory of the local pool (default ${DEFAULT_POOL_DIR})` },
   'kubelet-dir': { key: 'kubeletDir', kind: 'string', help: 'kubelet root directory (default /var/lib/kubelet)' },
+  'node-state-dir': {
+    key: 'nodeStateDir',
+    kind: 'string',
+    help: 'where the node records what it staged and how (default <kubelet-dir>/plugins/<drivername>/state)',
+  },
   'nfs-mount-dir': {
     key: 'nfsMountDir',
     kind: 'string',
@@ -101,6 +108,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     nfsMountDir: '/var/lib/berth/nfs',
     mountedAtDirs: [],
     kubeletDir: '/var/lib/kubelet',
+    nodeStateDir: '',
     maxVolumesPerNode: 0,
     thinOverprovision: 1,
     nfsSourcePort: 'auto',
@@ -151,6 +159,8 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (!flags.kubeletRegistrationPath.startsWith('/')) throw new FlagError('--kubelet-registration-path must be an absolute path');
   if (!flags.poolDir.startsWith('/')) throw new FlagError('--pool-dir must be an absolute path');
   if (!flags.kubeletDir.startsWith('/')) throw new FlagError('--kubelet-dir must be an absolute path');
+  flags.nodeStateDir ||= `${flags.kubeletDir.replace(/\/+$/, '')}/plugins/${flags.driverName}/state`;
+  if (!flags.nodeStateDir.startsWith('/')) throw new FlagError('--node-state-dir must be an absolute path');
   if (!flags.nfsMountDir.startsWith('/')) throw new FlagError('--nfs-mount-dir must be an absolute path');
   for (const d of flags.mountedAtDirs)
     if (!d.startsWith('/') || d === '/') throw new FlagError(`--mounted-at-dirs: "${d}" must be an absolute directory other than /`);

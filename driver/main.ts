@@ -72,6 +72,7 @@ export async function startDriver(
       nfsMountDir: flags.nfsMountDir,
       mountedAtDirs: flags.mountedAtDirs,
       kubeletDir: flags.kubeletDir,
+      stateDir: flags.nodeStateDir,
       maxVolumesPerNode: flags.maxVolumesPerNode,
       host: new LinuxHost(),
     });

@@ -49,6 +49,7 @@ import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
 import { requireAllowedMountedAt, requireKubeletPath } from './kubelet-paths.js';
+import { StageRecords, stageDifference, stageRecordOf } from './stage-records.js';
 
 export interface NodeConfig {
   nodeId: string;
@@ -59,6 +60,8 @@ export interface NodeConfig {
   /** The only directories a volume_context mountedAt may name (pre-mounted exports). */
   mountedAtDirs: readonly string[];
   kubeletDir: string;
+  /** Where the node records what it staged and how (stage-records.ts). */
+  stateDir: string;
   maxVolumesPerNode: number;
   host: Host;
 }
@@ -105,9 +108,11 @@ export class NodeService {
   };
 
   private readonly host: Host;
+  private readonly stages: StageRecords;
 
   constructor(private readonly cfg: NodeConfig) {
     this.host = cfg.host;
+    this.stages = new StageRecords(cfg.stateDir);
   }
 
   async NodeGetCapabilities(): Promise<{ capabilities: Array<{ rpc: { type: string } }> }> {
@@ -225,17 +230,23 @@ export class NodeService {
     });
     const mounts = await this.host.readMounts();
     const src = v.source;
+    const accessType = cap.access_type === 'block' ? 'block' : 'mount';
+    const fsType = src.kind === 'block' && accessType === 'mount' ? cap.mount?.fs_type || v.fsType || DEFAULT_FS_TYPE : '';
+    const wanted = stageRecordOf(id, accessType, cap.access_mode?.mode ?? '', fsType, flags);
+    // Staged already: the same volume, flags and access mode again is OK; anything else is ALREADY_EXISTS.
+    const was = await this.stages.read(staging);
+    const differ = was ? stageDifference(was, wanted) : ['record'];
+    const staged = topMount(mounts, staging) || topMount(mounts, path.join(staging, RAW_DEVICE_FILE));
+    if (staged && was && differ.length > 0) throw alreadyExists(`${staging} is already staged with another ${differ.join(', ')}`);
     if (src.kind === 'share') {
       await this.stageShare(src, staging, mounts);
-      return {};
-    }
-    if (src.export) await this.ensureExportMounted(src.export, mounts);
-    if (cap.access_type === 'block') {
-      await this.stageRaw(src.image, staging, READ_ONLY_MODES.has(cap.access_mode?.mode ?? ''), mounts);
     } else {
-      const fsType = cap.mount?.fs_type || v.fsType || DEFAULT_FS_TYPE;
-      await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, READ_ONLY_MODES.has(cap.access_mode?.mode ?? ''), mounts);
+      if (src.export) await this.ensureExportMounted(src.export, mounts);
+      const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
+      if (accessType === 'block') await this.stageRaw(src.image, staging, readonly, mounts);
+      else await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, readonly, mounts);
     }
+    if (differ.length > 0) await this.stages.write(staging, wanted);
     return {};
   }
 
@@ -382,6 +393,7 @@ export class NodeService {
       mounts = await this.host.readMounts();
     }
     await fs.rm(path.join(staging, RAW_DEVICE_FILE), { force: true });
+    await this.stages.remove(staging);
     const loops = [...released];
     if (ref.pool === 'local' && ref.kind === 'block')
       loops.push(...(await loopDevicesOf(this.host, this.cfg.pool.imagePath(ref.dirName))).map((l) => l.device));

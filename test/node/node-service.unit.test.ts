@@ -56,6 +56,7 @@ describe('node service decisions (fake host, no root)', () => {
       nfsMountDir: path.join(dir, 'nfs'),
       mountedAtDirs: [path.join(dir, 'premounted')],
       kubeletDir: k.root,
+      stateDir: path.join(dir, 'state'),
       maxVolumesPerNode: 0,
       host,
     });
@@ -166,6 +167,23 @@ describe('node service decisions (fake host, no root)', () => {
       const err = await expectCode(stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4')), Code.FAILED_PRECONDITION);
       expect(err.message).to.contain('crypto_LUKS');
       expect(host.calls.some((c) => c.startsWith('mkfs'))).to.equal(false);
+    });
+
+    it('answers ALREADY_EXISTS when staged again with other mount flags or another access mode, and OK for the same again', async () => {
+      const id = await localVolume('pvc-flags-again', 'block', 'ext4');
+      const staging = await stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4', ['noatime']));
+      const calls = host.calls.length;
+      await stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4', ['noatime']));
+      const flags = await expectCode(
+        stage(id, mountCap('SINGLE_NODE_WRITER', 'ext4', ['noatime', 'password=hunter2'])),
+        Code.ALREADY_EXISTS,
+      );
+      expect(flags.message).to.contain('mountFlags').and.not.contain('hunter2');
+      const mode = await expectCode(stage(id, mountCap('SINGLE_NODE_MULTI_WRITER', 'ext4', ['noatime'])), Code.ALREADY_EXISTS);
+      expect(mode.message).to.contain('accessMode');
+      expect(host.calls).to.have.length(calls);
+      await call('NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
+      await stage(id, mountCap('SINGLE_NODE_MULTI_WRITER', 'ext4')); // once unstaged, anything goes
     });
 
     it('answers ALREADY_EXISTS when staged again as another filesystem', async () => {

@@ -261,6 +261,10 @@ describe('node service on a local pool (root, real devices)', function () {
       await v.stage(); // identical: OK
       await expectCode(v.stage(mountCap('SINGLE_NODE_WRITER', 'xfs')), Code.ALREADY_EXISTS);
       await expectCode(v.stage(blockCap()), Code.ALREADY_EXISTS);
+      // The spec's "staged incompatibly": other mount flags, another access mode.
+      await expectCode(v.stage(mountCap('SINGLE_NODE_WRITER', 'ext4', ['noatime'])), Code.ALREADY_EXISTS);
+      await expectCode(v.stage(mountCap('SINGLE_NODE_READER_ONLY', 'ext4')), Code.ALREADY_EXISTS);
+      await v.stage(); // identical again: OK
       await v.unstage();
       await v.unstage(); // not staged: OK
     });
