@@ -134,12 +134,18 @@ export class DirectorySync {
  * space is not there, so a thick volume never promises what the disk lacks.
  */
 export async function reserveSpace(file: string, bytes: number): Promise<void> {
+  const noRoom = () => Object.assign(new Error(`no room to reserve ${bytes} bytes for ${path.basename(file)}`), { code: 'ENOSPC' });
+  const before = fs.statSync(file);
+  // Refused up front when it cannot fit: a failing fallocate first takes all the free space it can
+  // (other volumes' writes would fail meanwhile), and keeps it.
+  const free = fs.statfsSync(path.dirname(file));
+  if (bytes - before.blocks * 512 > free.bavail * free.bsize) throw noRoom();
   try {
     await run('fallocate', ['-l', String(bytes), '--', file], { timeoutMs: 120_000 });
   } catch (err) {
-    if (err instanceof CommandError && /No space left|ENOSPC|Disk quota/i.test(err.stderr)) {
-      throw Object.assign(new Error(`no room to reserve ${bytes} bytes for ${path.basename(file)}`), { code: 'ENOSPC' });
-    }
+    // A failed fallocate leaves the file extended over what it did allocate: give it all back.
+    fs.truncateSync(file, before.size);
+    if (err instanceof CommandError && /No space left|ENOSPC|Disk quota/i.test(err.stderr)) throw noRoom();
     throw err;
   }
   await syncAndClose(fs.openSync(file, 'r'));

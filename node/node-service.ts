@@ -526,10 +526,11 @@ export class NodeService {
     if (!ref || (ref.pool === 'local' && (await this.cfg.pool.read(ref.dirName))?.volumeId !== id))
       throw notFound(`volume ${id} does not exist`);
     const entry = await mountAt(this.host, volumePath);
-    // A share path showing another volume is not this volume's. (A block device attached to another
-    // image is reported below as abnormal: its image may have been moved or deleted under it.)
-    if (entry && ref.kind === 'share' && !(await this.holds(ref, entry, volumePath)))
+    // A path showing another volume is not this volume's (NOT_FOUND); this volume damaged (its image
+    // moved or deleted under its device) is reported below as abnormal.
+    if (entry && !(await this.holds(ref, entry, volumePath)) && (await this.showsAnotherVolume(ref, entry))) {
       throw notFound(`${volumePath} holds another volume, not ${id}`);
+    }
     if (!st.isDirectory()) {
       // Raw block: the published device file.
       const device = entry && boundDevice(entry);
@@ -559,6 +560,20 @@ export class NodeService {
       condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
     if (!condition.abnormal) condition = (await this.poolCondition(ref)) ?? condition;
     return { usage, volume_condition: condition };
+  }
+
+  /**
+   * For stats: whether a mount that does not hold `ref` shows some other
+   * volume (NOT_FOUND), rather than this one damaged (abnormal): a share
+   * always; a block device attached to an existing file, while this local
+   * volume's own image is where it belongs.
+   */
+  private async showsAnotherVolume(ref: VolumeRef, entry: MountEntry): Promise<boolean> {
+    if (ref.kind === 'share') return true;
+    const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
+    const loop = device ? await loopDevice(this.host, device) : undefined;
+    if (!loop || loop.backingDeleted || !(await exists(loop.backingFile))) return false;
+    return ref.pool === 'nfs' || (await exists(this.cfg.pool.imagePath(ref.dirName)));
   }
 
   /** A thin local image whose pool is nearly full is abnormal before a write inside it fails. */

@@ -59,6 +59,16 @@ describe('a pool filled to the last byte (a 128 MiB ext4 pool: real fallocate, r
     const entries = (await fs.readdir(path.join(poolDir(), 'volumes'))).sort();
     expect(entries).to.deep.equal(['pvc-thick-a.img', 'pvc-thick-a.json', 'pvc-thick-b.img', 'pvc-thick-b.json']);
     expect(await fs.readdir(path.join(poolDir(), '.tmp'))).to.deep.equal([]);
+    // Growing beyond the pool: refused, and neither the image nor the pool's free space changed (a
+    // failed fallocate keeps what it took, and extends the file: never left so).
+    const image = path.join(poolDir(), 'volumes', 'pvc-thick-a.img');
+    const [sizeBefore, freeBefore] = [(await fs.stat(image)).size, await free()];
+    await expectCode(
+      rpc(d.clients.controller, 'ControllerExpandVolume', { volume_id: a, capacity_range: { required_bytes: 4 * 1024 * MiB } }),
+      Code.RESOURCE_EXHAUSTED,
+    );
+    expect((await fs.stat(image)).size).to.equal(sizeBefore);
+    expect(Math.abs((await free()) - freeBefore)).to.be.lessThan(MiB);
     await del(a);
     await del(b);
   });
