@@ -593,6 +593,58 @@ describe('node service on a local pool (root, real devices)', function () {
       });
     }
 
+    it('converges with the driver SIGKILLed in the middle of ControllerExpandVolume and of NodeExpandVolume', async () => {
+      const v = await volume('pvc-grow-killed', 'block', mountCap('SINGLE_NODE_WRITER', 'xfs'), 320 * MiB);
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      await fs.writeFile(path.join(t, 'data'), 'still here');
+      /** Sends the call, kills the driver `ms` later, restarts it, and retries until the call answers OK. */
+      const killedThenRetried = async (call: () => Promise<unknown>, ms: number) => {
+        const first = call().catch(() => undefined);
+        await new Promise((r) => setTimeout(r, ms));
+        await d.restart('SIGKILL');
+        await first;
+        for (let i = 0; ; i++) {
+          try {
+            return await call();
+          } catch (err) {
+            if (i > 20) throw err;
+            await new Promise((r) => setTimeout(r, 50)); // ABORTED while the killed call's lock is gone: retry
+          }
+        }
+      };
+      let size = 320 * MiB;
+      let fsBytes = await total(t);
+      for (const ms of [0, 1, 3, 8, 20]) {
+        size += 32 * MiB;
+        const to = size;
+        await killedThenRetried(() => grow(v, to), ms);
+        await killedThenRetried(
+          () =>
+            rpc(d.clients.node, 'NodeExpandVolume', {
+              volume_id: v.id,
+              volume_path: t,
+              staging_target_path: v.staging,
+              capacity_range: { required_bytes: to },
+            }),
+          ms,
+        );
+        const { volume: got } = await rpc<{ volume: { capacity_bytes: string } }>(d.clients.controller, 'ControllerGetVolume', {
+          volume_id: v.id,
+        });
+        expect(got.capacity_bytes, `record after a kill at ${ms} ms`).to.equal(String(to));
+        expect((await fs.stat(v.image)).size, 'image').to.equal(to);
+        const grown = await total(t);
+        expect(grown - fsBytes, `the filesystem grew with the image (kill at ${ms} ms)`).to.be.greaterThan(24 * MiB);
+        fsBytes = grown;
+      }
+      expect(await fs.readFile(path.join(t, 'data'), 'utf8')).to.equal('still here');
+      expect(await fs.readdir(path.join(d.poolDir, '.tmp')), 'no temporary record left').to.deep.equal([]);
+      await v.unpublish(uid);
+      await v.unstage();
+    });
+
     it('grows ext4 at the next stage when it cannot grow online, keeping the data', async () => {
       const v = await volume('pvc-grow-ext4', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'), 64 * MiB);
       const uid = podUid();
