@@ -30,6 +30,7 @@ import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { encodeNode, formatVolumeId, parseVolumeId, type VolumeRef, volumeDirName } from '../volume/volume-id.js';
 import type { LocalPool } from './local-pool.js';
 import { NfsPool, type NfsPools } from './nfs-pool.js';
+import type { NodeDirectory } from './nodes.js';
 import type { Pool } from './pool.js';
 
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
@@ -39,6 +40,8 @@ export interface ControllerConfig {
   nodeId: string;
   pool: LocalPool;
   nfs: NfsPools;
+  /** The nodes volumes may be published to (NOT_FOUND otherwise), and their volume limits. */
+  nodes: NodeDirectory;
 }
 
 const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
@@ -261,9 +264,10 @@ export class ControllerService {
       throw notFound(`volume ${id} does not exist`);
     }
     const { ref, rec, pool } = found;
-    // A local pool has one node; an NFS export is reachable from any.
+    // A local pool has one node; an NFS export is reachable from any node that exists.
     if (ref.pool === 'local' && nodeId !== this.cfg.nodeId)
       throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
+    if ((await this.cfg.nodes.exists(nodeId)) === false) throw notFound(`node ${nodeId} does not exist`);
     const problem = capabilityProblem(rec.kind, req.volume_capability);
     if (problem) throw invalid(problem);
     const accessMode = req.volume_capability.access_mode?.mode as string; // capabilityProblem made sure there is one
@@ -280,9 +284,22 @@ export class ControllerService {
     if (others.length > 0 && exclusive) {
       throw failedPrecondition(`volume ${id} is published to ${others.map(([n]) => n).join(', ')} with a single-node access mode`);
     }
+    const limit = await this.cfg.nodes.maxVolumes(nodeId);
+    if (limit > 0 && (await this.attachedTo(nodeId)) >= limit) {
+      throw exhausted(`node ${nodeId} already has ${limit} volumes published, its max_volumes_per_node`);
+    }
     rec.attachments[nodeId] = wanted;
     await pool.writeRecord(ref.dirName, rec);
     return { publish_context: publishContext };
+  }
+
+  /** How many volumes are published to a node, from the records (only when the node has a limit). */
+  private async attachedTo(nodeId: string): Promise<number> {
+    let count = 0;
+    for (const [, pool] of [['', this.cfg.pool] as const, ...this.cfg.nfs.all()]) {
+      for (const key of await pool.list()) if ((await pool.read(key))?.attachments[nodeId]) count++;
+    }
+    return count;
   }
 
   /**

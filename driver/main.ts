@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { ControllerService } from '../controller/controller-service.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
+import { SelfNode, UnknownNodes } from '../controller/nodes.js';
 import { LinuxHost } from '../host/linux-host.js';
 import { NodeService } from '../node/node-service.js';
 import { loadCsi, loadRegistration } from '../proto/load.js';
@@ -59,7 +60,9 @@ export async function startDriver(
   });
   server.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
   if (serveController) {
-    const controller = new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools });
+    // All-in-one: the one node is this process. A central controller cannot tell nodes yet.
+    const nodes = serveNode ? new SelfNode(flags.nodeId, flags.maxVolumesPerNode) : new UnknownNodes();
+    const controller = new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools, nodes });
     server.add({
       definition: csi.Controller.service,
       handlers: pipeline.serve(csi.Controller.service, controller, ControllerService.lockKeys),

@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { ControllerService, listToken } from '../../controller/controller-service.js';
 import { LocalPool } from '../../controller/local-pool.js';
 import { NfsPools } from '../../controller/nfs-pool.js';
+import { SelfNode } from '../../controller/nodes.js';
 import { Code, CsiError } from '../../volume/errors.js';
 
 describe('ListVolumes tokens and pages', () => {
@@ -23,7 +24,7 @@ describe('ListVolumes tokens and pages', () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-list-unit-'));
     const pool = new LocalPool(dir);
     await pool.init();
-    controller = new ControllerService({ nodeId: 'node-a', pool, nfs: new NfsPools() });
+    controller = new ControllerService({ nodeId: 'node-a', pool, nfs: new NfsPools(), nodes: new SelfNode('node-a', 0) });
     for (let i = 0; i < 25; i++) await create(`pvc-${String(i).padStart(2, '0')}`);
   });
   after(async () => fs.rm(dir, { recursive: true, force: true }));

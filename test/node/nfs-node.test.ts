@@ -32,7 +32,11 @@ describe('node service on NFS pools', function () {
     g = new Ganesha(dir);
     await g.start();
     mounts = await MountRecorder.create(dir);
-    d = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() }, extraArgs: ['--mounted-at-dirs', g.exportDir] });
+    d = await DriverProcess.start({
+      mode: 'all',
+      env: { PATH: mounts.path() },
+      extraArgs: ['--mounted-at-dirs', g.exportDir],
+    });
     k = new KubeletPaths(d.kubeletDir);
   });
   after(async () => {
@@ -178,6 +182,34 @@ describe('node service on NFS pools', function () {
       expect((await fs.stat(path.join(evil, 'disk.img'))).blocks, 'never formatted').to.equal(0);
     } finally {
       await fs.rm(evil, { recursive: true, force: true });
+    }
+  });
+
+  it('all-in-one, attaches NFS volumes only to its own node (NOT_FOUND for another), and no more than its max_volumes_per_node', async () => {
+    const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+    const limited = await DriverProcess.start({ mode: 'all', nodeId: 'node-lim', extraArgs: ['--max-volumes-per-node', '3'] });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { volume } = await rpc<{ volume: { volume_id: string } }>(limited.clients.controller, 'CreateVolume', {
+        name: `pvc-limit-${i}`,
+        volume_capabilities: [cap],
+        parameters: { pool: 'nfs', server: '127.0.0.1', share: g.exportPath },
+      });
+      ids.push(volume.volume_id);
+    }
+    const publish = (id: string, node = 'node-lim') =>
+      rpc(limited.clients.controller, 'ControllerPublishVolume', { volume_id: id, node_id: node, volume_capability: cap });
+    try {
+      await expectCode(publish(ids[0]!, 'node-z'), Code.NOT_FOUND);
+      for (const id of ids.slice(0, 3)) await publish(id);
+      await expectCode(publish(ids[3]!), Code.RESOURCE_EXHAUSTED);
+      await publish(ids[0]!); // already published: still OK
+    } finally {
+      for (const id of ids) {
+        await rpc(limited.clients.controller, 'ControllerUnpublishVolume', { volume_id: id, node_id: 'node-lim' });
+        await rpc(limited.clients.controller, 'DeleteVolume', { volume_id: id });
+      }
+      await limited.cleanup();
     }
   });
 

@@ -1,0 +1,40 @@
+// Which nodes ControllerPublishVolume may attach volumes to, and how many
+// each takes. The spec answers NOT_FOUND for a node that does not exist and
+// RESOURCE_EXHAUSTED past a node's max_volumes_per_node.
+export interface NodeDirectory {
+  /** Whether `nodeId` names a node that runs berth; undefined when this controller cannot tell. */
+  exists(nodeId: string): Promise<boolean | undefined>;
+  /** The most volumes the node takes (its NodeGetInfo max_volumes_per_node); 0: no limit. */
+  maxVolumes(nodeId: string): Promise<number>;
+}
+
+/** All-in-one: this process is the controller and the one node. */
+export class SelfNode implements NodeDirectory {
+  constructor(
+    readonly nodeId: string,
+    private readonly maxVolumesPerNode: number,
+  ) {}
+
+  async exists(nodeId: string): Promise<boolean> {
+    return nodeId === this.nodeId;
+  }
+
+  async maxVolumes(nodeId: string): Promise<number> {
+    return nodeId === this.nodeId ? this.maxVolumesPerNode : 0;
+  }
+}
+
+/**
+ * A central controller (mode controller) with no source of node facts yet:
+ * it cannot tell which nodes exist (the multi-node work reads them from the
+ * CSINode objects), so it accepts any node id and applies no limit.
+ */
+export class UnknownNodes implements NodeDirectory {
+  async exists(): Promise<undefined> {
+    return undefined;
+  }
+
+  async maxVolumes(): Promise<number> {
+    return 0;
+  }
+}
