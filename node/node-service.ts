@@ -44,7 +44,7 @@ import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange, unavailable } from '../volume/errors.js';
 import type { LocalPoolLayout } from '../volume/local-layout.js';
 import { mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
-import type { FilesystemRecord } from '../volume/record.js';
+import { type FilesystemRecord, readRecordFile } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
@@ -343,7 +343,7 @@ export class NodeService {
     }
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
-    const known = await readFilesystemRecord(src.filesystemRecord);
+    const known = await readRecordFile<FilesystemRecord>(src.filesystemRecord);
     const device = await attachImage(this.host, image, { readOnly: readonly });
     try {
       const { formatted } = await formatAndMount(this.host, device, staging, fsType, flags, {
@@ -627,16 +627,6 @@ export class NodeService {
       }
     }
     return { capacity_bytes: size };
-  }
-}
-
-/** A block volume's filesystem record, or undefined when it has none (never formatted or mounted by berth). */
-async function readFilesystemRecord(file: string): Promise<FilesystemRecord | undefined> {
-  try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as FilesystemRecord;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
   }
 }
 

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileDurable } from '../host/durable.js';
+import { readRecordFile } from '../volume/record.js';
 
 export interface StageRecord {
   volumeId: string;
@@ -42,13 +43,8 @@ export class StageRecords {
     return path.join(this.dir, `${sha256(staging)}.json`);
   }
 
-  async read(staging: string): Promise<StageRecord | undefined> {
-    try {
-      return JSON.parse(await fs.readFile(this.file(staging), 'utf8')) as StageRecord;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+  read(staging: string): Promise<StageRecord | undefined> {
+    return readRecordFile<StageRecord>(this.file(staging));
   }
 
   async write(staging: string, record: StageRecord): Promise<void> {

@@ -11,7 +11,7 @@
 // <dir> is always a safe path component (volumeDirName), checked again here.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { VolumeRecord } from './record.js';
+import { readRecordFile, type VolumeRecord } from './record.js';
 import { isSafeDirName } from './volume-id.js';
 
 export const RECORD_SUFFIX = '.json';
@@ -65,11 +65,6 @@ export class LocalPoolLayout {
   async read(dirName: string): Promise<VolumeRecord | undefined> {
     // Asynchronous on purpose: every RPC naming a volume reads its record,
     // and a stuck read must not stall the event loop (signals, Probe).
-    try {
-      return JSON.parse(await fs.readFile(this.recordPath(dirName), 'utf8')) as VolumeRecord;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    return readRecordFile<VolumeRecord>(this.recordPath(dirName));
   }
 }

@@ -85,6 +85,17 @@ export function mountedAt(value: string | undefined, field = 'mountedAt'): strin
   return v;
 }
 
+/** Where an NFS pool is, and who berth is there: the export, its ports, its AUTH_SYS identity. */
+export interface NfsLocation {
+  server: string;
+  share: string;
+  nfsPort?: number;
+  mountPort?: number;
+  /** The AUTH_SYS identity berth acts as on the export (default root); on a root_squash export, its owner's. */
+  uid?: number;
+  gid?: number;
+}
+
 /** Where a volume's bytes are on an NFS export, checked. */
 export interface NfsVolumeSource {
   server: string;

@@ -1,22 +1,14 @@
 // StorageClass parameters, validated once at the edge into a typed value.
 import { invalid } from './errors.js';
-import { mountedAt, mountOptions, nfsServer, nfsShare, nfsSubDir } from './nfs.js';
+import { mountedAt, mountOptions, type NfsLocation, nfsServer, nfsShare, nfsSubDir } from './nfs.js';
+
+export type { NfsLocation };
+
 import type { OnDelete } from './record.js';
 import { VOLUME_KINDS, type VolumeKind } from './volume-id.js';
 
 export type { OnDelete };
 export type PoolType = 'local' | 'nfs';
-
-/** Where an NFS pool is: the export, and how nodes reach it. */
-export interface NfsLocation {
-  server: string;
-  share: string;
-  nfsPort?: number;
-  mountPort?: number;
-  /** The AUTH_SYS identity berth acts as on the export (default root); on a root_squash export, its owner's. */
-  uid?: number;
-  gid?: number;
-}
 
 /** Where an NFS class puts volumes, and how nodes reach them. */
 export interface NfsParameters extends NfsLocation {

@@ -1,5 +1,6 @@
 // A volume's record: the small JSON document beside its bytes in the pool
 // (local or NFS) that is the volume's truth for every service.
+import fs from 'node:fs/promises';
 import type { VolumeKind } from './volume-id.js';
 
 export type OnDelete = 'delete' | 'retain' | 'archive';
@@ -39,4 +40,14 @@ export interface FilesystemRecord {
   /** When berth made it, or first mounted one it found. */
   since: string;
   madeByBerth: boolean;
+}
+
+/** A record's content, or undefined when there is no such file (any other failure is thrown). */
+export async function readRecordFile<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
 }

@@ -8,7 +8,7 @@
 // export. DeleteVolume gets nothing but this id, so it must be enough; it
 // stays within the spec's 128 bytes by hashing what would not fit.
 import { createHash } from 'node:crypto';
-import { nfsServer, nfsShare } from './nfs.js';
+import { type NfsLocation, nfsServer, nfsShare } from './nfs.js';
 
 export type VolumeKind = 'share' | 'block';
 export const VOLUME_KINDS: readonly VolumeKind[] = ['share', 'block'];
@@ -24,15 +24,8 @@ export interface LocalVolumeRef {
 }
 
 /** An NFS volume: the export it lives on and its record's key there. */
-export interface NfsVolumeRef {
+export interface NfsVolumeRef extends NfsLocation {
   pool: 'nfs';
-  server: string;
-  share: string;
-  nfsPort?: number;
-  mountPort?: number;
-  /** The AUTH_SYS identity berth uses on this export (root_squash exports: its owner). */
-  uid?: number;
-  gid?: number;
   kind: VolumeKind;
   dirName: string;
 }
