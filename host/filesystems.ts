@@ -1,5 +1,7 @@
 // What is on a device, making a filesystem, and growing one. `blkid -p`
 // probes the device itself (no udev cache); exit 2 means no signature at all.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { run } from './run.js';
 
 export type DeviceContent = { state: 'blank' } | { state: 'filesystem'; fsType: string } | { state: 'other'; description: string };
@@ -80,4 +82,15 @@ export async function growMounted(fsType: string, device: string, mountPoint: st
 export async function checkFilesystem(fsType: string, device: string): Promise<void> {
   if (fsType !== 'ext4') return; // xfs and btrfs replay their logs at mount
   await run('e2fsck', ['-p', device], { timeoutMs: 600_000, okExitCodes: [1] });
+}
+
+/**
+ * How many errors the filesystem on a mounted device has recorded since it
+ * was made or last repaired: ext4 keeps the count in its superblock and
+ * shows it in sysfs. Undefined for filesystems that keep no such count.
+ */
+export async function filesystemErrors(fsType: string, device: string): Promise<number | undefined> {
+  if (fsType !== 'ext4') return undefined;
+  const text = await fs.readFile(`/sys/fs/ext4/${path.basename(device)}/errors_count`, 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : Number(text.trim());
 }

@@ -35,6 +35,8 @@ export interface Host {
   checkFilesystem(fsType: string, device: string): Promise<void>;
   /** Whether an image has a written extent; undefined when its filesystem cannot say. */
   imageHasData(image: string): Promise<boolean | undefined>;
+  /** Errors the filesystem on a mounted device has recorded (ext4 counts them), or undefined when it does not say. */
+  filesystemErrors(fsType: string, device: string): Promise<number | undefined>;
   /** Whether any of the first `bytes` of a device is not zero. */
   deviceHasData(device: string, bytes: number): Promise<boolean>;
   /** stat of `target` fails with ESTALE (an NFS export recreated under a mount). */

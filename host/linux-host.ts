@@ -3,7 +3,7 @@
 // tools through the command runner.
 import fs from 'node:fs/promises';
 import { deviceHasData, imageHasData } from './data-check.js';
-import { checkFilesystem, filesystemSize, growMounted, growOffline, mkfs, probeDevice } from './filesystems.js';
+import { checkFilesystem, filesystemErrors, filesystemSize, growMounted, growOffline, mkfs, probeDevice } from './filesystems.js';
 import type { Host } from './host.js';
 import { blockDeviceSize, losetupAttach, losetupDetach, losetupRefresh, readLoopTable } from './loop-devices.js';
 import { readMountTable } from './mount-table.js';
@@ -27,6 +27,7 @@ export class LinuxHost implements Host {
   growMounted = growMounted;
   isStale = isStale;
   checkFilesystem = checkFilesystem;
+  filesystemErrors = filesystemErrors;
   imageHasData = imageHasData;
   deviceHasData = deviceHasData;
 

@@ -558,6 +558,14 @@ export class NodeService {
       );
     else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName))))
       condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
+    if (!condition.abnormal && entry && ref.kind === 'block' && entry.source.startsWith('/dev/loop')) {
+      const errors = await this.host.filesystemErrors(entry.fstype, entry.source);
+      if (errors)
+        condition = {
+          abnormal: true,
+          message: `the ${entry.fstype} filesystem has recorded ${errors} errors: check it (fsck) before trusting its data`,
+        };
+    }
     if (!condition.abnormal) condition = (await this.poolCondition(ref)) ?? condition;
     return { usage, volume_condition: condition };
   }

@@ -161,6 +161,13 @@ export class FakeHost implements Host {
     this.record(`fsck ${fsType} ${device}`);
   }
 
+  /** Errors each device's filesystem has recorded. */
+  readonly fsErrors = new Map<string, number>();
+
+  async filesystemErrors(_fsType: string, device: string): Promise<number | undefined> {
+    return this.fsErrors.get(device);
+  }
+
   async imageHasData(image: string): Promise<boolean | undefined> {
     return this.withData.has(path.resolve(image)) || this.image(path.resolve(image)).content.state !== 'blank';
   }

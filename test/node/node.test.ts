@@ -539,6 +539,26 @@ describe('node service on a local pool (root, real devices)', function () {
       await expectCode(stats(v.id, t), Code.NOT_FOUND);
     });
 
+    it('reports a volume whose ext4 filesystem has recorded errors as abnormal', async () => {
+      const v = await volume('pvc-erroring', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      const uid = podUid();
+      await v.stage();
+      const t = await v.publish(uid);
+      expect((await stats(v.id, t)).volume_condition.abnormal).to.equal(false);
+      await v.unpublish(uid);
+      await v.unstage();
+      // The superblock's error count, as the kernel leaves it after I/O or metadata errors.
+      await exec('debugfs', ['-w', '-R', 'ssv error_count 3', v.image]);
+      const reader = new Vol(v.id, v.pv, mountCap('SINGLE_NODE_READER_ONLY', 'ext4')); // read-only: no fsck to repair it first
+      await reader.stage();
+      const rt = await reader.publish(uid);
+      const s = await stats(v.id, rt);
+      expect(s.volume_condition).to.deep.include({ abnormal: true });
+      expect(s.volume_condition.message).to.contain('recorded 3 errors');
+      await reader.unpublish(uid);
+      await reader.unstage();
+    });
+
     it('reports a raw device by its size, abnormal once its loop device is detached', async () => {
       const v = await volume('pvc-stats-raw', 'block', blockCap(), 16 * MiB);
       const uid = podUid();
