@@ -242,12 +242,16 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     // The node's filesystem record goes first, durably: one left behind
     // would make a new volume of the same name refuse its first format.
     await this.removeFilesystemRecord(dirName);
-    if (isThin(record)) this.thinPromised -= record.capacityBytes;
+    // From here the volume's record leaves volumes/: what it promised is released once that is durable.
+    const released = () => {
+      if (isThin(record)) this.thinPromised -= record.capacityBytes;
+    };
     if (mode === 'delete') {
       const doomed = path.join(this.trashDir, `${dirName}.${this.uniqueSuffix()}`);
       moveIfThere(data, doomed + dataSuffix);
       renameSync(this.recordPath(dirName), doomed + RECORD);
       await this.volumesSync.sync();
+      released();
       // The volume is gone, durably; its bytes are freed in the background
       // (and at the next start-up if the process dies first).
       this.emptyTrash(doomed + dataSuffix);
@@ -262,6 +266,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     moveIfThere(data, target + dataSuffix);
     renameSync(this.recordPath(dirName), target + RECORD);
     await this.volumesSync.sync();
+    released();
     await fsyncDir(keepDir);
   }
 
