@@ -55,6 +55,15 @@ describe('hostile input: every RPC, malformed and crafted requests, nothing chan
       parameters: { kind: 'block' },
     });
     await rpc(d.clients.controller, 'ControllerPublishVolume', { volume_id: volume.volume_id, node_id: 'node-a', volume_capability: cap });
+    // A filesystem fully initialised up front: a fresh ext4 otherwise goes on writing its inode tables
+    // (ext4lazyinit) after it is mounted, and only a request may change the victim's bytes here.
+    await exec('mkfs.ext4', [
+      '-q',
+      '-F',
+      '-E',
+      'lazy_itable_init=0,lazy_journal_init=0',
+      path.join(d.poolDir, 'volumes', 'pvc-victim.img'),
+    ]);
     const staging = k.staging(volume.volume_id);
     await k.prepareStage(staging);
     await rpc(d.clients.node, 'NodeStageVolume', { volume_id: volume.volume_id, staging_target_path: staging, volume_capability: cap });

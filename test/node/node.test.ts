@@ -98,11 +98,14 @@ describe('node service on a local pool (root, real devices)', function () {
 
   const writeRaw = async (dev: string, text: string) => {
     const fh = await fs.open(dev, 'r+');
-    const buf = Buffer.alloc(4096);
-    buf.write(text);
-    await fh.write(buf, 0, buf.length, 0);
-    await fh.sync();
-    await fh.close();
+    try {
+      const buf = Buffer.alloc(4096);
+      buf.write(text);
+      await fh.write(buf, 0, buf.length, 0);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
   };
   const readRaw = async (dev: string, len: number) => {
     const fh = await fs.open(dev, 'r');
