@@ -238,11 +238,11 @@ export class NodeService {
     const differ = was ? stageDifference(was, wanted) : ['record'];
     const staged = topMount(mounts, staging) || topMount(mounts, path.join(staging, RAW_DEVICE_FILE));
     if (staged && was && differ.length > 0) throw alreadyExists(`${staging} is already staged with another ${differ.join(', ')}`);
+    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
     if (src.kind === 'share') {
-      await this.stageShare(src, staging, mounts);
+      await this.stageShare(src, staging, readonly, mounts);
     } else {
       if (src.export) await this.ensureExportMounted(src.export, mounts);
-      const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
       if (accessType === 'block') await this.stageRaw(src.image, staging, readonly, mounts);
       else await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, readonly, mounts);
     }
@@ -250,7 +250,13 @@ export class NodeService {
     return {};
   }
 
-  private async stageShare(src: Extract<VolumeSource, { kind: 'share' }>, staging: string, mounts: MountEntry[]): Promise<void> {
+  /** A share's directory at the staging path: bound, or NFS-mounted; read-only for read-only access modes. */
+  private async stageShare(
+    src: Extract<VolumeSource, { kind: 'share' }>,
+    staging: string,
+    readonly: boolean,
+    mounts: MountEntry[],
+  ): Promise<void> {
     const current = topMount(mounts, staging);
     if ('bind' in src) {
       if (current) {
@@ -258,7 +264,7 @@ export class NodeService {
         throw alreadyExists(`${staging} already has something else mounted (${current.source})`);
       }
       if (!(await exists(src.bind))) throw notFound(`the volume's directory ${src.bind} does not exist`);
-      await this.host.bindMount(src.bind, staging, false);
+      await this.host.bindMount(src.bind, staging, readonly);
       return;
     }
     if (current) {
@@ -267,7 +273,11 @@ export class NodeService {
       if (!(await this.host.isStale(staging))) return;
       await this.host.unmount(staging);
     }
-    await this.mountNfs(src.nfs.device, staging, src.nfs.options);
+    await this.mountNfs(
+      src.nfs.device,
+      staging,
+      readonly && !src.nfs.options.includes('ro') ? [...src.nfs.options, 'ro'] : src.nfs.options,
+    );
   }
 
   /** `mount -t nfs`, with a timeout; an unreachable server is UNAVAILABLE (retryable). */

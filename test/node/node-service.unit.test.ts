@@ -310,6 +310,15 @@ describe('node service decisions (fake host, no root)', () => {
       await publish(id, cap, staging, target, true); // the same again: OK
     });
 
+    it('stages a share read-only for a read-only access mode: the bind, and an NFS mount with ro', async () => {
+      const id = await localVolume('pvc-share-ro', 'share');
+      const staging = await stage(id, mountCap('MULTI_NODE_READER_ONLY'));
+      expect(host.calls.at(-1)).to.equal(`bind ro ${pool.dataDir('pvc-share-ro')} ${staging}`);
+      const nfs = 'nfs:127.0.0.1:/export:share:pvc-nfs-ro';
+      const nfsStaging = await stage(nfs, mountCap('MULTI_NODE_READER_ONLY'), { subDir: 'pvc-nfs-ro', mountOptions: 'nfsvers=4.1' });
+      expect(host.calls.at(-1)).to.equal(`mount -t nfs -o nfsvers=4.1,ro 127.0.0.1:/export/pvc-nfs-ro ${nfsStaging}`);
+    });
+
     it('refuses a second target for SINGLE_NODE_SINGLE_WRITER', async () => {
       const id = await localVolume('pvc-rwop', 'share');
       const cap = mountCap('SINGLE_NODE_SINGLE_WRITER');
