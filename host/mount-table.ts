@@ -62,5 +62,11 @@ export function boundDevice(entry: MountEntry): string | undefined {
   return undefined;
 }
 
+/** The loop device a mount shows: mounted as a filesystem, or its node bound (raw block). */
+export function loopBehind(entry: MountEntry): string | undefined {
+  const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
+  return device?.startsWith('/dev/loop') ? device : undefined;
+}
+
 /** Two mounts show the same thing when source and root inside it agree. */
 export const sameThing = (a: MountEntry, b: MountEntry) => a.source === b.source && a.fsroot === b.fsroot && a.fstype === b.fstype;

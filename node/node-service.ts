@@ -19,6 +19,7 @@ import {
   formatAndMount,
   type Host,
   isStaleError,
+  loopBehind,
   loopDevice,
   loopDevicesOf,
   type MountEntry,
@@ -183,7 +184,7 @@ export class NodeService {
    */
   private async holds(ref: VolumeRef, entry: MountEntry, at: string): Promise<boolean> {
     if (ref.kind === 'block') {
-      const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
+      const device = loopBehind(entry);
       if (!device) return false;
       const loop = await loopDevice(this.host, device);
       if (!loop) return true; // a loop device detached under its mount holds no volume's bytes: safe to undo
@@ -392,11 +393,12 @@ export class NodeService {
       if (!entry) continue;
       if (!(await this.holds(ref, entry, target)))
         throw failedPrecondition(`${target} holds another volume than ${id} (${entry.source}); leaving it mounted`);
-      const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
-      if (device?.startsWith('/dev/loop')) released.push(device);
+      const device = loopBehind(entry);
+      if (device) released.push(device);
       // Users: binds of the same mount, and (raw block) of any loop device of the same image.
-      const images = new Set((await this.host.readLoops()).filter((l) => l.device === device).map((l) => l.backingFile));
-      const loopsOfImage = new Set((await this.host.readLoops()).filter((l) => images.has(l.backingFile)).map((l) => l.device));
+      const loops = await this.host.readLoops();
+      const image = loops.find((l) => l.device === device)?.backingFile;
+      const loopsOfImage = new Set(loops.filter((l) => image !== undefined && l.backingFile === image).map((l) => l.device));
       const users = mounts.filter((m) => m.target !== target && (sameThing(m, entry) || loopsOfImage.has(boundDevice(m) ?? '')));
       if (users.length > 0) throw failedPrecondition(`volume ${id} is still published at ${users.map((u) => u.target).join(', ')}`);
       await this.unmountReported(target);
@@ -533,8 +535,9 @@ export class NodeService {
       throw notFound(`nothing at ${volumePath}`);
     }
     const ref = parseVolumeId(id);
-    if (!ref || (ref.pool === 'local' && (await this.cfg.pool.read(ref.dirName))?.volumeId !== id))
-      throw notFound(`volume ${id} does not exist`);
+    const rec = ref?.pool === 'local' ? await this.cfg.pool.read(ref.dirName) : undefined;
+    if (!ref || (ref.pool === 'local' && rec?.volumeId !== id)) throw notFound(`volume ${id} does not exist`);
+    const thin = rec?.kind === 'block' && rec.parameters.provisioning === 'thin';
     const entry = await mountAt(this.host, volumePath);
     // A path showing another volume is not this volume's (NOT_FOUND); this volume damaged (its image
     // moved or deleted under its device) is reported below as abnormal.
@@ -550,7 +553,7 @@ export class NodeService {
       const condition = await this.loopCondition(ref, loop);
       return {
         usage: [{ unit: 'BYTES', total: size }],
-        volume_condition: condition.abnormal ? condition : ((await this.poolCondition(ref)) ?? condition),
+        volume_condition: condition.abnormal ? condition : ((await this.poolCondition(thin)) ?? condition),
       };
     }
     const s = await fs.statfs(volumePath);
@@ -568,15 +571,16 @@ export class NodeService {
       );
     else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName))))
       condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
-    if (!condition.abnormal && entry && ref.kind === 'block' && entry.source.startsWith('/dev/loop')) {
-      const errors = await this.host.filesystemErrors(entry.fstype, entry.source);
+    const device = entry && ref.kind === 'block' ? loopBehind(entry) : undefined;
+    if (!condition.abnormal && entry && device === entry.source) {
+      const errors = await this.host.filesystemErrors(entry.fstype, device);
       if (errors)
         condition = {
           abnormal: true,
           message: `the ${entry.fstype} filesystem has recorded ${errors} errors: check it (fsck) before trusting its data`,
         };
     }
-    if (!condition.abnormal) condition = (await this.poolCondition(ref)) ?? condition;
+    if (!condition.abnormal) condition = (await this.poolCondition(thin)) ?? condition;
     return { usage, volume_condition: condition };
   }
 
@@ -588,17 +592,15 @@ export class NodeService {
    */
   private async showsAnotherVolume(ref: VolumeRef, entry: MountEntry): Promise<boolean> {
     if (ref.kind === 'share') return true;
-    const device = entry.source.startsWith('/dev/loop') ? entry.source : boundDevice(entry);
+    const device = loopBehind(entry);
     const loop = device ? await loopDevice(this.host, device) : undefined;
     if (!loop || loop.backingDeleted || !(await exists(loop.backingFile))) return false;
     return ref.pool === 'nfs' || (await exists(this.cfg.pool.imagePath(ref.dirName)));
   }
 
   /** A thin local image whose pool is nearly full is abnormal before a write inside it fails. */
-  private async poolCondition(ref: VolumeRef): Promise<{ abnormal: boolean; message: string } | undefined> {
-    if (ref.pool !== 'local' || ref.kind !== 'block') return undefined;
-    const rec = await this.cfg.pool.read(ref.dirName);
-    if (rec?.parameters.provisioning !== 'thin' || !(await this.cfg.pool.nearlyFull())) return undefined;
+  private async poolCondition(thin: boolean): Promise<{ abnormal: boolean; message: string } | undefined> {
+    if (!thin || !(await this.cfg.pool.nearlyFull())) return undefined;
     return { abnormal: true, message: 'the pool is nearly full: writes to this thin volume may fail (ENOSPC)' };
   }
 
