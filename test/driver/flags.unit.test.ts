@@ -8,9 +8,12 @@ describe('driver usage', () => {
       .split('\n')
       .filter((l) => l.startsWith('  --'));
     expect(flagLines.length).to.be.greaterThan(10);
-    const column = (l: string) => l.search(/\S+(?: <value>)?\s{2,}\S/) >= 0 && l.replace(/^(\s+--\S+(?: <value>)?\s+).*/, '$1').length;
-    const columns = new Set(flagLines.map(column));
-    expect([...columns]).to.have.length(1);
-    for (const l of flagLines) expect(l, l).to.match(/^ {2}--\S+(?: <value>)? {2,}\S/);
+    // Where each description starts: after the name (and <value>) and at least two spaces.
+    const starts = flagLines.map((l) => {
+      const m = /^( {2}--\S+(?: <value>)? {2,})\S/.exec(l);
+      expect(m, l).to.not.equal(null);
+      return (m as RegExpExecArray)[1]?.length;
+    });
+    expect(new Set(starts).size, 'one column').to.equal(1);
   });
 });
