@@ -14,7 +14,13 @@ export function csiClients(socket: string, authority?: string): CsiClients {
   const csi = loadCsi().csi.v1;
   const target = `unix://${socket}`;
   const creds = grpc.credentials.createInsecure();
-  const options = authority === undefined ? {} : { 'grpc.default_authority': authority };
+  // One connection of its own: grpc-js otherwise shares a subchannel among every client of a target,
+  // and one left in its reconnect backoff by a restarted server would fail a new client's first call.
+  const channel = new grpc.Channel(target, creds, {
+    'grpc.use_local_subchannel_pool': 1,
+    ...(authority === undefined ? {} : { 'grpc.default_authority': authority }),
+  });
+  const options = { channelOverride: channel };
   const identity = new csi.Identity(target, creds, options);
   const controller = new csi.Controller(target, creds, options);
   const node = new csi.Node(target, creds, options);
@@ -23,9 +29,7 @@ export function csiClients(socket: string, authority?: string): CsiClients {
     controller,
     node,
     close() {
-      identity.close();
-      controller.close();
-      node.close();
+      channel.close();
     },
   };
 }

@@ -22,7 +22,7 @@ import type {
   Volume,
 } from '../volume/csi.js';
 import { SINGLE_NODE_MODES } from '../volume/csi.js';
-import { aborted, alreadyExists, exhausted, failedPrecondition, invalid, notFound, outOfRange } from '../volume/errors.js';
+import { aborted, alreadyExists, exhausted, failedPrecondition, invalid, notFound, outOfRange, unimplemented } from '../volume/errors.js';
 import { expandSubDir, identityParameters, parseParameters, type VolumeParameters } from '../volume/parameters.js';
 import type { VolumeRecord } from '../volume/record.js';
 import { parseRange, requireName, requireString } from '../volume/request-fields.js';
@@ -38,10 +38,16 @@ const SECTOR = 512;
 
 export interface ControllerConfig {
   nodeId: string;
-  pool: LocalPool;
-  nfs: NfsPools;
-  /** The nodes volumes may be published to (NOT_FOUND otherwise), and their volume limits. */
-  nodes: NodeDirectory;
+  /** This node's local pool; undefined for the central controller, which has none. */
+  pool?: LocalPool;
+  /** NFS pools; undefined for a node's local driver. */
+  nfs?: NfsPools;
+  /**
+   * The nodes volumes may be published to (NOT_FOUND otherwise), and their
+   * volume limits. Undefined for a node's local driver: its volumes are
+   * pinned to their node by topology and never attached (attachRequired false).
+   */
+  nodes?: NodeDirectory;
 }
 
 const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
@@ -84,7 +90,37 @@ export class ControllerService {
   };
 
   async ControllerGetCapabilities() {
-    return { capabilities: CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })) };
+    const offered = this.cfg.nodes ? CONTROLLER_CAPABILITIES : LOCAL_DRIVER_CONTROLLER_CAPABILITIES;
+    return { capabilities: offered.map((type) => ({ rpc: { type } })) };
+  }
+
+  private localPool(): LocalPool {
+    if (!this.cfg.pool) {
+      throw invalid(
+        'pool: local is not served by this driver, which provisions NFS pools only: a StorageClass for node-local pools names the local driver as its provisioner (its provisioner runs on each node)',
+      );
+    }
+    return this.cfg.pool;
+  }
+
+  private nfsPools(): NfsPools {
+    if (!this.cfg.nfs) {
+      throw invalid(
+        "pool: nfs is not served by this driver, which provisions this node's local pool only: NFS classes name the NFS driver",
+      );
+    }
+    return this.cfg.nfs;
+  }
+
+  /** The pools this controller serves, keyed for ListVolumes (the local pool first). */
+  private servedPools(): Array<[string, Pool]> {
+    return [...(this.cfg.pool ? [[LOCAL_POOL_KEY, this.cfg.pool] as [string, Pool]] : []), ...(this.cfg.nfs?.all() ?? [])];
+  }
+
+  /** Attach exists only where volumes can reach more than one node. */
+  private attachDirectory(): NodeDirectory {
+    if (!this.cfg.nodes) throw unimplemented('this driver has no attach step: its volumes are pinned to their node by topology');
+    return this.cfg.nodes;
   }
 
   // ------------------------------------------------------------ provisioning
@@ -97,7 +133,10 @@ export class ControllerService {
     const range = parseRange(req.capacity_range);
     const fsType = params.kind === 'block' ? blockFsType(req.volume_capabilities) : '';
     const capacityBytes = this.sizeFor(params.kind, fsType, range);
-    if (params.pool === 'local') this.requireTopology(req.accessibility_requirements?.requisite ?? []);
+    if (params.pool === 'local') {
+      this.localPool();
+      this.requireTopology(req.accessibility_requirements?.requisite ?? []);
+    } else this.nfsPools();
 
     const dirName = volumeDirName(name);
     const identity = identityParameters(req.parameters ?? {});
@@ -139,7 +178,7 @@ export class ControllerService {
     if (params.pool === 'local') {
       const ref: VolumeRef = { pool: 'local', node: encodeNode(this.cfg.nodeId), kind: params.kind, dirName };
       const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
-      return { pool: this.cfg.pool as Pool, ref, volumeContext, subDir: undefined };
+      return { pool: this.localPool() as Pool, ref, volumeContext, subDir: undefined };
     }
     const { nfs } = params;
     const subDir = expandSubDir(nfs.subDir, params, name);
@@ -158,11 +197,13 @@ export class ControllerService {
     if (nfs.mountedAt) volumeContext.mountedAt = nfs.mountedAt;
     if (Buffer.byteLength(formatVolumeId(ref)) > 128)
       throw invalid('server, share and name together make a volume id longer than 128 bytes');
-    return { pool: this.cfg.nfs.get(nfs) as Pool, ref, volumeContext, subDir };
+    return { pool: this.nfsPools().get(nfs) as Pool, ref, volumeContext, subDir };
   }
 
-  private poolOf(ref: VolumeRef): Pool {
-    return ref.pool === 'local' ? this.cfg.pool : this.cfg.nfs.get(ref);
+  /** The pool an id names, when this controller serves it: a local id only on its own node. */
+  private poolOf(ref: VolumeRef): Pool | undefined {
+    if (ref.pool === 'nfs') return this.cfg.nfs?.get(ref);
+    return ref.node === encodeNode(this.cfg.nodeId) ? this.cfg.pool : undefined;
   }
 
   private sizeFor(kind: 'share' | 'block', fsType: string, range: { required: number; limit: number }): number {
@@ -217,6 +258,7 @@ export class ControllerService {
     const ref = parseVolumeId(volumeId);
     if (!ref) return undefined;
     const pool = this.poolOf(ref);
+    if (!pool) return undefined;
     const rec = await pool.read(ref.dirName);
     if (!rec || rec.volumeId !== volumeId) return undefined;
     this.keepNfs(pool);
@@ -225,7 +267,14 @@ export class ControllerService {
 
   /** An NFS pool is kept (listed, its connection reused) once it holds a volume we made or found. */
   private keepNfs(pool: Pool): void {
-    if (pool instanceof NfsPool) this.cfg.nfs.keep(pool);
+    if (pool instanceof NfsPool) this.cfg.nfs?.keep(pool);
+  }
+
+  /** Why a volume this controller does not serve is not found here. */
+  private notHeld(ref: VolumeRef, id: string): string {
+    return ref.pool === 'local'
+      ? `volume ${id} lives in the local pool of node ${ref.node}; this controller serves ${this.cfg.pool ? `node ${this.cfg.nodeId}` : 'NFS pools'}`
+      : `volume ${id} is on an NFS pool, which this driver does not serve`;
   }
 
   private async mustFind(volumeId: string | undefined) {
@@ -240,10 +289,8 @@ export class ControllerService {
     const found = await this.lookup(id);
     if (!found) {
       const ref = parseVolumeId(id);
-      if (ref?.pool === 'local' && ref.node !== encodeNode(this.cfg.nodeId)) {
-        // Not ours to forget: answering OK would orphan another node's data.
-        throw failedPrecondition(`volume ${id} lives in the local pool of another node; this controller serves ${this.cfg.nodeId}`);
-      }
+      // Not ours to forget: answering OK would orphan data another process holds.
+      if (ref && !this.poolOf(ref)) throw failedPrecondition(this.notHeld(ref, id));
       return {};
     }
     const nodes = Object.keys(found.rec.attachments);
@@ -258,16 +305,18 @@ export class ControllerService {
     const id = requireString('volume_id', req.volume_id);
     const nodeId = requireString('node_id', req.node_id, 256);
     if (!req.volume_capability) throw invalid('volume_capability is required');
+    const nodes = this.attachDirectory();
     const found = await this.lookup(id);
     if (!found) {
       if (this.isStaticNfsVolume(id, req.volume_context ?? {})) return { publish_context: { kind: 'share' } };
-      throw notFound(`volume ${id} does not exist`);
+      const ref = parseVolumeId(id);
+      throw notFound(ref && !this.poolOf(ref) ? this.notHeld(ref, id) : `volume ${id} does not exist`);
     }
     const { ref, rec, pool } = found;
     // A local pool has one node; an NFS export is reachable from any node that exists.
     if (ref.pool === 'local' && nodeId !== this.cfg.nodeId)
       throw notFound(`node ${nodeId} is unknown: this local pool is on node ${this.cfg.nodeId}`);
-    if ((await this.cfg.nodes.exists(nodeId)) === false) throw notFound(`node ${nodeId} does not exist`);
+    if (!(await nodes.exists(nodeId))) throw notFound(`node ${nodeId} does not exist (no CSINode lists this driver with that node id)`);
     const problem = capabilityProblem(rec.kind, req.volume_capability);
     if (problem) throw invalid(problem);
     const accessMode = req.volume_capability.access_mode?.mode as string; // capabilityProblem made sure there is one
@@ -284,7 +333,7 @@ export class ControllerService {
     if (others.length > 0 && exclusive) {
       throw failedPrecondition(`volume ${id} is published to ${others.map(([n]) => n).join(', ')} with a single-node access mode`);
     }
-    const limit = await this.cfg.nodes.maxVolumes(nodeId);
+    const limit = await nodes.maxVolumes(nodeId);
     if (limit > 0 && (await this.attachedTo(nodeId)) >= limit) {
       throw exhausted(`node ${nodeId} already has ${limit} volumes published, its max_volumes_per_node`);
     }
@@ -296,7 +345,7 @@ export class ControllerService {
   /** How many volumes are published to a node, from the records (only when the node has a limit). */
   private async attachedTo(nodeId: string): Promise<number> {
     let count = 0;
-    for (const [, pool] of [['', this.cfg.pool] as const, ...this.cfg.nfs.all()]) {
+    for (const [, pool] of this.servedPools()) {
       for (const key of await pool.list()) if ((await pool.read(key))?.attachments[nodeId]) count++;
     }
     return count;
@@ -323,6 +372,7 @@ export class ControllerService {
 
   async ControllerUnpublishVolume(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {
     const id = requireString('volume_id', req.volume_id);
+    this.attachDirectory();
     const found = await this.lookup(id);
     if (!found) return {}; // a volume that is gone is detached everywhere
     const { ref, rec, pool } = found;
@@ -364,7 +414,7 @@ export class ControllerService {
     // The local pool first, then the NFS pools that hold volumes this controller made or found, in key
     // order. A server that cannot be reached makes the call UNAVAILABLE, naming it: a partial list
     // would read as "those volumes are gone".
-    const pools: Array<[string, Pool]> = [[LOCAL_POOL_KEY, this.cfg.pool], ...this.cfg.nfs.all()];
+    const pools = this.servedPools();
     const max = req.max_entries || Number.MAX_SAFE_INTEGER;
     const entries: ListVolumesResponse['entries'] = [];
     let last: { poolKey: string; dirName: string } | undefined;
@@ -395,18 +445,33 @@ export class ControllerService {
   }
 
   async GetCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
-    const params = parseParameters(req.parameters ?? {});
-    if (params.pool === 'nfs') return { available_capacity: await this.cfg.nfs.get(params.nfs).capacityFor() };
+    // external-provisioner's capacity tracking sends the StorageClass parameters as they are
+    // (pkg/capacity/capacity.go), reserved csi.storage.k8s.io/ keys (fstype, secret names) included.
+    const params = parseParameters(withoutReservedKeys(req.parameters ?? {}));
+    if (params.pool === 'nfs') return { available_capacity: await this.nfsPools().get(params.nfs).capacityFor() };
+    const pool = this.localPool();
     const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];
     if (req.accessible_topology && node !== this.cfg.nodeId) return { available_capacity: 0 };
     // What one new volume of this class can really get: thick images take free space; thin ones the
     // room left under the overprovisioning limit.
-    return { available_capacity: await this.cfg.pool.capacityFor(params.kind === 'block' ? params.provisioning : 'thick') };
+    return { available_capacity: await pool.capacityFor(params.kind === 'block' ? params.provisioning : 'thick') };
   }
 
   // --------------------------------------------------------------- expansion
 
   async ControllerExpandVolume(req: ControllerExpandVolumeRequest): Promise<{ capacity_bytes: number; node_expansion_required: boolean }> {
+    if (!this.cfg.nodes) throw unimplemented("this driver's nodes grow its volumes (NodeExpandVolume); it has no controller expansion");
+    return this.expandVolume(req);
+  }
+
+  /** The first half of NodeExpandVolume on a node's local driver, which has no controller expansion. */
+  async growVolume(volumeId: string, bytes: number): Promise<void> {
+    const capacity_range = { required_bytes: String(bytes), limit_bytes: '0' };
+    await this.expandVolume({ volume_id: volumeId, capacity_range, secrets: {}, volume_capability: null });
+  }
+
+  /** Grows a volume's image (or a share's recorded size) and its record. */
+  private async expandVolume(req: ControllerExpandVolumeRequest): Promise<{ capacity_bytes: number; node_expansion_required: boolean }> {
     const range = parseRange(req.capacity_range);
     if (!range.required && !range.limit) throw invalid('capacity_range is required');
     const { ref, rec, pool } = await this.mustFind(req.volume_id);
@@ -438,12 +503,22 @@ export const CONTROLLER_CAPABILITIES = [
   'SINGLE_NODE_MULTI_WRITER',
 ] as const;
 
+/** A node's local driver: no attach (topology pins volumes) and no controller expansion (the node grows them). */
+export const LOCAL_DRIVER_CONTROLLER_CAPABILITIES = CONTROLLER_CAPABILITIES.filter(
+  (c) => !['PUBLISH_UNPUBLISH_VOLUME', 'LIST_VOLUMES_PUBLISHED_NODES', 'EXPAND_VOLUME'].includes(c),
+);
+
 /**
  * The parameter keys whose values differ, named without their values:
  * values such as mountOptions may carry credentials, and messages are logged.
  */
 function differingKeys(a: Record<string, string>, b: Record<string, string>): string[] {
   return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
+}
+
+/** StorageClass parameters without the keys Kubernetes reserves for itself. */
+function withoutReservedKeys(parameters: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(parameters).filter(([k]) => !k.startsWith('csi.storage.k8s.io/')));
 }
 
 /** Index of the first name after `key` in a sorted list. */

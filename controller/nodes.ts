@@ -1,9 +1,10 @@
 // Which nodes ControllerPublishVolume may attach volumes to, and how many
 // each takes. The spec answers NOT_FOUND for a node that does not exist and
-// RESOURCE_EXHAUSTED past a node's max_volumes_per_node.
+// RESOURCE_EXHAUSTED past a node's max_volumes_per_node. The central
+// controller reads them from the CSINode objects (kubernetes-nodes.ts).
 export interface NodeDirectory {
-  /** Whether `nodeId` names a node that runs berth; undefined when this controller cannot tell. */
-  exists(nodeId: string): Promise<boolean | undefined>;
+  /** Whether `nodeId` names a node that runs this driver (throws UNAVAILABLE when that cannot be told now). */
+  exists(nodeId: string): Promise<boolean>;
   /** The most volumes the node takes (its NodeGetInfo max_volumes_per_node); 0: no limit. */
   maxVolumes(nodeId: string): Promise<number>;
 }
@@ -21,20 +22,5 @@ export class SelfNode implements NodeDirectory {
 
   async maxVolumes(nodeId: string): Promise<number> {
     return nodeId === this.nodeId ? this.maxVolumesPerNode : 0;
-  }
-}
-
-/**
- * A central controller (mode controller) with no source of node facts yet:
- * it cannot tell which nodes exist (the multi-node work reads them from the
- * CSINode objects), so it accepts any node id and applies no limit.
- */
-export class UnknownNodes implements NodeDirectory {
-  async exists(): Promise<undefined> {
-    return undefined;
-  }
-
-  async maxVolumes(): Promise<number> {
-    return 0;
   }
 }

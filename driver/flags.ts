@@ -2,13 +2,26 @@
 // (and the Helm chart tests) can check that argument lists parse.
 import os from 'node:os';
 
-export type Mode = 'controller' | 'node' | 'all';
+/**
+ * all: one process for a one-machine cluster (controller and node, local and NFS pools).
+ * controller: the central controller of the NFS driver (NFS pools; nodes from the CSINode objects).
+ * node: the NFS driver's node plugin (node service for NFS volumes).
+ * local: one node's local driver (controller and node service of that node's local pool).
+ */
+export type Mode = 'controller' | 'node' | 'all' | 'local';
+export const MODES: readonly Mode[] = ['all', 'controller', 'node', 'local'];
 
 export interface DriverFlags {
   endpoint: string;
   nodeId: string;
   driverName: string;
   mode: Mode;
+  /** Controller mode: the kubeconfig to read CSINode objects with (default: the pod's service account). */
+  kubeconfig: string;
+  /** Controller mode: the local driver's name, for the central resizer's view of it. */
+  localDriverName: string;
+  /** Controller mode: where to serve that view (empty: not served). */
+  localEndpoint: string;
   poolDir: string;
   nfsMountDir: string;
   /** Where operators pre-mount NFS exports (the mountedAt parameter); empty: mountedAt is refused. */
@@ -30,6 +43,7 @@ export interface DriverFlags {
 }
 
 export const DEFAULT_DRIVER_NAME = 'berth.csi.dev';
+export const DEFAULT_LOCAL_DRIVER_NAME = 'local.berth.csi.dev';
 export const DEFAULT_ENDPOINT = 'unix:///tmp/berth/csi.sock';
 export const DEFAULT_POOL_DIR = '/var/lib/berth/pool';
 
@@ -46,8 +60,31 @@ const SPECS: Record<string, FlagSpec> = {
     help: `CSI endpoint, unix:///path/csi.sock (env CSI_ENDPOINT; default ${DEFAULT_ENDPOINT})`,
   },
   nodeid: { key: 'nodeId', kind: 'string', help: 'node id reported by NodeGetInfo and owning the local pool (default: host name)' },
-  drivername: { key: 'driverName', kind: 'string', help: `CSI driver name (default ${DEFAULT_DRIVER_NAME})` },
-  mode: { key: 'mode', kind: 'string', help: 'services to serve: controller, node or all (default all)' },
+  drivername: {
+    key: 'driverName',
+    kind: 'string',
+    help: `CSI driver name (default ${DEFAULT_DRIVER_NAME}; ${DEFAULT_LOCAL_DRIVER_NAME} in local mode)`,
+  },
+  mode: {
+    key: 'mode',
+    kind: 'string',
+    help: "all (one machine: controller and node, local and NFS pools), controller (the NFS driver's central controller), node (the NFS driver's node plugin) or local (a node's local-pool driver) (default all)",
+  },
+  kubeconfig: {
+    key: 'kubeconfig',
+    kind: 'string',
+    help: 'controller mode: kubeconfig for reading CSINode objects (default: in-cluster service account)',
+  },
+  'local-drivername': {
+    key: 'localDriverName',
+    kind: 'string',
+    help: `controller mode: the local driver's name, served at --local-endpoint (default ${DEFAULT_LOCAL_DRIVER_NAME})`,
+  },
+  'local-endpoint': {
+    key: 'localEndpoint',
+    kind: 'string',
+    help: "controller mode: serve the central csi-resizer's view of the local driver here (its nodes grow its volumes); default: not served",
+  },
   'pool-dir': { key: 'poolDir', kind: 'string', help: `directory of the local pool (default ${DEFAULT_POOL_DIR})` },
   'kubelet-dir': { key: 'kubeletDir', kind: 'string', help: 'kubelet root directory (default /var/lib/kubelet)' },
   'node-state-dir': {
@@ -102,8 +139,11 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const flags: DriverFlags = {
     endpoint: env.CSI_ENDPOINT || DEFAULT_ENDPOINT,
     nodeId: os.hostname(),
-    driverName: DEFAULT_DRIVER_NAME,
+    driverName: '',
     mode: 'all',
+    kubeconfig: '',
+    localDriverName: DEFAULT_LOCAL_DRIVER_NAME,
+    localEndpoint: '',
     poolDir: DEFAULT_POOL_DIR,
     nfsMountDir: '/var/lib/berth/nfs',
     mountedAtDirs: [],
@@ -146,13 +186,24 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       values[spec.key] = value;
     }
   }
-  if (!['controller', 'node', 'all'].includes(flags.mode))
-    throw new FlagError(`--mode must be controller, node or all, got "${flags.mode}"`);
+  if (!MODES.includes(flags.mode)) throw new FlagError(`--mode must be ${MODES.join(', ')}, got "${flags.mode}"`);
+  flags.driverName ||= flags.mode === 'local' ? DEFAULT_LOCAL_DRIVER_NAME : DEFAULT_DRIVER_NAME;
   if (!['auto', 'reserved', 'any'].includes(flags.nfsSourcePort)) throw new FlagError(`--nfs-source-port must be auto, reserved or any`);
   if (!['error', 'warn', 'info', 'debug'].includes(flags.logLevel)) throw new FlagError(`--log-level must be error, warn, info or debug`);
-  if (!/^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/.test(flags.driverName)) {
-    throw new FlagError(`--drivername "${flags.driverName}" is not a valid CSI plugin name`);
+  for (const [flag, name] of [
+    ['--drivername', flags.driverName],
+    ['--local-drivername', flags.localDriverName],
+  ]) {
+    if (!/^[a-zA-Z][A-Za-z0-9-._]{0,61}[a-zA-Z]$/.test(name as string))
+      throw new FlagError(`${flag} "${name}" is not a valid CSI plugin name`);
   }
+  if (flags.localEndpoint) {
+    if (flags.mode !== 'controller') throw new FlagError('--local-endpoint is for --mode controller');
+    if (socketPath(flags.localEndpoint) === socketPath(flags.endpoint || DEFAULT_ENDPOINT))
+      throw new FlagError('--local-endpoint must differ from --endpoint');
+    if (flags.localDriverName === flags.driverName) throw new FlagError('--local-drivername must differ from --drivername');
+  }
+  if (flags.kubeconfig && !flags.kubeconfig.startsWith('/')) throw new FlagError('--kubeconfig must be an absolute path');
   if (!flags.nodeId || Buffer.byteLength(flags.nodeId) > 256) throw new FlagError('--nodeid must be 1 to 256 bytes');
   const csiSocket = socketPath(flags.endpoint); // validates
   flags.kubeletRegistrationPath ||= csiSocket;

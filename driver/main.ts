@@ -5,14 +5,16 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControllerService } from '../controller/controller-service.js';
+import { KubernetesNodes } from '../controller/kubernetes-nodes.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
-import { SelfNode, UnknownNodes } from '../controller/nodes.js';
+import { type NodeDirectory, SelfNode } from '../controller/nodes.js';
 import { LinuxHost } from '../host/linux-host.js';
 import { NodeService } from '../node/node-service.js';
 import { loadCsi, loadRegistration } from '../proto/load.js';
 import { type DriverFlags, FlagError, parseFlags, socketPath, usage } from './flags.js';
 import { IdentityService } from './identity-service.js';
+import { LocalDriverControllerView, LocalDriverNodeView } from './local-driver-view.js';
 import { KeyedLocks } from './locks.js';
 import { createLogger } from './log.js';
 import { Pipeline } from './pipeline.js';
@@ -42,11 +44,15 @@ export async function startDriver(
   const version = packageVersion();
   const pipeline = new Pipeline(log, new KeyedLocks());
   const csi = loadCsi().csi.v1;
-  const pool = new LocalPool(flags.poolDir, flags.thinOverprovision);
-  await pool.init();
-  const nfsPools = new NfsPools(flags.nfsSourcePort);
+  // Which pools this process holds: the central controller and the NFS node plugin hold no local pool.
+  const hasLocalPool = flags.mode === 'all' || flags.mode === 'local';
+  const hasNfs = flags.mode !== 'local';
   const serveController = flags.mode !== 'node';
   const serveNode = flags.mode !== 'controller';
+  const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision) : undefined;
+  await pool?.init();
+  const nfsPools = hasNfs ? new NfsPools(flags.nfsSourcePort) : undefined;
+  const nodes = await nodeDirectory(flags);
 
   const server = new UnixServer(socketPath(flags.endpoint), pipeline.inFlight);
   const identity = new IdentityService({
@@ -56,13 +62,11 @@ export async function startDriver(
     topology: true,
     // Probe answers for this driver (its local pool), not for every NFS
     // server a request named: one server down must not restart the pod.
-    probe: () => pool.probe(),
+    probe: async () => pool?.probe(),
   });
   server.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
-  if (serveController) {
-    // All-in-one: the one node is this process. A central controller cannot tell nodes yet.
-    const nodes = serveNode ? new SelfNode(flags.nodeId, flags.maxVolumesPerNode) : new UnknownNodes();
-    const controller = new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools, nodes });
+  const controller = serveController ? new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools, nodes }) : undefined;
+  if (controller) {
     server.add({
       definition: csi.Controller.service,
       handlers: pipeline.serve(csi.Controller.service, controller, ControllerService.lockKeys),
@@ -72,6 +76,9 @@ export async function startDriver(
     const node = new NodeService({
       nodeId: flags.nodeId,
       pool,
+      servesNfs: hasNfs,
+      // The local driver has no controller expansion: its node grows its volumes (all-in-one: the controller does).
+      growLocalVolume: flags.mode === 'local' && controller ? (volumeId, bytes) => controller.growVolume(volumeId, bytes) : undefined,
       nfsMountDir: flags.nfsMountDir,
       mountedAtDirs: flags.mountedAtDirs,
       kubeletDir: flags.kubeletDir,
@@ -81,8 +88,9 @@ export async function startDriver(
     });
     server.add({ definition: csi.Node.service, handlers: pipeline.serve(csi.Node.service, node, NodeService.lockKeys) });
   }
-  await server.start();
   const servers = [server];
+  if (flags.localEndpoint) servers.push(localDriverView(flags, version, pipeline, csi));
+  for (const s of servers) await s.start();
   if (serveNode && flags.selfRegister) {
     // Started after the CSI socket: the kubelet calls NodeGetInfo as soon as it sees this one.
     const definition = loadRegistration().pluginregistration.Registration.service;
@@ -103,10 +111,42 @@ export async function startDriver(
     async stop(graceMs: number) {
       const results = [];
       for (const s of servers) results.push(await s.stop(graceMs));
-      nfsPools.close();
+      nfsPools?.close();
       return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
     },
   };
+}
+
+/**
+ * Who may be attached to. All-in-one: this process is the one node. The
+ * central controller: the nodes whose CSINode lists this driver. A node's
+ * local driver has no attach step.
+ */
+async function nodeDirectory(flags: DriverFlags): Promise<NodeDirectory | undefined> {
+  if (flags.mode === 'all') return new SelfNode(flags.nodeId, flags.maxVolumesPerNode);
+  if (flags.mode !== 'controller') return undefined;
+  if (!flags.kubeconfig && !process.env.KUBERNETES_SERVICE_HOST) {
+    throw new Error(
+      '--mode controller reads the nodes from the CSINode objects: run it in a cluster (service account) or pass --kubeconfig',
+    );
+  }
+  return KubernetesNodes.connect(flags.driverName, { kubeconfig: flags.kubeconfig || undefined });
+}
+
+/** The central csi-resizer's socket for the local driver (local-driver-view.ts). */
+function localDriverView(flags: DriverFlags, version: string, pipeline: Pipeline, csi: ReturnType<typeof loadCsi>['csi']['v1']) {
+  const view = new UnixServer(socketPath(flags.localEndpoint), pipeline.inFlight);
+  const identity = new IdentityService({
+    driverName: flags.localDriverName,
+    version,
+    controller: true,
+    topology: true,
+    probe: async () => undefined,
+  });
+  view.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
+  view.add({ definition: csi.Controller.service, handlers: pipeline.serve(csi.Controller.service, new LocalDriverControllerView()) });
+  view.add({ definition: csi.Node.service, handlers: pipeline.serve(csi.Node.service, new LocalDriverNodeView()) });
+  return view;
 }
 
 async function main(): Promise<void> {

@@ -54,8 +54,15 @@ import { StageRecords, stageDifference, stageRecordOf } from './stage-records.js
 
 export interface NodeConfig {
   nodeId: string;
-  /** The local pool on this node (its records say where a volume's bytes are). */
-  pool: LocalPoolLayout;
+  /** The local pool on this node (its records say where a volume's bytes are); undefined on the NFS driver's node plugin. */
+  pool?: LocalPoolLayout;
+  /** Whether this node plugin serves NFS volumes (false on a node's local driver). */
+  servesNfs: boolean;
+  /**
+   * Grows a local volume's image and record to at least `bytes`: the local
+   * driver has no controller expansion, so NodeExpandVolume does it first.
+   */
+  growLocalVolume?: (volumeId: string, bytes: number) => Promise<void>;
   /** Where this node mounts NFS exports that hold block images. */
   nfsMountDir: string;
   /** The only directories a volume_context mountedAt may name (pre-mounted exports). */
@@ -116,6 +123,12 @@ export class NodeService {
     this.stages = new StageRecords(cfg.stateDir);
   }
 
+  /** Local volumes are served only where their pool is (a local id on the NFS driver is another driver's). */
+  private get localPool(): LocalPoolLayout {
+    if (!this.cfg.pool) throw notFound('node-local volumes are served by the local driver, not this one');
+    return this.cfg.pool;
+  }
+
   async NodeGetCapabilities(): Promise<{ capabilities: Array<{ rpc: { type: string } }> }> {
     return { capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })) };
   }
@@ -137,6 +150,7 @@ export class NodeService {
   private async locate(id: string, context: Record<string, string> = {}): Promise<Located> {
     const ref = parseVolumeId(id);
     if (ref?.pool === 'nfs') {
+      if (!this.cfg.servesNfs) throw notFound(`volume ${id} is on an NFS pool: NFS volumes are served by the NFS driver, not this one`);
       const located: Located = { ref, kind: ref.kind, fsType: context.fsType ?? '', volumeId: id };
       if (context.subDir === undefined) return located;
       // '' is the export's root (a share migrated from FlexVolume may be the whole export).
@@ -162,12 +176,16 @@ export class NodeService {
       }
       return located;
     }
-    const rec = ref ? await this.cfg.pool.read(ref.dirName) : undefined;
+    const rec = ref ? await this.localPool.read(ref.dirName) : undefined;
     if (!ref || !rec || rec.volumeId !== id) throw notFound(`volume ${id} does not exist in the local pool of ${this.cfg.nodeId}`);
     const source: VolumeSource =
       rec.kind === 'share'
-        ? { kind: 'share', bind: this.cfg.pool.dataDir(ref.dirName) }
-        : { kind: 'block', image: this.cfg.pool.imagePath(ref.dirName), filesystemRecord: this.cfg.pool.filesystemRecordPath(ref.dirName) };
+        ? { kind: 'share', bind: this.localPool.dataDir(ref.dirName) }
+        : {
+            kind: 'block',
+            image: this.localPool.imagePath(ref.dirName),
+            filesystemRecord: this.localPool.filesystemRecordPath(ref.dirName),
+          };
     return { ref, kind: rec.kind, fsType: rec.fsType, volumeId: id, source };
   }
 
@@ -188,13 +206,13 @@ export class NodeService {
       if (!device) return false;
       const loop = await loopDevice(this.host, device);
       if (!loop) return true; // a loop device detached under its mount holds no volume's bytes: safe to undo
-      if (ref.pool === 'local') return loop.backingFile === this.cfg.pool.imagePath(ref.dirName);
+      if (ref.pool === 'local') return loop.backingFile === this.localPool.imagePath(ref.dirName);
       if (path.basename(loop.backingFile) !== NFS_IMAGE) return false;
       const under = (dir: string) => loop.backingFile.startsWith(`${dir}/`);
       return under(this.exportMountPoint(nfsDevice(ref.server, ref.share))) || this.cfg.mountedAtDirs.some(under);
     }
     if (ref.pool === 'local') {
-      const dir = this.cfg.pool.dataDir(ref.dirName);
+      const dir = this.localPool.dataDir(ref.dirName);
       return (await exists(dir)) && this.host.sameFile(at, dir);
     }
     // An NFS mount shows its export in its source (server:/share/subDir).
@@ -408,7 +426,7 @@ export class NodeService {
     await this.stages.remove(staging);
     const loops = [...released];
     if (ref.pool === 'local' && ref.kind === 'block')
-      loops.push(...(await loopDevicesOf(this.host, this.cfg.pool.imagePath(ref.dirName))).map((l) => l.device));
+      loops.push(...(await loopDevicesOf(this.host, this.localPool.imagePath(ref.dirName))).map((l) => l.device));
     for (const device of new Set(loops)) {
       const loop = await loopDevice(this.host, device);
       if (!loop?.backingFile || mountsOfDevice(mounts, device).length > 0) continue;
@@ -535,7 +553,7 @@ export class NodeService {
       throw notFound(`nothing at ${volumePath}`);
     }
     const ref = parseVolumeId(id);
-    const rec = ref?.pool === 'local' ? await this.cfg.pool.read(ref.dirName) : undefined;
+    const rec = ref?.pool === 'local' ? await this.localPool.read(ref.dirName) : undefined;
     if (!ref || (ref.pool === 'local' && rec?.volumeId !== id)) throw notFound(`volume ${id} does not exist`);
     const thin = rec?.kind === 'block' && rec.parameters.provisioning === 'thin';
     const entry = await mountAt(this.host, volumePath);
@@ -569,7 +587,7 @@ export class NodeService {
         ref,
         entry.source.startsWith('/dev/loop') ? await loopDevice(this.host, entry.source) : undefined,
       );
-    else if (ref.pool === 'local' && !(await exists(this.cfg.pool.dataDir(ref.dirName))))
+    else if (ref.pool === 'local' && !(await exists(this.localPool.dataDir(ref.dirName))))
       condition = { abnormal: true, message: "the volume's directory is missing from the pool" };
     const device = entry && ref.kind === 'block' ? loopBehind(entry) : undefined;
     if (!condition.abnormal && entry && device === entry.source) {
@@ -595,18 +613,18 @@ export class NodeService {
     const device = loopBehind(entry);
     const loop = device ? await loopDevice(this.host, device) : undefined;
     if (!loop || loop.backingDeleted || !(await exists(loop.backingFile))) return false;
-    return ref.pool === 'nfs' || (await exists(this.cfg.pool.imagePath(ref.dirName)));
+    return ref.pool === 'nfs' || (await exists(this.localPool.imagePath(ref.dirName)));
   }
 
   /** A thin local image whose pool is nearly full is abnormal before a write inside it fails. */
   private async poolCondition(thin: boolean): Promise<{ abnormal: boolean; message: string } | undefined> {
-    if (!thin || !(await this.cfg.pool.nearlyFull())) return undefined;
+    if (!thin || !(await this.localPool.nearlyFull())) return undefined;
     return { abnormal: true, message: 'the pool is nearly full: writes to this thin volume may fail (ENOSPC)' };
   }
 
   private async loopCondition(ref: VolumeRef, loop: { backingFile: string; backingDeleted: boolean } | undefined) {
     // An NFS volume's image may sit on a pre-mounted path: judge the backing file itself.
-    const image = ref.pool === 'local' ? this.cfg.pool.imagePath(ref.dirName) : (loop?.backingFile ?? '');
+    const image = ref.pool === 'local' ? this.localPool.imagePath(ref.dirName) : (loop?.backingFile ?? '');
     if (!loop?.backingFile) return { abnormal: true, message: 'the loop device is detached' };
     if (loop.backingDeleted || !(await exists(image))) return { abnormal: true, message: `the volume image ${image} is missing` };
     if (loop.backingFile !== image) return { abnormal: true, message: `the loop device is attached to ${loop.backingFile}, not ${image}` };
@@ -621,15 +639,21 @@ export class NodeService {
     const v = await this.locate(id);
     const { ref } = v;
     const required = Number(req.capacity_range?.required_bytes ?? 0);
-    if (v.kind === 'share') return { capacity_bytes: required };
+    // The local driver's volumes grow here, not on a controller: the image (thick: reserved) and record first.
+    const growHere = ref.pool === 'local' && required > 0 ? this.cfg.growLocalVolume : undefined;
+    if (v.kind === 'share') {
+      await growHere?.(id, required);
+      return { capacity_bytes: required };
+    }
     const mounts = await this.host.readMounts();
     const where = req.staging_target_path || req.volume_path;
     const entry = topMount(mounts, where) ?? topMount(mounts, req.volume_path) ?? topMount(mounts, path.join(where, RAW_DEVICE_FILE));
     if (!entry) throw notFound(`volume ${v.volumeId} is not mounted at ${where}`);
     const device = boundDevice(entry) ?? entry.source;
     const loop = await loopDevice(this.host, device);
-    if (!loop || (ref.pool === 'local' && loop.backingFile !== this.cfg.pool.imagePath(ref.dirName)))
+    if (!loop || (ref.pool === 'local' && loop.backingFile !== this.localPool.imagePath(ref.dirName)))
       throw notFound(`${where} does not hold volume ${v.volumeId}`);
+    await growHere?.(id, required);
     await this.host.refreshLoopSize(device);
     const size = await this.host.deviceSize(device);
     if (required > size)

@@ -32,7 +32,7 @@ describe('controller on a local pool', () => {
     });
 
   before(async () => {
-    d = await DriverProcess.start({ mode: 'controller' });
+    d = await DriverProcess.start({ mode: 'all', extraArgs: ['--self-register=false'] });
   });
   after(async () => d.cleanup());
 
@@ -493,14 +493,14 @@ describe('controller on a local pool', () => {
       expect((await share('pvc-half-share')).volume.volume_id).to.equal('local:node-a:share:pvc-half-share');
     });
 
-    it('keeps single-node attachments exclusive when the pool changes node name', async () => {
+    it("does not answer for another node's volume when the pool changes node name", async () => {
       const { volume } = await block('pvc-moved', 64 << 20);
       await rpc(d.clients.controller, 'ControllerPublishVolume', {
         volume_id: volume.volume_id,
         node_id: 'node-a',
         volume_capability: mountCap(),
       });
-      const moved = await DriverProcess.start({ mode: 'controller', nodeId: 'node-b', poolDir: d.poolDir });
+      const moved = await DriverProcess.start({ mode: 'all', nodeId: 'node-b', poolDir: d.poolDir, extraArgs: ['--self-register=false'] });
       try {
         const err = await expectCode(
           rpc(moved.clients.controller, 'ControllerPublishVolume', {
@@ -508,9 +508,10 @@ describe('controller on a local pool', () => {
             node_id: 'node-b',
             volume_capability: mountCap(),
           }),
-          Code.FAILED_PRECONDITION,
+          Code.NOT_FOUND,
         );
-        expect(err.details).to.contain('node-a');
+        expect(err.details).to.contain('local pool of node node-a');
+        await expectCode(rpc(moved.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id }), Code.FAILED_PRECONDITION);
       } finally {
         await moved.cleanup();
       }

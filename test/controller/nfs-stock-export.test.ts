@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { Ganesha } from '../helpers/ganesha.js';
+import { StandInApiServer } from '../helpers/stand-in-api-server.js';
 
 const MiB = 1024 * 1024;
 const OWNER = 1000;
@@ -28,6 +29,7 @@ describe('controller on a secure, root_squash NFS export (nfs-ganesha: Privilege
       parameters: { kind, ...parameters },
     });
 
+  let api: StandInApiServer;
   before(async () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-stock-nfs-'));
     g = new Ganesha(dir, `PrivilegedPort = true; Squash = root_squash; Anonymous_Uid = 65534; Anonymous_Gid = 65534;`);
@@ -35,12 +37,15 @@ describe('controller on a secure, root_squash NFS export (nfs-ganesha: Privilege
     await fs.chown(g.exportDir, OWNER, OWNER);
     await fs.chmod(g.exportDir, 0o755);
     await g.start();
-    d = await DriverProcess.start({ mode: 'controller' }); // as root here: it may bind a reserved port (auto)
-    unreserved = await DriverProcess.start({ mode: 'controller', extraArgs: ['--nfs-source-port', 'any'] });
+    api = await StandInApiServer.start();
+    const kubeconfig = ['--kubeconfig', api.kubeconfig];
+    d = await DriverProcess.start({ mode: 'controller', extraArgs: kubeconfig }); // as root here: it may bind a reserved port (auto)
+    unreserved = await DriverProcess.start({ mode: 'controller', extraArgs: [...kubeconfig, '--nfs-source-port', 'any'] });
   });
   after(async () => {
     await d?.cleanup();
     await unreserved?.cleanup();
+    await api?.stop();
     await g?.stop();
     await fs.rm(dir, { recursive: true, force: true });
   });

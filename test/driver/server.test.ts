@@ -15,7 +15,7 @@ const exec = promisify(execFile);
 describe('driver process', () => {
   let d: DriverProcess;
   before(async () => {
-    d = await DriverProcess.start({ mode: 'controller', logLevel: 'debug' });
+    d = await DriverProcess.start({ mode: 'all', logLevel: 'debug', extraArgs: ['--self-register=false'] });
   });
   after(async () => d.cleanup());
 
@@ -60,7 +60,7 @@ describe('driver process', () => {
       const script = `require('net').createServer().listen(${JSON.stringify(sock)}, () => process.kill(process.pid, 'SIGKILL'))`;
       await exec(process.execPath, ['-e', script]).catch(() => undefined);
       expect((await fs.lstat(sock)).isSocket()).to.equal(true);
-      const d2 = await DriverProcess.start({ mode: 'controller', dir });
+      const d2 = await DriverProcess.start({ mode: 'all', dir, extraArgs: ['--self-register=false'] });
       try {
         expect((await rpc<{ name: string }>(d2.clients.identity, 'GetPluginInfo')).name).to.equal('berth.csi.dev');
       } finally {
@@ -97,7 +97,7 @@ describe('driver process', () => {
       await fs.mkdir(dir);
       await fs.writeFile(path.join(dir, 'csi.sock'), 'precious');
       let failed = false;
-      await DriverProcess.start({ mode: 'controller', dir }).catch(() => (failed = true));
+      await DriverProcess.start({ mode: 'all', dir, extraArgs: ['--self-register=false'] }).catch(() => (failed = true));
       expect(failed).to.equal(true);
       expect(await fs.readFile(path.join(dir, 'csi.sock'), 'utf8')).to.equal('precious');
     });
@@ -183,7 +183,7 @@ describe('driver process', () => {
 
   describe('shutdown', () => {
     it('on SIGTERM lets a call in flight finish, refuses new ones, removes the socket and exits 0', async () => {
-      const g = await DriverProcess.start({ mode: 'controller' });
+      const g = await DriverProcess.start({ mode: 'all', extraArgs: ['--self-register=false'] });
       const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', {
         name: 'pvc-slow',
         volume_capabilities: [mountCap()],
@@ -210,7 +210,7 @@ describe('driver process', () => {
     });
 
     it('bounds the wait: a call stuck in the kernel does not keep it from exiting', async () => {
-      const g = await DriverProcess.start({ mode: 'controller', extraArgs: ['--shutdown-grace', '500'] });
+      const g = await DriverProcess.start({ mode: 'all', extraArgs: ['--self-register=false', '--shutdown-grace', '500'] });
       const { volume } = await rpc<{ volume: { volume_id: string } }>(g.clients.controller, 'CreateVolume', {
         name: 'pvc-stuck',
         volume_capabilities: [mountCap()],

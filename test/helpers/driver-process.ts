@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type CsiClients, csiClients, rpc } from '../../cli/client.js';
+import type { Mode } from '../../driver/flags.js';
 
 const exec = promisify(execFile);
 
@@ -30,7 +31,7 @@ export async function undoUnder(dir: string): Promise<void> {
 export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../driver/main.js');
 
 export interface DriverOptions {
-  mode?: 'all' | 'controller' | 'node';
+  mode?: Mode;
   nodeId?: string;
   dir?: string;
   poolDir?: string;
@@ -39,6 +40,8 @@ export interface DriverOptions {
   logLevel?: string;
   /** Added to the driver's environment (e.g. a PATH with a MountRecorder first). */
   env?: NodeJS.ProcessEnv;
+  /** A command the driver runs under, e.g. nsenter into a simulated node's mount namespace (it must exec, not fork). */
+  wrap?: string[];
 }
 
 export class DriverProcess {
@@ -103,7 +106,8 @@ export class DriverProcess {
   async launch(): Promise<void> {
     this.stdout = '';
     this.stderr = '';
-    this.child = spawn(process.execPath, [MAIN, ...this.args()], {
+    const [command, ...prefix] = [...(this.opts.wrap ?? []), process.execPath];
+    this.child = spawn(command as string, [...prefix, MAIN, ...this.args()], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.opts.env },
     });

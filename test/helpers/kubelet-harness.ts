@@ -210,6 +210,7 @@ export class KubeletHarness {
         const code = (err as grpc.ServiceError).code;
         const retryable = UNCERTAIN.has(code) || (err as Error).message.includes('is not registered');
         if (!retryable || attempt >= 100) throw err;
+        this.events.push(`retrying ${method}: ${(err as Error).message.split('\n')[0]}`);
         await new Promise((r) => setTimeout(r, 100));
       } finally {
         c?.close();

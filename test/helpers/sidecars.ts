@@ -62,7 +62,12 @@ export class ExternalProvisioner {
     return this.connect();
   }
 
-  async provision(sc: StorageClass, pvc: Claim): Promise<PersistentVolume> {
+  /**
+   * CreateVolume for a claim. `selectedNode`: the topology of the node the
+   * scheduler chose (WaitForFirstConsumer), sent as requisite and preferred
+   * alone, as --strict-topology does.
+   */
+  async provision(sc: StorageClass, pvc: Claim, selectedNode?: Record<string, string>): Promise<PersistentVolume> {
     const fsType = pvc.volumeMode === 'Block' ? '' : (sc.parameters[FSTYPE] ?? '');
     const parameters: Record<string, string> = {};
     for (const [k, v] of Object.entries(sc.parameters)) if (!k.startsWith(RESERVED_PREFIX)) parameters[k] = v;
@@ -83,6 +88,9 @@ export class ExternalProvisioner {
       capacity_range: { required_bytes: pvc.storage },
       volume_capabilities: pvc.accessModes.map((m) => capability(pvc.volumeMode, MODE[m], fsType, sc.mountOptions ?? [])),
       parameters,
+      ...(selectedNode
+        ? { accessibility_requirements: { requisite: [{ segments: selectedNode }], preferred: [{ segments: selectedNode }] } }
+        : {}),
     });
     return {
       name: pvName,

@@ -53,6 +53,7 @@ describe('node service decisions (fake host, no root)', () => {
     node = new NodeService({
       nodeId: 'node-a',
       pool,
+      servesNfs: true,
       nfsMountDir: path.join(dir, 'nfs'),
       mountedAtDirs: [path.join(dir, 'premounted')],
       kubeletDir: k.root,
