@@ -10,6 +10,9 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { type NfsVolumeSource, nfsVolumeSource, mountOptions as parseMountOptions } from '../volume/nfs.js';
 import { formatVolumeId, volumeDirName } from '../volume/volume-id.js';
 
+/** The CSI driver that serves NFS volumes (the chart's driverName): migrated PVs name it. */
+export const NFS_DRIVER_NAME = 'berth.csi.dev';
+
 export interface MigrationOptions {
   driverName?: string;
   /** Set when every node already mounts the export at this path. */
@@ -94,7 +97,7 @@ function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
     newSpec.claimRef = claimRef;
   }
   newSpec.csi = {
-    driver: opts.driverName ?? 'berth.csi.dev',
+    driver: opts.driverName ?? NFS_DRIVER_NAME,
     volumeHandle,
     volumeAttributes,
     ...(flex.readOnly === true ? { readOnly: true } : {}),

@@ -14,11 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { CSIDriver, StorageClass } from 'kubernetes-models/storage.k8s.io/v1';
 import { PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments, stringify } from 'yaml';
 import { parseFlags, socketPath } from '../../driver/flags.js';
+import { NFS_DRIVER_NAME } from '../../flex/migrate.js';
 import { parseParameters } from '../../volume/parameters.js';
 
 const exec = promisify(execFile);
@@ -53,26 +55,112 @@ const KINDS: Record<string, { model: new (data?: never) => { validate(): void };
   'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding, type: "import('kubernetes-types/rbac/v1').RoleBinding" },
   'storage.k8s.io/v1/CSIDriver': { model: CSIDriver, type: "import('kubernetes-types/storage/v1').CSIDriver" },
   'storage.k8s.io/v1/StorageClass': { model: StorageClass, type: "import('kubernetes-types/storage/v1').StorageClass" },
+  'policy/v1/PodDisruptionBudget': { model: PodDisruptionBudget, type: "import('kubernetes-types/policy/v1').PodDisruptionBudget" },
+};
+
+/**
+ * The flags each sidecar version defines, read from its source at that tag
+ * (cmd/<sidecar>/main.go or csi-provisioner.go, plus the
+ * csi-lib-utils/standardflags it registers where it does). A chart flag
+ * outside these makes that sidecar exit at start.
+ */
+const LEADER_ELECTION = [
+  'leader-election',
+  'leader-election-namespace',
+  'leader-election-lease-duration',
+  'leader-election-renew-deadline',
+  'leader-election-retry-period',
+  'leader-election-labels',
+];
+const STANDARD = [
+  'csi-address',
+  'kubeconfig',
+  'kube-api-qps',
+  'kube-api-burst',
+  'http-endpoint',
+  'metrics-address',
+  'metrics-path',
+  'version',
+  'automaxprocs',
+  ...LEADER_ELECTION,
+];
+const SIDECAR_FLAGS: Record<string, { image: string; version: string; flags: string[] }> = {
+  'csi-provisioner': {
+    image: 'provisioner',
+    version: 'v6.3.0',
+    flags: [
+      ...STANDARD,
+      'feature-gates',
+      'timeout',
+      'extra-create-metadata',
+      'default-fstype',
+      'node-deployment',
+      'node-deployment-immediate-binding',
+      'node-deployment-base-delay',
+      'node-deployment-max-delay',
+      'strict-topology',
+      'immediate-topology',
+      'enable-capacity',
+      'capacity-ownerref-level',
+      'capacity-poll-interval',
+      'capacity-threads',
+      'capacity-for-immediate-binding',
+      'worker-threads',
+      'volume-name-prefix',
+      'retry-interval-start',
+      'retry-interval-max',
+    ],
+  },
+  'csi-attacher': {
+    image: 'attacher',
+    version: 'v4.12.0',
+    flags: [...STANDARD, 'feature-gates', 'timeout', 'resync', 'worker-threads', 'reconcile-sync', 'default-fstype', 'max-entries'],
+  },
+  'csi-resizer': {
+    image: 'resizer',
+    version: 'v2.2.1',
+    flags: [...STANDARD, 'timeout', 'resync-period', 'workers', 'handle-volume-inuse-error', 'retry-interval-start', 'retry-interval-max'],
+  },
+  'csi-resizer-local': { image: 'resizer', version: 'v2.2.1', flags: [] },
+  'liveness-probe': {
+    image: 'livenessProbe',
+    version: 'v2.19.0',
+    flags: ['csi-address', 'health-port', 'probe-timeout', 'http-endpoint', 'metrics-address', 'metrics-path'],
+  },
+  'node-driver-registrar': {
+    image: 'nodeDriverRegistrar',
+    version: 'v2.17.0',
+    flags: ['csi-address', 'kubelet-registration-path', 'plugin-registration-path', 'health-port', 'http-endpoint', 'timeout', 'mode'],
+  },
+};
+SIDECAR_FLAGS['csi-resizer-local']!.flags = SIDECAR_FLAGS['csi-resizer']!.flags;
+
+const THREE_NODES = {
+  controller: { replicas: 2 },
+  localPools: { nodeSelector: { 'berth.csi.dev/local-pool': 'true' }, capacityPollInterval: '30s' },
+  node: { mountedAtDirs: ['/mnt/nas'] },
+  storageClasses: [
+    { name: 'berth-local-block', pool: 'local', kind: 'block', fsType: 'xfs', parameters: { provisioning: 'thin' } },
+    {
+      name: 'nfs-share',
+      pool: 'nfs',
+      kind: 'share',
+      default: true,
+      parameters: { server: 'nfs.example.com', share: '/export', subDir: '${pvc.metadata.namespace}-${pvc.metadata.name}' },
+      mountOptions: ['nfsvers=4.1'],
+    },
+    { name: 'nfs-block', pool: 'nfs', kind: 'block', fsType: 'xfs', parameters: { server: 'nfs.example.com', share: '/export' } },
+  ],
 };
 
 const MATRIX: Record<string, object> = {
   defaults: {},
-  'all-in-one explicit': { mode: 'allInOne', logLevel: 'debug', node: { maxVolumesPerNode: 64 } },
-  'split with nfs classes': {
-    mode: 'split',
-    controller: { replicas: 2 },
-    node: { mountedAtDirs: ['/mnt/nas'] },
-    storageClasses: [
-      {
-        name: 'nfs-share',
-        pool: 'nfs',
-        kind: 'share',
-        default: true,
-        parameters: { server: 'nfs.example.com', share: '/export', subDir: '${pvc.metadata.namespace}-${pvc.metadata.name}' },
-        mountOptions: ['nfsvers=4.1'],
-      },
-      { name: 'nfs-block', pool: 'nfs', kind: 'block', fsType: 'xfs', parameters: { server: 'nfs.example.com', share: '/export' } },
-    ],
+  'three-node cluster': THREE_NODES,
+  'NFS only': {
+    localPools: { enabled: false },
+    logLevel: 'debug',
+    node: { maxVolumesPerNode: 64 },
+    storageClasses: [{ name: 'nfs-share', pool: 'nfs', kind: 'share', parameters: { server: 'nfs.example.com', share: '/export' } }],
   },
   'flex installer on': { flexInstaller: { enabled: true } },
   'registrar sidecar on': { node: { selfRegistration: false } },
@@ -124,28 +212,129 @@ describe('Helm chart (real helm binary)', function () {
     }
   });
 
-  it('renders what each mode needs', () => {
+  it('has one shape from 1 to N nodes: a central controller, the NFS node plugin everywhere, the local driver where pools are', () => {
     const kinds = (name: string) => rendered.get(name)!.map((o) => `${o.kind}/${o.metadata.name}`);
-    expect(kinds('defaults')).to.include.members([
-      'CSIDriver/berth.csi.dev',
-      'DaemonSet/berth-node',
-      'StorageClass/berth-local-share',
-      'StorageClass/berth-local-block',
-    ]);
-    expect(kinds('defaults')).to.not.include('Deployment/berth-controller');
-    expect(kinds('split with nfs classes')).to.include.members([
-      'Deployment/berth-controller',
-      'DaemonSet/berth-node',
-      'ServiceAccount/berth-node',
-    ]);
+    for (const name of ['defaults', 'three-node cluster']) {
+      expect(kinds(name), name).to.include.members([
+        'CSIDriver/berth.csi.dev',
+        'CSIDriver/local.berth.csi.dev',
+        'Deployment/berth-controller',
+        'PodDisruptionBudget/berth-controller',
+        'DaemonSet/berth-node',
+        'DaemonSet/berth-local',
+        'ServiceAccount/berth-node',
+        'ServiceAccount/berth-local',
+      ]);
+    }
+    expect(kinds('NFS only')).to.not.include.members(['DaemonSet/berth-local', 'CSIDriver/local.berth.csi.dev']);
     expect(kinds('flex installer on')).to.include('DaemonSet/berth-flex-installer');
-    const driver = rendered.get('defaults')!.find((o) => o.kind === 'CSIDriver') as K8sObject & { spec: object };
-    expect(driver.spec).to.deep.equal({
+    const drivers = Object.fromEntries(
+      rendered
+        .get('three-node cluster')!
+        .filter((o) => o.kind === 'CSIDriver')
+        .map((o) => [o.metadata.name, (o as K8sObject & { spec: object }).spec]),
+    );
+    // The FlexVolume migration writes PVs for the driver that serves NFS volumes: the attaching one.
+    expect(drivers[NFS_DRIVER_NAME]).to.have.property('attachRequired', true);
+    expect(drivers['berth.csi.dev']).to.deep.equal({
       attachRequired: true,
       podInfoOnMount: true,
       fsGroupPolicy: 'File',
       volumeLifecycleModes: ['Persistent'],
     });
+    expect(drivers['local.berth.csi.dev']).to.deep.equal({
+      attachRequired: false,
+      storageCapacity: true,
+      podInfoOnMount: true,
+      fsGroupPolicy: 'File',
+      volumeLifecycleModes: ['Persistent'],
+    });
+    const objects = rendered.get('three-node cluster')!;
+    const local = objects.find((o): o is Workload => o.kind === 'DaemonSet' && o.metadata.name === 'berth-local')!;
+    const localPod = local.spec.template.spec as unknown as { nodeSelector: Record<string, string> };
+    expect(localPod.nodeSelector).to.deep.equal({ 'berth.csi.dev/local-pool': 'true' });
+    const provisioner = local.spec.template.spec.containers.find((c) => c.name === 'csi-provisioner')! as Container & {
+      env: Array<{ name: string }>;
+    };
+    expect(provisioner.args).to.include.members([
+      '--node-deployment=true',
+      '--leader-election=false',
+      '--enable-capacity',
+      '--capacity-ownerref-level=0',
+      '--capacity-poll-interval=30s',
+      '--strict-topology',
+    ]);
+    expect(provisioner.env.map((e) => e.name).sort()).to.deep.equal(['NAMESPACE', 'NODE_NAME', 'POD_NAME']);
+    // The local driver has no attacher and no per-node resizer: one central resizer serves it.
+    expect(local.spec.template.spec.containers.map((c) => c.name)).to.not.include.members(['csi-attacher', 'csi-resizer']);
+    const controller = objects.find((o): o is Workload => o.kind === 'Deployment')!;
+    const names = controller.spec.template.spec.containers.map((c) => c.name);
+    expect(names).to.include.members(['csi-provisioner', 'csi-attacher', 'csi-resizer', 'csi-resizer-local']);
+    const berth = controller.spec.template.spec.containers.find((c) => c.name === 'berth')!;
+    const flags = parseFlags(
+      berth.args!.map((a) => a.replace(/\$\([A-Z_]+\)/g, 'pod-1')),
+      {},
+    );
+    const localResizer = controller.spec.template.spec.containers.find((c) => c.name === 'csi-resizer-local')!;
+    expect(localResizer.args).to.include(`--csi-address=${socketPath(flags.localEndpoint).replace(/^\/csi/, '/csi')}`);
+    expect(flags.localDriverName).to.equal('local.berth.csi.dev');
+    // The local classes name the local driver; the NFS classes the NFS one.
+    for (const sc of objects.filter((o) => o.kind === 'StorageClass') as Array<
+      K8sObject & { provisioner: string; parameters: { pool: string } }
+    >) {
+      expect(sc.provisioner, sc.metadata.name).to.equal(sc.parameters.pool === 'local' ? 'local.berth.csi.dev' : 'berth.csi.dev');
+    }
+  });
+
+  it('gives each service account exactly what its sidecars need', () => {
+    const objects = rendered.get('three-node cluster')!;
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+    const rulesOf = (kind: string, name: string) =>
+      ((objects.find((o) => o.kind === kind && o.metadata.name === name) as K8sObject & { rules: Rule[] })?.rules ?? []).flatMap((r) =>
+        r.resources.flatMap((res) => r.verbs.map((v) => `${r.apiGroups[0] || 'core'}/${res}:${v}`)),
+      );
+    const controller = [...rulesOf('ClusterRole', 'berth-controller'), ...rulesOf('Role', 'berth-leader-election')];
+    // berth reads CSINodes; the attacher patches VolumeAttachments; all leader-elect through Leases.
+    expect(controller).to.include.members([
+      'storage.k8s.io/csinodes:list',
+      'storage.k8s.io/volumeattachments:patch',
+      'storage.k8s.io/volumeattachments/status:patch',
+      'coordination.k8s.io/leases:update',
+      'core/persistentvolumes:create',
+    ]);
+    expect(controller).to.not.include('storage.k8s.io/csistoragecapacities:create');
+    const local = [...rulesOf('ClusterRole', 'berth-local'), ...rulesOf('Role', 'berth-local-capacity')];
+    expect(local).to.include.members([
+      'storage.k8s.io/csistoragecapacities:create',
+      'storage.k8s.io/csistoragecapacities:delete',
+      'core/pods:get',
+      'core/persistentvolumes:create',
+    ]);
+    // No leader election per node, no attach.
+    expect(local.filter((r) => r.startsWith('coordination.k8s.io/') || r.includes('volumeattachments:patch'))).to.deep.equal([]);
+    const bindings = objects.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding') as Array<
+      K8sObject & { subjects: Array<{ name: string }> }
+    >;
+    expect(bindings.flatMap((b) => b.subjects.map((x) => x.name))).to.not.include('berth-node');
+  });
+
+  it("uses only flags each sidecar's version defines (read from its source at that tag)", () => {
+    for (const [name, objects] of rendered) {
+      const values = MATRIX[name] as { sidecars?: Record<string, { tag?: string }> };
+      for (const o of objects.filter((x): x is Workload => x.kind === 'DaemonSet' || x.kind === 'Deployment')) {
+        if (o.metadata.name.endsWith('-flex-installer')) continue; // no CSI sidecars there
+        for (const c of o.spec.template.spec.containers.filter((x) => x.name !== 'berth')) {
+          const known = SIDECAR_FLAGS[c.name];
+          expect(known, `${name}: ${c.name} has no flag table`).to.not.equal(undefined);
+          expect((c as Container & { image: string }).image, `${name}: ${c.name}`).to.match(new RegExp(`:${known!.version}$`));
+          expect(values.sidecars?.[known!.image]?.tag ?? known!.version).to.equal(known!.version);
+          for (const arg of c.args ?? []) {
+            const flag = /^--([a-z0-9-]+)/.exec(arg)?.[1];
+            expect(known!.flags, `${name}: ${c.name} ${arg} (${known!.image} ${known!.version})`).to.include(flag);
+          }
+        }
+      }
+    }
   });
 
   it('validates every rendered object and every example against the Kubernetes schemas', () => {
@@ -202,7 +391,7 @@ describe('Helm chart (real helm binary)', function () {
           const args = (c.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1'));
           expect(() => parseFlags(args, {}), `${name}: ${o.metadata.name}`).to.not.throw();
           expect(parseFlags(args, {}).mode).to.equal(
-            o.kind === 'Deployment' ? 'controller' : name === 'split with nfs classes' ? 'node' : 'all',
+            o.kind === 'Deployment' ? 'controller' : o.metadata.name.endsWith('-local') ? 'local' : 'node',
           );
         }
       }
@@ -211,7 +400,7 @@ describe('Helm chart (real helm binary)', function () {
 
   it('gives the node plugin the directories of pre-mounted exports: the flag, and the host directory mounted at the same path', () => {
     const node = rendered
-      .get('split with nfs classes')!
+      .get('three-node cluster')!
       .find((o): o is Workload => o.kind === 'DaemonSet' && o.metadata.name.endsWith('-node'))!;
     const berth = node.spec.template.spec.containers.find((c) => c.name === 'berth')!;
     expect(
@@ -226,7 +415,7 @@ describe('Helm chart (real helm binary)', function () {
   });
 
   it('lets the unprivileged controller use the reserved source ports secure NFS exports require, and nothing more', () => {
-    const controller = rendered.get('split with nfs classes')!.find((o): o is Workload => o.kind === 'Deployment')!;
+    const controller = rendered.get('three-node cluster')!.find((o): o is Workload => o.kind === 'Deployment')!;
     const pod = controller.spec.template.spec as unknown as {
       securityContext: { runAsNonRoot: boolean; sysctls: Array<{ name: string; value: string }> };
       containers: Array<Container & { securityContext?: { capabilities?: { drop?: string[]; add?: string[] }; runAsUser?: number } }>;
@@ -239,42 +428,47 @@ describe('Helm chart (real helm binary)', function () {
 
   it('agrees on socket paths: node plugin, kubelet registration, registrar and livenessprobe', () => {
     for (const [name, objects] of rendered) {
-      const ds = objects.find((o) => o.kind === 'DaemonSet' && o.metadata.name === 'berth-node') as Workload;
-      const pod = ds.spec.template.spec;
-      const berth = pod.containers.find((c) => c.name === 'berth')!;
-      const flags = parseFlags(
-        (berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')),
-        {},
+      const plugins = objects.filter(
+        (o): o is Workload => o.kind === 'DaemonSet' && ['berth-node', 'berth-local'].includes(o.metadata.name),
       );
-      const socket = socketPath(flags.endpoint);
-      const kubeletDir = (MATRIX[name] as { kubeletDir?: string }).kubeletDir ?? '/var/lib/kubelet';
-      expect(flags.kubeletDir, name).to.equal(kubeletDir);
-      expect(flags.kubeletRegistrationPath, name).to.equal(socket);
-      expect(socket.startsWith(`${kubeletDir}/plugins/`), name).to.equal(true);
-      // The kubelet dir is mounted at the same path, with Bidirectional propagation.
-      const kubeletMount = berth.volumeMounts!.find((m) => m.mountPath === kubeletDir)!;
-      expect(kubeletMount.mountPropagation).to.equal('Bidirectional');
-      expect(pod.volumes.find((v) => v.name === kubeletMount.name)!.hostPath!.path).to.equal(kubeletDir);
-      // Sidecars reach the socket through the plugin dir mounted at /csi.
-      const pluginDir = pod.volumes.find((v) => v.name === 'plugin-dir')!.hostPath!.path;
-      expect(`${pluginDir}/csi.sock`, name).to.equal(socket);
-      for (const c of pod.containers.filter((x) => x.name !== 'berth')) {
-        const addr = c.args!.find((a) => a.startsWith('--csi-address='))!.split('=')[1]!;
-        const mount = c.volumeMounts!.find((m) => addr.startsWith(`${m.mountPath}/`))!;
-        expect(mount.name, `${name}: ${c.name}`).to.equal('plugin-dir');
-        expect(path.join(pluginDir, path.relative(mount.mountPath, addr)), `${name}: ${c.name}`).to.equal(socket);
-        if (c.name === 'node-driver-registrar') {
-          expect(c.args).to.include(`--kubelet-registration-path=${socket}`);
-          expect(flags.selfRegister).to.equal(false);
+      expect(plugins.length, name).to.be.at.least(1);
+      for (const ds of plugins) {
+        const pod = ds.spec.template.spec;
+        const berth = pod.containers.find((c) => c.name === 'berth')!;
+        const flags = parseFlags(
+          (berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')),
+          {},
+        );
+        const socket = socketPath(flags.endpoint);
+        const kubeletDir = (MATRIX[name] as { kubeletDir?: string }).kubeletDir ?? '/var/lib/kubelet';
+        expect(flags.kubeletDir, name).to.equal(kubeletDir);
+        expect(flags.kubeletRegistrationPath, name).to.equal(socket);
+        expect(socket.startsWith(`${kubeletDir}/plugins/`), name).to.equal(true);
+        // The kubelet dir is mounted at the same path, with Bidirectional propagation.
+        const kubeletMount = berth.volumeMounts!.find((m) => m.mountPath === kubeletDir)!;
+        expect(kubeletMount.mountPropagation).to.equal('Bidirectional');
+        expect(pod.volumes.find((v) => v.name === kubeletMount.name)!.hostPath!.path).to.equal(kubeletDir);
+        // Sidecars reach the socket through the plugin dir mounted at /csi.
+        const pluginDir = pod.volumes.find((v) => v.name === 'plugin-dir')!.hostPath!.path;
+        expect(`${pluginDir}/csi.sock`, name).to.equal(socket);
+        for (const c of pod.containers.filter((x) => x.name !== 'berth')) {
+          const addr = c.args!.find((a) => a.startsWith('--csi-address='))!.split('=')[1]!;
+          const mount = c.volumeMounts!.find((m) => addr.startsWith(`${m.mountPath}/`))!;
+          expect(mount.name, `${name}: ${c.name}`).to.equal('plugin-dir');
+          expect(path.join(pluginDir, path.relative(mount.mountPath, addr)), `${name}: ${c.name}`).to.equal(socket);
+          if (c.name === 'node-driver-registrar') {
+            expect(c.args).to.include(`--kubelet-registration-path=${socket}`);
+            expect(flags.selfRegister).to.equal(false);
+          }
         }
+        const registrarVol = pod.volumes.find((v) => v.name === 'registration-dir')!;
+        expect(registrarVol.hostPath!.path).to.equal(`${kubeletDir}/plugins_registry`);
       }
-      const registrarVol = pod.volumes.find((v) => v.name === 'registration-dir')!;
-      expect(registrarVol.hostPath!.path).to.equal(`${kubeletDir}/plugins_registry`);
     }
   });
 
   it('renders StorageClasses the driver accepts: local ones bound at first consumer, expandable for block', () => {
-    const classes = [...rendered.get('defaults')!, ...rendered.get('split with nfs classes')!, ...[...examples.values()].flat()].filter(
+    const classes = [...rendered.get('defaults')!, ...rendered.get('three-node cluster')!, ...[...examples.values()].flat()].filter(
       (o) => o.kind === 'StorageClass',
     ) as Array<K8sObject & { parameters: Record<string, string>; volumeBindingMode: string; allowVolumeExpansion: boolean }>;
     expect(classes.length).to.be.greaterThan(3);
@@ -289,7 +483,8 @@ describe('Helm chart (real helm binary)', function () {
 
   it('values.schema.json rejects bad values', async () => {
     const bad: Array<[object, RegExp]> = [
-      [{ mode: 'sideways' }, /mode must be one of/],
+      [{ mode: 'split' }, /mode/],
+      [{ localPools: { enabled: false } }, /localPools.enabled is false/],
       [{ storageClasses: [{ name: 'x', pool: 'local', kind: 'tape' }] }, /kind must be one of/],
       [{ kubeletDir: 'relative/path' }, /kubeletDir/],
       [{ node: { maxVolumesPerNode: -1 } }, /maxVolumesPerNode/],

@@ -25,34 +25,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "berth.imageRef" (dict "repository" .Values.image.repository "tag" (.Values.image.tag | default .Chart.AppVersion) "digest" .Values.image.digest) -}}
 {{- end -}}
 
-{{/* Where the node plugin's CSI socket lives: the same path on the host and in the pod. */}}
+{{/* Where a node plugin's CSI socket lives: the same path on the host and in the pod. */}}
 {{- define "berth.pluginDir" -}}
-{{ .Values.kubeletDir }}/plugins/{{ .Values.driverName }}
+{{ .Values.kubeletDir }}/plugins/{{ .driver }}
 {{- end -}}
 
-{{- define "berth.nodeSocket" -}}
-{{ include "berth.pluginDir" . }}/csi.sock
-{{- end -}}
-
-{{/* The berth container shared by the node DaemonSet in both modes. */}}
+{{/*
+A node plugin's pod body shared by the NFS node DaemonSet and the local one:
+dict Values, driver (CSI driver name), mode (node or local), local (bool).
+*/}}
 {{- define "berth.nodeContainer" -}}
+{{- $pluginDir := include "berth.pluginDir" . -}}
 - name: berth
-  image: {{ include "berth.image" . }}
+  image: {{ include "berth.image" .root }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args:
-    - --mode={{ if eq .Values.mode "allInOne" }}all{{ else }}node{{ end }}
-    - --endpoint=unix://{{ include "berth.nodeSocket" . }}
+    - --mode={{ .mode }}
+    - --endpoint=unix://{{ $pluginDir }}/csi.sock
     - --nodeid=$(KUBE_NODE_NAME)
-    - --drivername={{ .Values.driverName }}
-    - --pool-dir={{ .Values.localPool.hostPath }}
+    - --drivername={{ .driver }}
     - --kubelet-dir={{ .Values.kubeletDir }}
     - --max-volumes-per-node={{ .Values.node.maxVolumesPerNode }}
+    {{- if .local }}
+    - --pool-dir={{ .Values.localPools.hostPath }}
+    - --thin-overprovision={{ .Values.localPools.thinOverprovision }}
+    {{- else }}
+    # Exports holding block images are mounted below the plugin directory, which the host shares.
+    - --nfs-mount-dir={{ $pluginDir }}/exports
     {{- with .Values.node.mountedAtDirs }}
     - --mounted-at-dirs={{ join "," . }}
     {{- end }}
+    {{- end }}
     - --log-level={{ .Values.logLevel }}
     - --self-register={{ .Values.node.selfRegistration }}
-    - --kubelet-registration-path={{ include "berth.nodeSocket" . }}
+    - --kubelet-registration-path={{ $pluginDir }}/csi.sock
   env:
     - name: KUBE_NODE_NAME
       valueFrom:
@@ -72,7 +78,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     periodSeconds: 10
     timeoutSeconds: 3
     failureThreshold: 5
-  {{- with .Values.node.resources }}
+  {{- with (ternary .Values.localPools.resources .Values.node.resources .local) }}
   resources:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -82,14 +88,72 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       mountPropagation: Bidirectional
     - name: dev
       mountPath: /dev
+    {{- if .local }}
     - name: pool
-      mountPath: {{ .Values.localPool.hostPath }}
+      mountPath: {{ .Values.localPools.hostPath }}
       mountPropagation: Bidirectional
+    {{- else }}
     {{- range $i, $dir := .Values.node.mountedAtDirs }}
     - name: mounted-at-{{ $i }}
       mountPath: {{ $dir }}
       mountPropagation: HostToContainer
     {{- end }}
+    {{- end }}
+{{- end -}}
+
+{{/* The node plugin's sidecars: livenessprobe, and node-driver-registrar when berth does not register itself. */}}
+{{- define "berth.nodeSidecars" -}}
+{{ include "berth.livenessProbeContainer" (dict "Values" .Values "socket" "/csi/csi.sock" "volume" "plugin-dir") }}
+{{- if not .Values.node.selfRegistration }}
+- name: node-driver-registrar
+  image: {{ include "berth.imageRef" .Values.sidecars.nodeDriverRegistrar }}
+  imagePullPolicy: {{ .Values.sidecars.nodeDriverRegistrar.pullPolicy }}
+  args:
+    - --csi-address=/csi/csi.sock
+    - --kubelet-registration-path={{ include "berth.pluginDir" . }}/csi.sock
+  {{- with .Values.sidecars.nodeDriverRegistrar.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  volumeMounts:
+    - name: plugin-dir
+      mountPath: /csi
+    - name: registration-dir
+      mountPath: /registration
+{{- end }}
+{{- end -}}
+
+{{/* The node plugin's host directories. */}}
+{{- define "berth.nodeVolumes" -}}
+- name: kubelet-dir
+  hostPath:
+    path: {{ .Values.kubeletDir }}
+    type: Directory
+- name: plugin-dir
+  hostPath:
+    path: {{ include "berth.pluginDir" . }}
+    type: DirectoryOrCreate
+- name: registration-dir
+  hostPath:
+    path: {{ .Values.kubeletDir }}/plugins_registry
+    type: Directory
+- name: dev
+  hostPath:
+    path: /dev
+    type: Directory
+{{- if .local }}
+- name: pool
+  hostPath:
+    path: {{ .Values.localPools.hostPath }}
+    type: DirectoryOrCreate
+{{- else }}
+{{- range $i, $dir := .Values.node.mountedAtDirs }}
+- name: mounted-at-{{ $i }}
+  hostPath:
+    path: {{ $dir }}
+    type: Directory
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "berth.livenessProbeContainer" -}}
@@ -108,78 +172,35 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       mountPath: {{ dir .socket }}
 {{- end -}}
 
-{{/* provisioner, attacher and resizer, talking to `socket` in volume `volume`. */}}
-{{- define "berth.controllerSidecars" -}}
-- name: csi-provisioner
-  image: {{ include "berth.imageRef" .Values.sidecars.provisioner }}
-  imagePullPolicy: {{ .Values.sidecars.provisioner.pullPolicy }}
+{{/* A sidecar container: dict Values, name, image (a sidecars.* entry), args, socket, volume, env (names). */}}
+{{- define "berth.sidecar" -}}
+- name: {{ .name }}
+  image: {{ include "berth.imageRef" .image }}
+  imagePullPolicy: {{ .image.pullPolicy }}
   args:
     - --csi-address={{ .socket }}
-    - --feature-gates=Topology=true
-    - --extra-create-metadata
-    - --default-fstype=
-    - --timeout=120s
-    {{- if .nodeDeployment }}
-    - --node-deployment=true
-    - --leader-election=false
-    {{- else }}
-    - --leader-election={{ .Values.controller.leaderElection }}
-    - --leader-election-namespace=$(NAMESPACE)
+    {{- range .args }}
+    - {{ . }}
     {{- end }}
+  {{- with .env }}
   env:
-    - name: NODE_NAME
+    {{- range . }}
+    - name: {{ . }}
       valueFrom:
         fieldRef:
-          fieldPath: spec.nodeName
-    - name: NAMESPACE
-      valueFrom:
-        fieldRef:
-          fieldPath: metadata.namespace
-  {{- with .Values.sidecars.provisioner.resources }}
+          fieldPath: {{ get (dict "NODE_NAME" "spec.nodeName" "NAMESPACE" "metadata.namespace" "POD_NAME" "metadata.name") . }}
+    {{- end }}
+  {{- end }}
+  {{- with .image.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
   {{- end }}
   volumeMounts:
     - name: {{ .volume }}
       mountPath: {{ dir .socket }}
-- name: csi-attacher
-  image: {{ include "berth.imageRef" .Values.sidecars.attacher }}
-  imagePullPolicy: {{ .Values.sidecars.attacher.pullPolicy }}
-  args:
-    - --csi-address={{ .socket }}
-    - --timeout=120s
-    - --leader-election={{ and .Values.controller.leaderElection (not .nodeDeployment) }}
-    - --leader-election-namespace=$(NAMESPACE)
-  env:
-    - name: NAMESPACE
-      valueFrom:
-        fieldRef:
-          fieldPath: metadata.namespace
-  {{- with .Values.sidecars.attacher.resources }}
-  resources:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  volumeMounts:
-    - name: {{ .volume }}
-      mountPath: {{ dir .socket }}
-- name: csi-resizer
-  image: {{ include "berth.imageRef" .Values.sidecars.resizer }}
-  imagePullPolicy: {{ .Values.sidecars.resizer.pullPolicy }}
-  args:
-    - --csi-address={{ .socket }}
-    - --timeout=120s
-    - --leader-election={{ and .Values.controller.leaderElection (not .nodeDeployment) }}
-    - --leader-election-namespace=$(NAMESPACE)
-  env:
-    - name: NAMESPACE
-      valueFrom:
-        fieldRef:
-          fieldPath: metadata.namespace
-  {{- with .Values.sidecars.resizer.resources }}
-  resources:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  volumeMounts:
-    - name: {{ .volume }}
-      mountPath: {{ dir .socket }}
+{{- end -}}
+
+{{/* The flags of leader-elected central sidecars. */}}
+{{- define "berth.leaderElection" -}}
+{{- list (printf "--leader-election=%t" .Values.controller.leaderElection) "--leader-election-namespace=$(NAMESPACE)" | toJson -}}
 {{- end -}}
