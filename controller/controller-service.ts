@@ -447,7 +447,10 @@ export class ControllerService {
   async GetCapacity(req: GetCapacityRequest): Promise<{ available_capacity: number }> {
     // external-provisioner's capacity tracking sends the StorageClass parameters as they are
     // (pkg/capacity/capacity.go), reserved csi.storage.k8s.io/ keys (fstype, secret names) included.
-    const params = parseParameters(withoutReservedKeys(req.parameters ?? {}));
+    const given = withoutReservedKeys(req.parameters ?? {});
+    // No parameters name no NFS export: no volume could be created from them here.
+    if (!given.pool && !this.cfg.pool) return { available_capacity: 0 };
+    const params = parseParameters(given);
     if (params.pool === 'nfs') return { available_capacity: await this.nfsPools().get(params.nfs).capacityFor() };
     const pool = this.localPool();
     const node = req.accessible_topology?.segments?.[TOPOLOGY_KEY];

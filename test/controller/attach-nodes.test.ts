@@ -81,6 +81,12 @@ describe('central controller: attach knows the nodes (CSINode objects, stand-in 
     await rpc(d.clients.controller, 'ControllerUnpublishVolume', { volume_id: b, node_id: 'node-3' });
   });
 
+  it('answers GetCapacity without parameters with 0: they name no export a volume could be made on', async () => {
+    const res = await rpc<{ available_capacity: string }>(d.clients.controller, 'GetCapacity', {});
+    expect(Number(res.available_capacity)).to.equal(0);
+    await expectCode(rpc(d.clients.controller, 'GetCapacity', { parameters: { pool: 'local' } }), Code.INVALID_ARGUMENT);
+  });
+
   it('refuses to start without a way to read the nodes', async () => {
     const env = { ...process.env };
     delete env.KUBERNETES_SERVICE_HOST;
