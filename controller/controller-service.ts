@@ -295,6 +295,12 @@ export class ControllerService {
     }
     const nodes = Object.keys(found.rec.attachments);
     if (nodes.length > 0) throw failedPrecondition(`volume ${id} is still published to ${nodes.join(', ')}`);
+    if (found.ref.pool === 'local' && found.rec.kind === 'block') {
+      // A loop device still on the image: staged on this node. Deleting would leave it on a deleted file.
+      const loops = await this.localPool().attachedLoops(found.ref.dirName);
+      if (loops.length > 0)
+        throw failedPrecondition(`volume ${id} is still staged on this node (${loops.join(', ')} attached to its image)`);
+    }
     await found.pool.remove(found.ref.dirName, found.rec, found.rec.onDelete);
     return {};
   }

@@ -46,11 +46,6 @@ export class KubernetesNodes implements NodeDirectory {
     });
   }
 
-  /** For tests of the caching alone. */
-  static fromLister(driverName: string, lister: Lister): KubernetesNodes {
-    return new KubernetesNodes(driverName, lister);
-  }
-
   async exists(nodeId: string): Promise<boolean> {
     if (this.nodes.has(nodeId) && Date.now() - this.listedAt < FRESH_MS) return true;
     await this.refresh();

@@ -27,6 +27,7 @@ import {
   writeContent,
   writeFileDurable,
 } from '../host/durable.js';
+import { readLoopTable } from '../host/loop-devices.js';
 import { exists } from '../host/paths.js';
 import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
@@ -229,6 +230,16 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       await handle.close();
     }
     if (isThin(record)) this.thinPromised += bytes - size;
+  }
+
+  /**
+   * The loop devices this node has attached to a block volume's image: the
+   * volume is staged here. The local driver records no attachments (it has
+   * no attach step), so this is how its DeleteVolume knows a volume is in use.
+   */
+  async attachedLoops(dirName: string): Promise<string[]> {
+    const image = this.imagePath(dirName);
+    return (await readLoopTable()).filter((l) => l.backingFile === image && !l.backingDeleted).map((l) => l.device);
   }
 
   /**

@@ -40,6 +40,7 @@ export async function startDriver(
   const registrationSocket = registrationSocketPath(flags.kubeletDir, flags.driverName);
   await refuseLiveSocket(socketPath(flags.endpoint));
   if (flags.mode !== 'controller' && flags.selfRegister) await refuseLiveSocket(registrationSocket);
+  if (flags.localEndpoint) await refuseLiveSocket(socketPath(flags.localEndpoint));
   const log = createLogger(flags.logLevel);
   const version = packageVersion();
   const pipeline = new Pipeline(log, new KeyedLocks());

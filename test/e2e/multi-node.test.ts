@@ -11,8 +11,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { readLoopTable } from '../../host/loop-devices.js';
 import { LOCAL_DRIVER, LocalScheduling, NFS_DRIVER, SimulatedNode } from '../helpers/cluster.js';
-import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
+import { Code, csiClients, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { FreshFilesystem } from '../helpers/fresh-fs.js';
 import { Ganesha } from '../helpers/ganesha.js';
@@ -121,6 +122,8 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
     const second = pod('reader');
     const again = await n2.kubelet.mountPod(second, pv, {});
     expect((await n2.run('cat', `${again}/file`)).trim()).to.equal('kept-on-node-2');
+    // No attach records it, yet the local driver will not delete a volume staged on its node.
+    await expectCode(rpc(n2.local!.clients.controller, 'DeleteVolume', { volume_id: pv.volumeHandle }), Code.FAILED_PRECONDITION);
     // Mounted on node 2 only: node 1's namespace does not see it.
     expect(await n1.run('findmnt', '-rn', '-o', 'TARGET')).to.not.contain(again);
 
@@ -209,7 +212,7 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
     );
     expect(err.details).to.contain('NFS pools only');
     expect(await fs.readdir(dir)).to.deep.equal(before);
-    const view = (await import('../helpers/csi-client.js')).csiClients(path.join(dir, 'controller', 'local.sock'));
+    const view = csiClients(path.join(dir, 'controller', 'local.sock'));
     try {
       expect((await rpc<{ name: string }>(view.identity, 'GetPluginInfo')).name).to.equal(LOCAL_DRIVER);
       const plugin = await rpc<{ capabilities: Array<{ service?: { type: string } }> }>(view.identity, 'GetPluginCapabilities');
@@ -252,5 +255,14 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
     await n2.provisioner!.delete(pv);
     const left = (await n2.run('findmnt', '-rn', '-o', 'TARGET')).split('\n').filter((t) => t.startsWith(n2.kubelet.root));
     expect(left).to.deep.equal([]);
+  });
+
+  it('leaves no mount in any node and no loop device on any image of the cluster', async () => {
+    for (const n of nodes) {
+      const mounts = (await n.run('findmnt', '-rn', '-o', 'TARGET')).split('\n').filter((t) => t.startsWith(n.kubelet.root));
+      expect(mounts, n.name).to.deep.equal([]);
+    }
+    const loops = (await readLoopTable()).filter((l) => l.backingFile.startsWith(`${dir}/`));
+    expect(loops.map((l) => `${l.device} ${l.backingFile}`)).to.deep.equal([]);
   });
 });
