@@ -1,7 +1,11 @@
 // A local pool: a directory on one node holding volumes and their records
 // (the layout of volumes/ is in volume/local-layout.ts), and:
 //
-//   <root>/.tmp/                records being written (never visible)
+//   <root>/snapshots/<key>.json, <key>.img or <key>/   snapshots: record
+//                               and bytes (reflinked where the filesystem can)
+//   <root>/.tmp/                records and copies being made (never visible)
+//   <root>/.restoring/<dir>     a copied volume moving into volumes/ (its data
+//                               there without a record is removed at start-up)
 //   <root>/.trash/              volumes being deleted
 //   <root>/retained/, <root>/archived/   what onDelete keeps (data and record)
 //
@@ -16,6 +20,7 @@
 import { constants as fsc, linkSync, mkdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { type CopyMethod, copyImage, copyTree, reflinkSupported } from '../host/copy.js';
 import { imageHasData } from '../host/data-check.js';
 import {
   createUnsynced,
@@ -27,18 +32,25 @@ import {
   writeContent,
   writeFileDurable,
 } from '../host/durable.js';
+import { freezeImages, thawImages } from '../host/freeze.js';
 import { readLoopTable } from '../host/loop-devices.js';
 import { exists } from '../host/paths.js';
+import { run } from '../host/run.js';
 import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
-import type { OnDelete, VolumeRecord } from '../volume/record.js';
+import { type OnDelete, readRecordFile, type SnapshotRecord, type VolumeRecord } from '../volume/record.js';
 import { isSafeDirName } from '../volume/volume-id.js';
-import type { Pool } from './pool.js';
+import type { ContentSource, Pool } from './pool.js';
 
 export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly tmpDir: string;
   private readonly trashDir: string;
   private readonly volumesSync: DirectorySync;
+  readonly snapshotsDir: string;
+  private readonly snapshotsSync: DirectorySync;
+  private readonly restoringDir: string;
+  /** How copies are made here: reflinks where the filesystem shares extents (found at init). */
+  copyMethod: CopyMethod = 'sparse-copy';
 
   /** Sum of the sizes of thin images: what they may yet claim (derived from the records at start-up). */
   private thinPromised = 0;
@@ -55,20 +67,40 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     this.tmpDir = path.join(root, '.tmp');
     this.trashDir = path.join(root, '.trash');
     this.volumesSync = new DirectorySync(this.volumesDir);
+    this.snapshotsDir = path.join(root, 'snapshots');
+    this.snapshotsSync = new DirectorySync(this.snapshotsDir);
+    this.restoringDir = path.join(root, '.restoring');
   }
 
   /** Creates the layout and sweeps what a crash left half-done. */
   async init(): Promise<void> {
-    for (const dir of [this.root, this.volumesDir, this.tmpDir, this.trashDir, this.filesystemsDir]) {
+    for (const dir of [this.root, this.volumesDir, this.snapshotsDir, this.restoringDir, this.tmpDir, this.trashDir, this.filesystemsDir]) {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     }
     for (const dir of [this.tmpDir, this.trashDir]) {
       for (const entry of await fs.readdir(dir)) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
     }
+    for (const dirName of await fs.readdir(this.restoringDir)) if (isSafeDirName(dirName)) await this.undoInterruptedCopy(dirName);
     await this.sweepInterruptedCreates();
+    await this.sweepInterruptedSnapshots();
+    this.copyMethod = (await reflinkSupported(this.tmpDir)) ? 'reflink' : 'sparse-copy';
+    const images: string[] = [];
     for (const name of await this.list()) {
       const rec = await this.read(name);
       if (rec && isThin(rec)) this.thinPromised += rec.capacityBytes;
+      if (rec?.kind === 'block') images.push(this.imagePath(name));
+    }
+    // A snapshot killed between freeze and thaw leaves its volume frozen: thaw them all.
+    await thawImages(images);
+  }
+
+  /** Snapshot bytes without a record: a snapshot that never committed (copies only, never user data). */
+  private async sweepInterruptedSnapshots(): Promise<void> {
+    const entries = await fs.readdir(this.snapshotsDir);
+    const records = new Set(entries.filter((e) => e.endsWith(RECORD)).map((e) => e.slice(0, -RECORD.length)));
+    for (const e of entries) {
+      const key = e.endsWith(IMAGE) ? e.slice(0, -IMAGE.length) : e;
+      if (!e.endsWith(RECORD) && !records.has(key)) await fs.rm(path.join(this.snapshotsDir, e), { recursive: true, force: true });
     }
   }
 
@@ -131,7 +163,8 @@ export class LocalPool extends LocalPoolLayout implements Pool {
    * the driver runs with umask 0 (see main.ts). Returns false, leaving
    * nothing behind, when a volume with that directory name exists.
    */
-  async create(dirName: string, record: VolumeRecord, mountPermissions: number): Promise<boolean> {
+  async create(dirName: string, record: VolumeRecord, mountPermissions: number, content?: ContentSource): Promise<boolean> {
+    if (content) return this.createFrom(dirName, record, content);
     const data = record.kind === 'share' ? this.dataDir(dirName) : this.imagePath(dirName);
     const tmp = path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`);
     let claimed = false;
@@ -171,6 +204,174 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     await this.volumesSync.sync();
     if (isThin(record)) this.thinPromised += record.capacityBytes;
     return true;
+  }
+
+  /**
+   * A volume whose bytes are a copy of a snapshot's or another volume's:
+   * copied under .tmp (swept at start-up), grown to the record's size,
+   * moved into volumes/ (a file by link(2), which never replaces; a
+   * directory by rename(2) once no record holds the name), then the record
+   * linked: the same commit point as an empty volume.
+   */
+  private async createFrom(dirName: string, record: VolumeRecord, content: ContentSource): Promise<boolean> {
+    if (await this.read(dirName)) return false;
+    await this.undoInterruptedCopy(dirName);
+    const from = await this.contentPath(content, record.kind);
+    const copy = path.join(this.tmpDir, `${dirName}.copy.${this.uniqueSuffix()}`);
+    const data = record.kind === 'share' ? this.dataDir(dirName) : this.imagePath(dirName);
+    const tmpRecord = path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`);
+    try {
+      await this.copyConsistent(content, from, copy, record.kind);
+      if (record.kind === 'block') {
+        if ((await fs.stat(copy)).size < record.capacityBytes) await fs.truncate(copy, record.capacityBytes);
+        if (!isThin(record)) await reserveSpace(copy, record.capacityBytes);
+      }
+      // From here until the record is linked, data in volumes/ is this copy's, and a restart removes it.
+      await writeFileDurable(path.join(this.restoringDir, dirName), record.volumeId, {
+        tmp: path.join(this.tmpDir, `${dirName}.restoring.${this.uniqueSuffix()}`),
+      });
+      if (record.kind === 'block') linkSync(copy, data);
+      else renameSync(copy, data);
+    } catch (err) {
+      await fs.rm(copy, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC') throw exhausted(`the local pool has no room for a copy of ${record.capacityBytes} bytes`);
+      if (code === 'EEXIST' || code === 'ENOTEMPTY')
+        throw failedPrecondition(
+          `${data} exists without a record (an interrupted create that now holds data?); berth leaves it alone: move it away to reuse the name`,
+        );
+      throw err;
+    }
+    await fs.rm(copy, { force: true }); // the image's second name (link above)
+    try {
+      await makeThenSync((keep) => keep(createUnsynced(tmpRecord, writeContent(JSON.stringify(record)))));
+      linkSync(tmpRecord, this.recordPath(dirName));
+    } catch (err) {
+      removeQuietly(data, false);
+      if (record.kind === 'share') await fs.rm(data, { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    } finally {
+      removeQuietly(tmpRecord, false);
+    }
+    await this.volumesSync.sync();
+    await fs.rm(path.join(this.restoringDir, dirName), { force: true });
+    if (isThin(record)) this.thinPromised += record.capacityBytes;
+    return true;
+  }
+
+  /** A copied volume that moved into volumes/ but never got its record: its data goes (it is a copy). */
+  private async undoInterruptedCopy(dirName: string): Promise<void> {
+    const marker = path.join(this.restoringDir, dirName);
+    if (!(await exists(marker))) return;
+    if (!(await this.read(dirName))) {
+      await fs.rm(this.imagePath(dirName), { force: true });
+      await fs.rm(this.dataDir(dirName), { recursive: true, force: true });
+      await this.volumesSync.sync();
+    }
+    await fs.rm(marker, { force: true });
+  }
+
+  /** The bytes a content source names, checked to be there and of the kind asked. */
+  private async contentPath(content: ContentSource, kind: VolumeRecord['kind']): Promise<string> {
+    const p =
+      'snapshot' in content
+        ? kind === 'share'
+          ? this.snapshotEntry(content.snapshot, '')
+          : this.snapshotEntry(content.snapshot, IMAGE)
+        : kind === 'share'
+          ? this.dataDir(content.volume)
+          : this.imagePath(content.volume);
+    if (!(await exists(p))) throw failedPrecondition(`the bytes of the source (${p}) are missing`);
+    return p;
+  }
+
+  /**
+   * Copies a volume's bytes (or a snapshot's) to `to`. A volume's block image
+   * staged on this node has its filesystem frozen for the copy, so the copy
+   * is what a power cut at that instant would leave, with the journal clean.
+   */
+  private async copyConsistent(content: ContentSource, from: string, to: string, kind: VolumeRecord['kind'], freeze = true) {
+    const thaw = 'volume' in content && kind === 'block' && freeze ? await freezeImages([from]) : async () => undefined;
+    try {
+      if (kind === 'block') await copyImage(from, to, this.copyMethod);
+      else await copyTree(from, to, this.copyMethod);
+    } finally {
+      await thaw();
+    }
+  }
+
+  // -------------------------------------------------------------- snapshots
+
+  private snapshotEntry(key: string, suffix: string): string {
+    if (!isSafeDirName(key)) throw new Error(`unsafe snapshot name ${JSON.stringify(key)}`);
+    return path.join(this.snapshotsDir, key + suffix);
+  }
+
+  readSnapshot(key: string): Promise<SnapshotRecord | undefined> {
+    return readRecordFile<SnapshotRecord>(this.snapshotEntry(key, RECORD));
+  }
+
+  async listSnapshots(): Promise<string[]> {
+    return (await fs.readdir(this.snapshotsDir))
+      .filter((e) => e.endsWith(RECORD))
+      .map((e) => e.slice(0, -RECORD.length))
+      .filter(isSafeDirName)
+      .sort();
+  }
+
+  /**
+   * Takes a snapshot of volume `sourceKey`: its bytes copied (reflinked)
+   * under .tmp, moved into snapshots/, then the record linked (the commit
+   * point). False, having made nothing, when a snapshot with this key exists.
+   * A staged filesystem is frozen for the copy unless `freeze` is false (a
+   * group snapshot freezes all its volumes itself).
+   */
+  async createSnapshot(key: string, record: SnapshotRecord, sourceKey: string, freeze = true): Promise<boolean> {
+    if (await this.readSnapshot(key)) return false;
+    const suffix = record.kind === 'block' ? IMAGE : '';
+    const from = await this.contentPath({ volume: sourceKey }, record.kind);
+    const copy = path.join(this.tmpDir, `${key}.snapshot.${this.uniqueSuffix()}`);
+    const tmpRecord = path.join(this.tmpDir, `${key}${RECORD}.${this.uniqueSuffix()}`);
+    try {
+      await this.copyConsistent({ volume: sourceKey }, from, copy, record.kind, freeze);
+      // No record holds the key: whatever is there is a leftover of an attempt that failed.
+      await fs.rm(this.snapshotEntry(key, suffix), { recursive: true, force: true });
+      renameSync(copy, this.snapshotEntry(key, suffix));
+      await makeThenSync((keep) => keep(createUnsynced(tmpRecord, writeContent(JSON.stringify({ ...record, method: this.copyMethod })))));
+      linkSync(tmpRecord, this.snapshotEntry(key, RECORD));
+    } catch (err) {
+      await fs.rm(copy, { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      await fs.rm(this.snapshotEntry(key, suffix), { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw exhausted('the local pool has no room for the snapshot');
+      throw err;
+    } finally {
+      removeQuietly(tmpRecord, false);
+    }
+    await this.snapshotsSync.sync();
+    return true;
+  }
+
+  /** Freezes the staged filesystems of these block volumes (a group snapshot); returns the thaw. */
+  freezeVolumes(keys: readonly string[]): Promise<() => Promise<void>> {
+    return freezeImages(keys.map((k) => this.imagePath(k)));
+  }
+
+  /** The snapshot's image (block kind), for changed-block tracking. */
+  snapshotImagePath(key: string): string {
+    return this.snapshotEntry(key, IMAGE);
+  }
+
+  /** Removes a snapshot: its record first (it is gone from then on), its bytes in the background. */
+  async removeSnapshot(key: string, record: SnapshotRecord): Promise<void> {
+    const suffix = record.kind === 'block' ? IMAGE : '';
+    const doomed = path.join(this.trashDir, `snapshot-${key}.${this.uniqueSuffix()}`);
+    renameSync(this.snapshotEntry(key, RECORD), doomed + RECORD);
+    moveIfThere(this.snapshotEntry(key, suffix), doomed + suffix);
+    await this.snapshotsSync.sync();
+    this.emptyTrash(doomed + suffix);
+    this.emptyTrash(doomed + RECORD);
   }
 
   async doesNotFit(record: VolumeRecord): Promise<string | undefined> {
@@ -230,6 +431,26 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       await handle.close();
     }
     if (isThin(record)) this.thinPromised += bytes - size;
+  }
+
+  /**
+   * Makes a block image thick (its whole size reserved) or thin (its
+   * unwritten and zeroed blocks given back); the caller records the change.
+   */
+  async changeProvisioning(dirName: string, record: VolumeRecord, to: 'thick' | 'thin'): Promise<void> {
+    if (record.kind !== 'block' || (isThin(record) ? 'thin' : 'thick') === to) return;
+    const image = this.imagePath(dirName);
+    if (to === 'thick') {
+      await reserveSpace(image, record.capacityBytes).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'ENOSPC' ? exhausted(`the local pool has no room to reserve ${record.capacityBytes} bytes`) : err;
+      });
+      this.thinPromised -= record.capacityBytes;
+    } else {
+      const limit = (await this.totalBytes()) * this.thinOverprovision;
+      if (this.thinPromised + record.capacityBytes > limit) throw exhausted(`thin volumes here may promise ${limit} bytes in all`);
+      await run('fallocate', ['--dig-holes', '--', image], { timeoutMs: 3_600_000 });
+      this.thinPromised += record.capacityBytes;
+    }
   }
 
   /**
@@ -336,7 +557,8 @@ export class LocalPool extends LocalPoolLayout implements Pool {
 }
 
 /** A thin block image: allocated as written (the record's parameters say how it was made). */
-const isThin = (record: VolumeRecord) => record.kind === 'block' && record.parameters.provisioning === 'thin';
+export const isThin = (record: VolumeRecord) =>
+  record.kind === 'block' && (record.mutableParameters?.provisioning ?? record.parameters.provisioning) === 'thin';
 
 /** How stale the free-space reading behind a create's check may be. */
 const FREE_SPACE_MAX_AGE_MS = 250;

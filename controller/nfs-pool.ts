@@ -6,6 +6,16 @@
 //   <share>/.berth/volumes/<key>.json   records: written last on create, removed last on delete
 //   <share>/.berth/claims/<hash of subDir>   a symlink to <key>: the one volume that owns subDir
 //   <share>/archived-<subDir>-<ts>  onDelete: archive
+//   <share>/.berth/snapshots/<key>.json   snapshot records (readyToUse false while copying)
+//   <share>/.berth/snapshot-data/<key>/   a snapshot's copy: the tree, or disk.img
+//   <share>/.berth/populating/<key>       a volume being copied from a snapshot or a volume
+//
+// Snapshots, restores and clones are copies made by the controller over
+// NFS (no mount): sparse (zero chunks are not written), several READs and
+// WRITEs in flight. A copy that outlasts copyWaitMs goes on in the
+// background: a snapshot answers readyToUse false meanwhile, a volume
+// ABORTED (the provisioner retries). After a restart, the next call that
+// looks at the snapshot or volume starts the copy again.
 //
 // A create costs four NFS calls (SYMLINK of the claim, MKDIR, CREATE and
 // WRITE of the record) and a share delete nine (block ten), on cached
@@ -27,13 +37,18 @@ import {
   type SourcePort,
   XdrError,
 } from '../nfs-client/index.js';
-import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, unavailable } from '../volume/errors.js';
+import { aborted, alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, unavailable } from '../volume/errors.js';
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
-import type { OnDelete, VolumeRecord } from '../volume/record.js';
-import type { Pool } from './pool.js';
+import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
+import type { ContentSource, Pool } from './pool.js';
 
 const RECORDS = '.berth/volumes';
+const SNAPSHOTS = '.berth/snapshots';
+const SNAPSHOT_DATA = '.berth/snapshot-data';
+const POPULATING = '.berth/populating';
+/** READs and WRITEs a copy keeps in flight. */
+const COPY_PARALLEL = 8;
 /** One claim per volume directory: a symlink named by the directory's hash, whose text is the owner's key. */
 const CLAIMS = '.berth/claims';
 const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
@@ -77,10 +92,14 @@ export class NfsPool implements Pool {
   private sequence = 0;
   private free: { bytes: number; at: number } | undefined;
 
+  /** Copies running in this process, by `snapshot/<key>` or `volume/<key>`. */
+  private readonly copies = new Map<string, { done: Promise<void>; abort: AbortController }>();
+
   constructor(
     readonly location: NfsLocation,
     private readonly sourcePort: SourcePort = 'auto',
     private readonly timeoutMs = 30_000,
+    private readonly copyWaitMs = 8_000,
   ) {}
 
   get where(): string {
@@ -160,7 +179,8 @@ export class NfsPool implements Pool {
     });
   }
 
-  async create(key: string, record: VolumeRecord, mountPermissions: number): Promise<boolean> {
+  async create(key: string, record: VolumeRecord, mountPermissions: number, content?: ContentSource): Promise<boolean> {
+    if (content) return this.createFrom(key, record, content);
     const subDir = record.subDir;
     if (!subDir) throw new Error('an NFS volume record needs its subDir');
     return this.run('create', async (c) => {
@@ -208,6 +228,202 @@ export class NfsPool implements Pool {
         await c.writeFileAt(records, `${key}.json`, text, { mode: 0o600 }); // half-written by an interrupted attempt
       }
       return true;
+    });
+  }
+
+  /**
+   * A volume copied from a snapshot or a volume on this export (see the top
+   * of this file): claim, a populating marker, the copy, the record, then
+   * the marker removed. A retry finds the copy running (and waits again), or
+   * after a restart the marker, and copies again from the start.
+   */
+  private async createFrom(key: string, record: VolumeRecord, content: ContentSource): Promise<boolean> {
+    const subDir = record.subDir;
+    if (!subDir) throw new Error('an NFS volume record needs its subDir');
+    if (await this.read(key)) return false;
+    const job = `volume/${key}`;
+    if (!this.copies.has(job)) {
+      const from = await this.contentDir(content);
+      await this.run('restore', async (c) => {
+        const populating = await c.mkdirp(POPULATING, 0o700);
+        const claimedBefore = await this.claim(c, subDir, key);
+        const marked = await c.nfs.lookup(populating, key).then(
+          () => true,
+          () => false,
+        );
+        const parentPath = path.posix.dirname(subDir);
+        const parent = parentPath === '.' ? c.root : await c.mkdirp(parentPath, 0o755);
+        const name = path.posix.basename(subDir);
+        const there = await c.nfs.lookup(parent, name).then(
+          () => true,
+          () => false,
+        );
+        if (there && !(claimedBefore && marked)) {
+          if (!claimedBefore) await this.removeClaim(c, subDir);
+          throw alreadyExists(`${subDir} already exists on ${this.where} and berth did not make it for this volume; choose another subDir`);
+        }
+        if (!marked) await c.writeFileAt(populating, key, record.volumeId, { mode: 0o600 });
+        this.startCopy(job, async (signal) => {
+          await this.run('restore', async (cc) => {
+            await cc.removeTreeAt(parent, name); // an earlier attempt's partial copy
+            const src = await cc.resolve(from);
+            if (record.kind === 'share') await cc.copyTreeAt(src, parent, name, { parallel: COPY_PARALLEL, signal });
+            else {
+              const dir = (await cc.nfs.mkdir(parent, name, { mode: 0o755 })).fh ?? (await cc.nfs.lookup(parent, name)).fh;
+              const image = await cc.nfs.lookup(src, NFS_IMAGE);
+              await cc.copyFileAt(image.fh, dir, NFS_IMAGE, { parallel: COPY_PARALLEL, signal });
+              const copied = await cc.nfs.lookup(dir, NFS_IMAGE);
+              const size = (copied.attributes ?? (await cc.nfs.getattr(copied.fh))).size;
+              if (size < record.capacityBytes) await cc.nfs.setattr(copied.fh, { size: record.capacityBytes });
+            }
+            await cc.writeFileAt(await this.records(cc), `${key}.json`, JSON.stringify(record), { mode: 0o600 });
+            await cc.nfs.remove(populating, key).catch(() => undefined);
+          });
+        });
+      });
+    }
+    await this.awaitCopy(job, `volume ${record.name} is still being copied on ${this.where}; it is created once the copy completes`);
+    return true;
+  }
+
+  /** The directory on the share that holds a content source's bytes. */
+  private async contentDir(content: ContentSource): Promise<string> {
+    if ('snapshot' in content) {
+      const snap = await this.readSnapshot(content.snapshot);
+      if (!snap?.subDir) throw failedPrecondition(`snapshot ${content.snapshot} is missing on ${this.where}`);
+      if (!snap.readyToUse) throw aborted(`snapshot ${snap.name} is still being copied; it can be restored once ready_to_use`);
+      return snap.subDir;
+    }
+    const vol = await this.read(content.volume);
+    if (!vol?.subDir) throw failedPrecondition(`volume ${content.volume} is missing on ${this.where}`);
+    return vol.subDir;
+  }
+
+  /** Runs a copy in the background, once per job. */
+  private startCopy(job: string, copy: (signal: AbortSignal) => Promise<void>): void {
+    const abort = new AbortController();
+    const done = copy(abort.signal).finally(() => this.copies.delete(job));
+    done.catch(() => undefined); // awaited by the callers; a failure is seen by the next one
+    this.copies.set(job, { done, abort });
+  }
+
+  /** Waits up to copyWaitMs for a copy; ABORTED (retry later) when it is still running. */
+  private async awaitCopy(job: string, stillRunning: string): Promise<void> {
+    const running = this.copies.get(job);
+    if (!running) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.copyWaitMs);
+    });
+    try {
+      if ((await Promise.race([running.done, late])) === 'late') throw aborted(stillRunning);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // -------------------------------------------------------------- snapshots
+
+  async readSnapshot(key: string): Promise<SnapshotRecord | undefined> {
+    return this.run('read snapshot', async (c) => {
+      try {
+        const text = (await c.readFileAt(await c.mkdirp(SNAPSHOTS, 0o700), `${key}.json`)).toString('utf8');
+        return text ? (JSON.parse(text) as SnapshotRecord) : undefined;
+      } catch (err) {
+        if (isNfs(err, NFS3ERR.NOENT) || err instanceof SyntaxError) return undefined;
+        throw err;
+      }
+    });
+  }
+
+  async listSnapshots(): Promise<string[]> {
+    return this.run('list snapshots', async (c) => {
+      await c.mkdirp(SNAPSHOTS, 0o700);
+      const names = (await c.list(SNAPSHOTS)).map((e) => e.name).filter((n) => n.endsWith('.json'));
+      return names.map((n) => n.slice(0, -'.json'.length)).sort();
+    });
+  }
+
+  /**
+   * Writes the snapshot's record (not ready) and starts its copy; the
+   * record is rewritten ready once the copy is whole. False when a snapshot
+   * with this key exists.
+   */
+  async createSnapshot(key: string, record: SnapshotRecord, sourceKey: string): Promise<boolean> {
+    const source = await this.read(sourceKey);
+    if (!source?.subDir) throw failedPrecondition(`volume ${sourceKey} is missing on ${this.where}`);
+    const rec: SnapshotRecord = {
+      ...record,
+      readyToUse: false,
+      method: 'nfs-copy',
+      subDir: `${SNAPSHOT_DATA}/${key}`,
+      sourceSubDir: source.subDir,
+    };
+    const made = await this.run('snapshot', async (c) => {
+      try {
+        await c.writeFileAt(await c.mkdirp(SNAPSHOTS, 0o700), `${key}.json`, JSON.stringify(rec), { mode: 0o600, exclusive: true });
+        return true;
+      } catch (err) {
+        if (isNfs(err, NFS3ERR.EXIST)) return false;
+        throw err;
+      }
+    });
+    if (made) this.startSnapshotCopy(key, rec);
+    return made;
+  }
+
+  private startSnapshotCopy(key: string, rec: SnapshotRecord): void {
+    const from = rec.sourceSubDir;
+    if (!from) return;
+    this.startCopy(`snapshot/${key}`, (signal) =>
+      this.run('snapshot copy', async (c) => {
+        const data = await c.mkdirp(SNAPSHOT_DATA, 0o700);
+        await c.removeTreeAt(data, key); // an earlier attempt's partial copy
+        const src = await c.resolve(from);
+        if (rec.kind === 'share') await c.copyTreeAt(src, data, key, { parallel: COPY_PARALLEL, signal });
+        else {
+          const dir = (await c.nfs.mkdir(data, key, { mode: 0o700 })).fh ?? (await c.nfs.lookup(data, key)).fh;
+          await c.copyFileAt((await c.nfs.lookup(src, NFS_IMAGE)).fh, dir, NFS_IMAGE, { parallel: COPY_PARALLEL, signal });
+        }
+        signal.throwIfAborted();
+        const ready: SnapshotRecord = { ...rec, readyToUse: true };
+        const tmp = `${SNAPSHOTS}/${key}.json.tmp-${process.pid}-${++this.sequence}`;
+        await c.writeFile(tmp, JSON.stringify(ready), { mode: 0o600, exclusive: true });
+        await c.rename(tmp, `${SNAPSHOTS}/${key}.json`);
+      }),
+    );
+  }
+
+  /**
+   * The snapshot's record once its copy is done or copyWaitMs has passed; a
+   * copy that is not running (the controller restarted) is started again.
+   */
+  async settleSnapshot(key: string, rec: SnapshotRecord, waitForIt = true): Promise<SnapshotRecord> {
+    if (rec.readyToUse) return rec;
+    const job = `snapshot/${key}`;
+    if (!this.copies.has(job)) this.startSnapshotCopy(key, rec);
+    if (!waitForIt) return rec;
+    try {
+      await this.awaitCopy(job, '');
+    } catch (err) {
+      if (err instanceof CsiError && err.code === Code.ABORTED) return rec;
+      throw err;
+    }
+    return (await this.readSnapshot(key)) ?? rec;
+  }
+
+  /** Removes a snapshot: a copy still running is stopped, the data removed, the record last. */
+  async removeSnapshot(key: string): Promise<void> {
+    const running = this.copies.get(`snapshot/${key}`);
+    if (running) {
+      running.abort.abort();
+      await running.done.catch(() => undefined);
+    }
+    await this.run('delete snapshot', async (c) => {
+      await c.removeTreeAt(await c.mkdirp(SNAPSHOT_DATA, 0o700), key);
+      await c.nfs.remove(await c.mkdirp(SNAPSHOTS, 0o700), `${key}.json`).catch((err: unknown) => {
+        if (!isNfs(err, NFS3ERR.NOENT)) throw err;
+      });
     });
   }
 
@@ -375,8 +591,14 @@ export class NfsPool implements Pool {
 export class NfsPools {
   private readonly kept = new Map<string, NfsPool>();
 
-  /** @param sourcePort where the controller's NFS connections come from (see nfs-client's sourcePort). */
-  constructor(private readonly sourcePort: SourcePort = 'auto') {}
+  /**
+   * @param sourcePort where the controller's NFS connections come from (see nfs-client's sourcePort).
+   * @param copyWaitMs how long a call waits for a copy before it goes on in the background.
+   */
+  constructor(
+    private readonly sourcePort: SourcePort = 'auto',
+    private readonly copyWaitMs = 8_000,
+  ) {}
 
   private readonly passing = new Map<string, NfsPool>();
   static readonly PASSING_MAX = 16;
@@ -386,7 +608,7 @@ export class NfsPools {
     const known = this.kept.get(key) ?? this.passing.get(key);
     if (known) return known;
     const { server, share, nfsPort, mountPort, uid, gid } = location;
-    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, this.sourcePort);
+    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, this.sourcePort, 30_000, this.copyWaitMs);
     this.passing.set(key, pool);
     if (this.passing.size > NfsPools.PASSING_MAX) {
       const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];

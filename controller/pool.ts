@@ -1,14 +1,17 @@
 // What the controller needs of a pool, local or NFS. A pool stores each
 // volume (a directory or an image) and its record, keyed by the volume's
 // directory name (volumeDirName of its CSI name).
-import type { OnDelete, VolumeRecord } from '../volume/record.js';
+import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
+
+/** Where a new volume's bytes come from: a snapshot's or another volume's, by key in the same pool. */
+export type ContentSource = { snapshot: string } | { volume: string };
 
 export interface Pool {
   /** Throws FAILED_PRECONDITION (or UNAVAILABLE) with the reason when the pool cannot serve. */
   probe(): Promise<void>;
   read(key: string): Promise<VolumeRecord | undefined>;
-  /** Makes the volume; false (leaving nothing behind) when one with this key exists. */
-  create(key: string, record: VolumeRecord, mountPermissions: number): Promise<boolean>;
+  /** Makes the volume (empty, or a copy of `content`); false (leaving nothing behind) when one with this key exists. */
+  create(key: string, record: VolumeRecord, mountPermissions: number, content?: ContentSource): Promise<boolean>;
   writeRecord(key: string, record: VolumeRecord): Promise<void>;
   /** Removes a volume (whose record the caller has read) as onDelete says. */
   remove(key: string, record: VolumeRecord, mode: OnDelete): Promise<void>;
@@ -22,4 +25,11 @@ export interface Pool {
   /** Why a volume's bytes are not usable, or undefined when they are. */
   problem(key: string, record: VolumeRecord): Promise<string | undefined>;
   growImage(key: string, record: VolumeRecord, bytes: number): Promise<void>;
+
+  readSnapshot(key: string): Promise<SnapshotRecord | undefined>;
+  /** Keys of every snapshot, sorted. */
+  listSnapshots(): Promise<string[]>;
+  /** Takes a snapshot of volume `sourceKey`; false (making nothing) when one with this key exists. */
+  createSnapshot(key: string, record: SnapshotRecord, sourceKey: string): Promise<boolean>;
+  removeSnapshot(key: string, record: SnapshotRecord): Promise<void>;
 }

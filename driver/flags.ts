@@ -34,6 +34,7 @@ export interface DriverFlags {
   nfsSourcePort: 'auto' | 'reserved' | 'any';
   /** Thin block images may promise, together, this many times the local pool's size. */
   thinOverprovision: number;
+  copyWaitMs: number;
   logLevel: string;
   shutdownGraceMs: number;
   selfRegister: boolean;
@@ -112,6 +113,11 @@ const SPECS: Record<string, FlagSpec> = {
     kind: 'ratio',
     help: 'thin block images (provisioning: thin) may promise, together, this many times the local pool size (default 1)',
   },
+  'copy-wait': {
+    key: 'copyWaitMs',
+    kind: 'int',
+    help: 'milliseconds a call waits for an NFS copy (snapshot, restore, clone) before answering that it goes on in the background (default 8000)',
+  },
   'max-volumes-per-node': {
     key: 'maxVolumesPerNode',
     kind: 'int',
@@ -151,6 +157,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     nodeStateDir: '',
     maxVolumesPerNode: 0,
     thinOverprovision: 1,
+    copyWaitMs: 8_000,
     nfsSourcePort: 'auto',
     logLevel: 'info',
     shutdownGraceMs: 10_000,

@@ -52,7 +52,7 @@ export async function startDriver(
   const serveNode = flags.mode !== 'controller';
   const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision) : undefined;
   await pool?.init();
-  const nfsPools = hasNfs ? new NfsPools(flags.nfsSourcePort) : undefined;
+  const nfsPools = hasNfs ? new NfsPools(flags.nfsSourcePort, flags.copyWaitMs) : undefined;
   const nodes = await nodeDirectory(flags);
 
   const server = new UnixServer(socketPath(flags.endpoint), pipeline.inFlight);

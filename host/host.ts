@@ -141,7 +141,9 @@ export async function formatAndMount(
   } else if (!guard.readonly) {
     await host.checkFilesystem(fsType, device);
   }
-  const mountOptions = guard.readonly ? [...options, 'ro'] : options;
+  // A copy of an xfs (a snapshot restored, a clone) keeps its UUID, which xfs refuses to mount twice.
+  const copyable = !formatted && fsType === 'xfs' ? ['nouuid'] : [];
+  const mountOptions = guard.readonly ? [...options, ...copyable, 'ro'] : [...options, ...copyable];
   // A device that grew while unmounted: ext4 grows before mounting (offline,
   // no extra privilege needed), xfs and btrfs once mounted.
   const deviceBytes = formatted ? 0 : await host.deviceSize(device);

@@ -257,7 +257,8 @@ export class NodeService {
     const differ = was ? stageDifference(was, wanted) : ['record'];
     const staged = topMount(mounts, staging) || topMount(mounts, path.join(staging, RAW_DEVICE_FILE));
     if (staged && was && differ.length > 0) throw alreadyExists(`${staging} is already staged with another ${differ.join(', ')}`);
-    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
+    // Read-only by its access mode, or because the controller published it read-only (PUBLISH_READONLY).
+    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || req.publish_context?.readonly === 'true';
     if (src.kind === 'share') {
       await this.stageShare(src, staging, readonly, mounts);
     } else {
@@ -465,7 +466,7 @@ export class NodeService {
     const mounts = await this.host.readMounts();
     const staged = topMount(mounts, source);
     if (!staged) throw failedPrecondition(`volume ${v.volumeId} is not staged at ${staging}`);
-    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '');
+    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || req.publish_context?.readonly === 'true';
     // Raw block: the image behind the staged device; a read-only publish gets a read-only device of its own.
     const stagedDevice = raw ? boundDevice(staged) : undefined;
     const stagedLoop = stagedDevice ? await loopDevice(this.host, stagedDevice) : undefined;

@@ -6,13 +6,19 @@ export type { ControllerClient, ControllerHandlers } from '../generated/csi/v1/C
 export type { ControllerExpandVolumeRequest__Output as ControllerExpandVolumeRequest } from '../generated/csi/v1/ControllerExpandVolumeRequest.js';
 export type { ControllerGetVolumeRequest__Output as ControllerGetVolumeRequest } from '../generated/csi/v1/ControllerGetVolumeRequest.js';
 export type { ControllerGetVolumeResponse } from '../generated/csi/v1/ControllerGetVolumeResponse.js';
+export type { ControllerModifyVolumeRequest__Output as ControllerModifyVolumeRequest } from '../generated/csi/v1/ControllerModifyVolumeRequest.js';
 export type { ControllerPublishVolumeRequest__Output as ControllerPublishVolumeRequest } from '../generated/csi/v1/ControllerPublishVolumeRequest.js';
 export type { ControllerUnpublishVolumeRequest__Output as ControllerUnpublishVolumeRequest } from '../generated/csi/v1/ControllerUnpublishVolumeRequest.js';
+export type { CreateSnapshotRequest__Output as CreateSnapshotRequest } from '../generated/csi/v1/CreateSnapshotRequest.js';
 export type { CreateVolumeRequest__Output as CreateVolumeRequest } from '../generated/csi/v1/CreateVolumeRequest.js';
 export type { CreateVolumeResponse } from '../generated/csi/v1/CreateVolumeResponse.js';
+export type { DeleteSnapshotRequest__Output as DeleteSnapshotRequest } from '../generated/csi/v1/DeleteSnapshotRequest.js';
 export type { DeleteVolumeRequest__Output as DeleteVolumeRequest } from '../generated/csi/v1/DeleteVolumeRequest.js';
 export type { GetCapacityRequest__Output as GetCapacityRequest } from '../generated/csi/v1/GetCapacityRequest.js';
+export type { GetSnapshotRequest__Output as GetSnapshotRequest } from '../generated/csi/v1/GetSnapshotRequest.js';
 export type { IdentityClient, IdentityHandlers } from '../generated/csi/v1/Identity.js';
+export type { ListSnapshotsRequest__Output as ListSnapshotsRequest } from '../generated/csi/v1/ListSnapshotsRequest.js';
+export type { ListSnapshotsResponse } from '../generated/csi/v1/ListSnapshotsResponse.js';
 export type { ListVolumesRequest__Output as ListVolumesRequest } from '../generated/csi/v1/ListVolumesRequest.js';
 export type { ListVolumesResponse } from '../generated/csi/v1/ListVolumesResponse.js';
 export type { NodeClient, NodeHandlers } from '../generated/csi/v1/Node.js';
@@ -23,6 +29,7 @@ export type { NodePublishVolumeRequest__Output as NodePublishVolumeRequest } fro
 export type { NodeStageVolumeRequest__Output as NodeStageVolumeRequest } from '../generated/csi/v1/NodeStageVolumeRequest.js';
 export type { NodeUnpublishVolumeRequest__Output as NodeUnpublishVolumeRequest } from '../generated/csi/v1/NodeUnpublishVolumeRequest.js';
 export type { NodeUnstageVolumeRequest__Output as NodeUnstageVolumeRequest } from '../generated/csi/v1/NodeUnstageVolumeRequest.js';
+export type { Snapshot } from '../generated/csi/v1/Snapshot.js';
 export type { Topology__Output as Topology } from '../generated/csi/v1/Topology.js';
 export type { ValidateVolumeCapabilitiesRequest__Output as ValidateVolumeCapabilitiesRequest } from '../generated/csi/v1/ValidateVolumeCapabilitiesRequest.js';
 export type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';

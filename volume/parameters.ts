@@ -162,3 +162,40 @@ export function expandSubDir(template: string, p: VolumeParameters, volumeName: 
   });
   return nfsSubDir(out);
 }
+
+/**
+ * What a VolumeAttributesClass may change on a volume (CreateVolume's and
+ * ControllerModifyVolume's mutable_parameters): onDelete, and a local block
+ * image's provisioning (thin → thick reserves the image; thick → thin
+ * releases its unwritten blocks).
+ */
+export interface MutableParameters {
+  onDelete?: OnDelete;
+  provisioning?: Provisioning;
+}
+
+const MUTABLE_KEYS = new Set(['onDelete', 'provisioning']);
+
+export function parseMutableParameters(params: Record<string, string>): MutableParameters {
+  for (const key of Object.keys(params)) {
+    if (!MUTABLE_KEYS.has(key)) throw invalid(`mutable parameter "${key}" is not one berth can change (onDelete, provisioning)`);
+  }
+  const out: MutableParameters = {};
+  if (params.onDelete) out.onDelete = oneOf('onDelete', params.onDelete, ['delete', 'retain', 'archive'] as const, 'delete');
+  if (params.provisioning) out.provisioning = oneOf('provisioning', params.provisioning, ['thick', 'thin'] as const, 'thin');
+  return out;
+}
+
+/**
+ * VolumeSnapshotClass parameters: `freeze` (default true) freezes a staged
+ * block volume's filesystem for the instant of a local snapshot; false
+ * takes it as the image is (consistent as after a power cut only if the
+ * application flushes). The snapshotter's own csi.storage.k8s.io/ keys are ignored.
+ */
+export function parseSnapshotParameters(params: Record<string, string>): { freeze: boolean } {
+  for (const key of Object.keys(params)) {
+    if (key !== 'freeze' && !key.startsWith('csi.storage.k8s.io/'))
+      throw invalid(`unknown VolumeSnapshotClass parameter "${key}" (berth knows freeze)`);
+  }
+  return { freeze: oneOf('freeze', params.freeze, ['true', 'false'] as const, 'true') === 'true' };
+}

@@ -26,6 +26,38 @@ export interface VolumeRecord {
   subDir?: string;
   createdAt: string;
   attachments: Record<string, Attachment>;
+  /** What the volume's bytes were copied from, if anything (CreateVolume's content source). */
+  contentSource?: { snapshotId: string } | { volumeId: string };
+  /** Changes a VolumeAttributesClass made since creation (ControllerModifyVolume); they win over `parameters`. */
+  mutableParameters?: Record<string, string>;
+}
+
+/**
+ * A snapshot's record, beside its bytes in the pool of its source volume.
+ * A snapshot is independent of its source once taken: its bytes are its own
+ * (a reflink shares blocks copy-on-write, never content).
+ */
+export interface SnapshotRecord {
+  version: 1;
+  name: string;
+  snapshotId: string;
+  sourceVolumeId: string;
+  kind: VolumeKind;
+  /** The source's capacity when taken: the least a restore gets. */
+  sizeBytes: number;
+  /** Block kind: the source's filesystem ('' for raw), so a restore is never taken for blank. */
+  fsType: string;
+  /** The source's defining parameters (pool, kind, provisioning): a restore keeps them. */
+  sourceParameters: Record<string, string>;
+  createdAt: string;
+  /** False while an NFS copy runs (it finishes in the background). */
+  readyToUse: boolean;
+  /** How its bytes were made: a reflink (shared extents), a sparse copy, or a copy over NFS. */
+  method: 'reflink' | 'sparse-copy' | 'nfs-copy';
+  groupSnapshotId?: string;
+  /** NFS pools: the snapshot's directory on the share, and its source's (what the copy reads). */
+  subDir?: string;
+  sourceSubDir?: string;
 }
 
 /**

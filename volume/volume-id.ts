@@ -73,22 +73,50 @@ const esc = (s: string) => s.replace(/%/g, '%25').replace(/:/g, '%3A');
 const unesc = (s: string) => s.replace(/%3A/g, ':').replace(/%25/g, '%');
 
 export function formatVolumeId(ref: VolumeRef): string {
+  return formatId(ref, ref.kind);
+}
+
+/**
+ * A snapshot's id: the pool that holds it, as a volume id names it, with
+ * the kind field `<kind>-snapshot` (so a snapshot id is never taken for a
+ * volume id, nor the reverse), and the snapshot's key in that pool.
+ */
+export function formatSnapshotId(ref: VolumeRef): string {
+  return formatId(ref, `${ref.kind}${SNAPSHOT_SUFFIX}`);
+}
+
+const SNAPSHOT_SUFFIX = '-snapshot';
+
+function formatId(ref: VolumeRef, kindField: string): string {
   const where = ref.pool === 'local' ? ref.node : `${esc(ref.server)}${serverSuffix(ref)}:${esc(ref.share)}`;
-  const id = `${ref.pool}:${where}:${ref.kind}:${ref.dirName}`;
-  if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new Error(`volume id would exceed ${MAX_ID_BYTES} bytes: ${id}`);
+  const id = `${ref.pool}:${where}:${kindField}:${ref.dirName}`;
+  if (Buffer.byteLength(id) > MAX_ID_BYTES) throw new Error(`id would exceed ${MAX_ID_BYTES} bytes: ${id}`);
   return id;
 }
 
-/** Parses an id; undefined when it is not one of ours or is malformed. */
+/** Parses a volume id; undefined when it is not one of ours or is malformed. */
 export function parseVolumeId(id: string): VolumeRef | undefined {
+  return parseId(id, (k) => (isKind(k) ? k : undefined));
+}
+
+/** Parses a snapshot id (see formatSnapshotId); its ref names the snapshot's key and the source's kind. */
+export function parseSnapshotId(id: string): VolumeRef | undefined {
+  return parseId(id, (k) => {
+    const kind = k.endsWith(SNAPSHOT_SUFFIX) ? k.slice(0, -SNAPSHOT_SUFFIX.length) : '';
+    return isKind(kind) ? kind : undefined;
+  });
+}
+
+function parseId(id: string, kindOf: (field: string) => VolumeKind | undefined): VolumeRef | undefined {
   if (typeof id !== 'string' || Buffer.byteLength(id) > MAX_ID_BYTES) return undefined;
   const parts = id.split(':');
-  if (parts[0] === 'nfs') return parseNfsId(parts);
+  if (parts[0] === 'nfs') return parseNfsId(parts, kindOf);
   if (parts.length !== 4) return undefined;
-  const [pool, node, kind, dirName] = parts as [string, string, string, string];
+  const [pool, node, kindField, dirName] = parts as [string, string, string, string];
   if (pool !== 'local') return undefined;
   if (!PLAIN_NODE.test(node) && !HASHED_NODE.test(node)) return undefined;
-  if (!isKind(kind)) return undefined;
+  const kind = kindOf(kindField);
+  if (!kind) return undefined;
   if (!isSafeDirName(dirName)) return undefined;
   return { pool, node, kind, dirName };
 }
@@ -102,15 +130,16 @@ function serverSuffix(ref: NfsVolumeRef): string {
   return `@${ref.nfsPort ?? ''}@${ref.mountPort ?? ''}${identity}`;
 }
 
-function parseNfsId(parts: string[]): NfsVolumeRef | undefined {
+function parseNfsId(parts: string[], kindOf: (field: string) => VolumeKind | undefined): NfsVolumeRef | undefined {
   if (parts.length !== 5) return undefined;
-  const [, serverSpec, share, kind, dirName] = parts as [string, string, string, string, string];
+  const [, serverSpec, share, kindField, dirName] = parts as [string, string, string, string, string];
+  const kind = kindOf(kindField);
   const [server, nfsPort = '', mountPort = '', identity, ...rest] = serverSpec.split('@');
   if (!server || rest.length > 0 || !PORT.test(nfsPort) || !PORT.test(mountPort) || Number(nfsPort) > 65535 || Number(mountPort) > 65535)
     return undefined;
   const ids = identity === undefined ? undefined : /^(\d{1,10})\.(\d{1,10})$/.exec(identity);
   if (identity !== undefined && (!ids || Number(ids[1]) > 0xffffffff || Number(ids[2]) > 0xffffffff)) return undefined;
-  if (!isKind(kind)) return undefined;
+  if (!kind) return undefined;
   if (!isSafeDirName(dirName) || !share) return undefined;
   const ref: NfsVolumeRef = { pool: 'nfs', server: unesc(server), share: unesc(share), kind, dirName };
   // The same checks as a StorageClass's server and share get: an id is a request field too.
