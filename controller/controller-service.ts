@@ -297,7 +297,7 @@ export class ControllerService {
   }
 
   /** The pool an id names, when this controller serves it: a local id only on its own node. */
-  private poolOf(ref: VolumeRef): Pool | undefined {
+  poolOf(ref: VolumeRef): Pool | undefined {
     if (ref.pool === 'nfs') return this.cfg.nfs?.get(ref);
     return ref.node === encodeNode(this.cfg.nodeId) ? this.cfg.pool : undefined;
   }
@@ -355,8 +355,8 @@ export class ControllerService {
     };
   }
 
-  /** The record an id names in this pool; undefined when there is none. */
-  private async lookup(volumeId: string): Promise<{ ref: VolumeRef; rec: VolumeRecord; pool: Pool } | undefined> {
+  /** The record an id names in a pool this controller serves; undefined when there is none. */
+  async lookup(volumeId: string): Promise<{ ref: VolumeRef; rec: VolumeRecord; pool: Pool } | undefined> {
     const ref = parseVolumeId(volumeId);
     if (!ref) return undefined;
     const pool = this.poolOf(ref);
@@ -373,7 +373,7 @@ export class ControllerService {
   }
 
   /** Why a volume this controller does not serve is not found here. */
-  private notHeld(ref: VolumeRef, id: string): string {
+  notHeld(ref: VolumeRef, id: string): string {
     return ref.pool === 'local'
       ? `volume ${id} lives in the local pool of node ${ref.node}; this controller serves ${this.cfg.pool ? `node ${this.cfg.nodeId}` : 'NFS pools'}`
       : `volume ${id} is on an NFS pool, which this driver does not serve`;
@@ -670,12 +670,12 @@ export class ControllerService {
   }
 
   /** An NFS snapshot still copying: waited for a while (its copy started again after a restart). */
-  private async settled(pool: Pool, key: string, rec: SnapshotRecord, waitForIt = true): Promise<SnapshotRecord> {
+  async settled(pool: Pool, key: string, rec: SnapshotRecord, waitForIt = true): Promise<SnapshotRecord> {
     return pool instanceof NfsPool ? pool.settleSnapshot(key, rec, waitForIt) : rec;
   }
 
   /** The snapshot an id names in a pool this controller serves; undefined when there is none. */
-  private async findSnapshot(id: string): Promise<{ ref: VolumeRef; rec: SnapshotRecord; pool: Pool } | undefined> {
+  async findSnapshot(id: string): Promise<{ ref: VolumeRef; rec: SnapshotRecord; pool: Pool } | undefined> {
     const ref = parseSnapshotId(id);
     const pool = ref ? this.poolOf(ref) : undefined;
     if (!ref || !pool) return undefined;
@@ -735,7 +735,7 @@ export class ControllerService {
 }
 
 /** A snapshot as CSI shows it. */
-function toSnapshot(rec: SnapshotRecord): Snapshot {
+export function toSnapshot(rec: SnapshotRecord): Snapshot {
   const ms = Date.parse(rec.createdAt);
   return {
     snapshot_id: rec.snapshotId,

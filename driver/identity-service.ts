@@ -4,6 +4,8 @@ export interface IdentityConfig {
   driverName: string;
   version: string;
   controller: boolean;
+  /** The GroupController service (group snapshots), served with the controller. */
+  groupController?: boolean;
   /** Local pools make volumes reachable from one node only. */
   topology: boolean;
   /** Throws (FAILED_PRECONDITION with the reason) when not ready. */
@@ -20,6 +22,7 @@ export class IdentityService {
   async GetPluginCapabilities() {
     const capabilities: Array<Record<string, unknown>> = [];
     if (this.cfg.controller) capabilities.push({ service: { type: 'CONTROLLER_SERVICE' } });
+    if (this.cfg.groupController) capabilities.push({ service: { type: 'GROUP_CONTROLLER_SERVICE' } });
     if (this.cfg.topology) capabilities.push({ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
     capabilities.push({ volume_expansion: { type: 'ONLINE' } });
     return { capabilities };

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControllerService } from '../controller/controller-service.js';
+import { GroupSnapshotService } from '../controller/group-snapshots.js';
 import { KubernetesNodes } from '../controller/kubernetes-nodes.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
@@ -60,6 +61,7 @@ export async function startDriver(
     driverName: flags.driverName,
     version,
     controller: serveController,
+    groupController: serveController,
     topology: true,
     // Probe answers for this driver (its local pool), not for every NFS
     // server a request named: one server down must not restart the pod.
@@ -71,6 +73,10 @@ export async function startDriver(
     server.add({
       definition: csi.Controller.service,
       handlers: pipeline.serve(csi.Controller.service, controller, ControllerService.lockKeys),
+    });
+    server.add({
+      definition: csi.GroupController.service,
+      handlers: pipeline.serve(csi.GroupController.service, new GroupSnapshotService(controller), GroupSnapshotService.lockKeys),
     });
   }
   if (serveNode) {

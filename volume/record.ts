@@ -54,7 +54,10 @@ export interface SnapshotRecord {
   readyToUse: boolean;
   /** How its bytes were made: a reflink (shared extents), a sparse copy, or a copy over NFS. */
   method: 'reflink' | 'sparse-copy' | 'nfs-copy';
+  /** A group snapshot's member: the group, its name, and how many members it has (fewer found: interrupted). */
   groupSnapshotId?: string;
+  groupName?: string;
+  groupSize?: number;
   /** NFS pools: the snapshot's directory on the share, and its source's (what the copy reads). */
   subDir?: string;
   sourceSubDir?: string;

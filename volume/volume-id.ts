@@ -87,6 +87,17 @@ export function formatSnapshotId(ref: VolumeRef): string {
 
 const SNAPSHOT_SUFFIX = '-snapshot';
 
+/** A group snapshot's id: its pool, the kind field `group`, and its key (the ref's kind means nothing here). */
+export function formatGroupSnapshotId(ref: VolumeRef): string {
+  return formatId(ref, GROUP);
+}
+
+const GROUP = 'group';
+
+export function parseGroupSnapshotId(id: string): VolumeRef | undefined {
+  return parseId(id, (k) => (k === GROUP ? 'share' : undefined));
+}
+
 function formatId(ref: VolumeRef, kindField: string): string {
   const where = ref.pool === 'local' ? ref.node : `${esc(ref.server)}${serverSuffix(ref)}:${esc(ref.share)}`;
   const id = `${ref.pool}:${where}:${kindField}:${ref.dirName}`;
