@@ -7,6 +7,8 @@ export interface CsiClients {
   identity: grpc.Client;
   controller: grpc.Client;
   node: grpc.Client;
+  groupController: grpc.Client;
+  snapshotMetadata: grpc.Client;
   close(): void;
 }
 
@@ -24,10 +26,14 @@ export function csiClients(socket: string, authority?: string): CsiClients {
   const identity = new csi.Identity(target, creds, options);
   const controller = new csi.Controller(target, creds, options);
   const node = new csi.Node(target, creds, options);
+  const groupController = new csi.GroupController(target, creds, options);
+  const snapshotMetadata = new csi.SnapshotMetadata(target, creds, options);
   return {
     identity,
     controller,
     node,
+    groupController,
+    snapshotMetadata,
     close() {
       channel.close();
     },
@@ -47,5 +53,25 @@ export function rpc<Res = Record<string, unknown>>(
   if (!fn) return Promise.reject(new Error(`no method ${method}`));
   return new Promise((resolve, reject) => {
     fn.call(client, req, { deadline: Date.now() + deadlineMs }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+  });
+}
+
+type StreamMethod = (req: object, opts: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+
+/** Calls one server-streaming method; resolves with every message once the stream ends. */
+export function rpcStream<Res = Record<string, unknown>>(
+  client: grpc.Client,
+  method: string,
+  req: object = {},
+  deadlineMs = 120_000,
+): Promise<Res[]> {
+  const fn = (client as unknown as Record<string, StreamMethod | undefined>)[method];
+  if (!fn) return Promise.reject(new Error(`no method ${method}`));
+  return new Promise((resolve, reject) => {
+    const out: Res[] = [];
+    const stream = fn.call(client, req, { deadline: Date.now() + deadlineMs });
+    stream.on('data', (msg: Res) => out.push(msg));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(out));
   });
 }

@@ -32,6 +32,7 @@ import {
   writeContent,
   writeFileDurable,
 } from '../host/durable.js';
+import { fileExtents } from '../host/extents.js';
 import { freezeImages, thawImages } from '../host/freeze.js';
 import { readLoopTable } from '../host/loop-devices.js';
 import { exists } from '../host/paths.js';
@@ -448,7 +449,10 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     } else {
       const limit = (await this.totalBytes()) * this.thinOverprovision;
       if (this.thinPromised + record.capacityBytes > limit) throw exhausted(`thin volumes here may promise ${limit} bytes in all`);
-      await run('fallocate', ['--dig-holes', '--', image], { timeoutMs: 3_600_000 });
+      // Reserved blocks never written (unwritten extents) go back; what was written stays.
+      for (const e of (await fileExtents(image)).filter((x) => x.unwritten)) {
+        await run('fallocate', ['--punch-hole', '--offset', String(e.logical), '--length', String(e.length), '--', image]);
+      }
       this.thinPromised += record.capacityBytes;
     }
   }

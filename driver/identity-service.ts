@@ -6,6 +6,8 @@ export interface IdentityConfig {
   controller: boolean;
   /** The GroupController service (group snapshots), served with the controller. */
   groupController?: boolean;
+  /** The SnapshotMetadata service (changed-block tracking), served where there is a local pool. */
+  snapshotMetadata?: boolean;
   /** Local pools make volumes reachable from one node only. */
   topology: boolean;
   /** Throws (FAILED_PRECONDITION with the reason) when not ready. */
@@ -23,6 +25,7 @@ export class IdentityService {
     const capabilities: Array<Record<string, unknown>> = [];
     if (this.cfg.controller) capabilities.push({ service: { type: 'CONTROLLER_SERVICE' } });
     if (this.cfg.groupController) capabilities.push({ service: { type: 'GROUP_CONTROLLER_SERVICE' } });
+    if (this.cfg.snapshotMetadata) capabilities.push({ service: { type: 'SNAPSHOT_METADATA_SERVICE' } });
     if (this.cfg.topology) capabilities.push({ service: { type: 'VOLUME_ACCESSIBILITY_CONSTRAINTS' } });
     capabilities.push({ volume_expansion: { type: 'ONLINE' } });
     return { capabilities };

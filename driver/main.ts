@@ -10,6 +10,7 @@ import { KubernetesNodes } from '../controller/kubernetes-nodes.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
 import { type NodeDirectory, SelfNode } from '../controller/nodes.js';
+import { SnapshotMetadataService } from '../controller/snapshot-metadata.js';
 import { LinuxHost } from '../host/linux-host.js';
 import { NodeService } from '../node/node-service.js';
 import { loadCsi, loadRegistration } from '../proto/load.js';
@@ -62,6 +63,7 @@ export async function startDriver(
     version,
     controller: serveController,
     groupController: serveController,
+    snapshotMetadata: serveController && hasLocalPool,
     topology: true,
     // Probe answers for this driver (its local pool), not for every NFS
     // server a request named: one server down must not restart the pod.
@@ -78,6 +80,10 @@ export async function startDriver(
       definition: csi.GroupController.service,
       handlers: pipeline.serve(csi.GroupController.service, new GroupSnapshotService(controller), GroupSnapshotService.lockKeys),
     });
+    if (hasLocalPool) {
+      const metadata = new SnapshotMetadataService(controller);
+      server.add({ definition: csi.SnapshotMetadata.service, handlers: pipeline.serve(csi.SnapshotMetadata.service, metadata) });
+    }
   }
   if (serveNode) {
     const node = new NodeService({

@@ -11,6 +11,9 @@ import { toStatus } from './status.js';
 
 export type Handler<Req, Res> = (req: Req) => Promise<Res>;
 
+/** A server-streaming handler: sends each message through `send` (which waits while the client is slow). */
+export type StreamHandler<Req, Res> = (req: Req, send: (msg: Res) => Promise<void>) => Promise<void>;
+
 /** Per RPC, the key a call must hold exclusively (e.g. its volume). */
 export type LockKeys = Partial<Record<string, (req: never) => string | undefined>>;
 
@@ -46,54 +49,92 @@ export class Pipeline {
   ) {}
 
   unary<Req, Res>(method: string, handler: Handler<Req, Res>, opts: PipelineOptions<Req> = {}): grpc.handleUnaryCall<Req, Res> {
-    return (call, callback) => {
-      const requestId = `${prefix}-${(++sequence).toString(36)}`;
-      // The child logger is made on first use: a successful call at info
-      // level logs nothing, and should not pay for it.
-      let child: Logger | undefined;
-      const log = () => (child ??= this.log.child({ requestId, method }));
-      const started = process.hrtime.bigint();
-      this.inFlight.enter();
-      const debug = this.log.isLevelEnabled('debug');
-      if (debug) log().debug('request', { request: redact(call.request) });
-      let key: string | undefined;
-      let locked = false;
-      const finish = (err: unknown, res?: Res) => {
-        if (locked && key !== undefined) this.locks.release(key);
-        const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        if (err === null) {
-          if (debug) log().debug('ok', { ms });
-          callback(null, res);
-        } else {
-          const { code, message } = toStatus(err);
-          const level = code === Code.INTERNAL || code === Code.UNKNOWN ? 'error' : 'info';
-          log().log(level, 'failed', {
-            code: Code[code],
-            message,
-            ms,
-            ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}),
-          });
-          // The caller gets the code and the readable message, never a stack.
-          callback({ code: code as number as grpc.status, details: message, message } as grpc.ServiceError);
-        }
-        this.inFlight.leave();
-      };
-      try {
-        key = opts.lockKey?.(call.request);
-        if (key !== undefined) {
-          if (!this.locks.tryAcquire(key)) throw aborted(`an operation on ${key} is already in progress`);
-          locked = true;
-        }
-        handler(call.request).then(
-          (res) => finish(null, res),
-          (err: unknown) => finish(err),
-        );
-      } catch (err) {
-        finish(err);
-      }
+    return (call, callback) => this.invoke(method, call.request, () => handler(call.request), opts, callback);
+  }
+
+  /**
+   * A server-streaming call through the same steps as unary: request id,
+   * logs, lock, error mapping. `send` honours back-pressure and fails once
+   * the client has cancelled, so a handler stops instead of reading on.
+   */
+  stream<Req, Res>(
+    method: string,
+    handler: StreamHandler<Req, Res>,
+    opts: PipelineOptions<Req> = {},
+  ): grpc.handleServerStreamingCall<Req, Res> {
+    return (call) => {
+      const send = (msg: Res) =>
+        new Promise<void>((resolve, reject) => {
+          if (call.cancelled) return reject(aborted('the client cancelled the call'));
+          if (call.write(msg)) resolve();
+          else call.once('drain', () => resolve());
+        });
+      this.invoke(
+        method,
+        call.request,
+        () => handler(call.request, send),
+        opts,
+        (err) => {
+          if (err) call.emit('error', err);
+          else call.end();
+        },
+      );
     };
   }
 
+  /** One call's steps, whatever its shape: `work` runs the handler. */
+  private invoke<Req, Res>(
+    method: string,
+    request: Req,
+    work: () => Promise<Res>,
+    opts: PipelineOptions<Req>,
+    callback: (err: grpc.ServiceError | null, res?: Res) => void,
+  ): void {
+    const requestId = `${prefix}-${(++sequence).toString(36)}`;
+    // The child logger is made on first use: a successful call at info
+    // level logs nothing, and should not pay for it.
+    let child: Logger | undefined;
+    const log = () => (child ??= this.log.child({ requestId, method }));
+    const started = process.hrtime.bigint();
+    this.inFlight.enter();
+    const debug = this.log.isLevelEnabled('debug');
+    if (debug) log().debug('request', { request: redact(request) });
+    let key: string | undefined;
+    let locked = false;
+    const finish = (err: unknown, res?: Res) => {
+      if (locked && key !== undefined) this.locks.release(key);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (err === null) {
+        if (debug) log().debug('ok', { ms });
+        callback(null, res);
+      } else {
+        const { code, message } = toStatus(err);
+        const level = code === Code.INTERNAL || code === Code.UNKNOWN ? 'error' : 'info';
+        log().log(level, 'failed', {
+          code: Code[code],
+          message,
+          ms,
+          ...(level === 'error' && err instanceof Error ? { stack: err.stack } : {}),
+        });
+        // The caller gets the code and the readable message, never a stack.
+        callback({ code: code as number as grpc.status, details: message, message } as grpc.ServiceError);
+      }
+      this.inFlight.leave();
+    };
+    try {
+      key = opts.lockKey?.(request);
+      if (key !== undefined) {
+        if (!this.locks.tryAcquire(key)) throw aborted(`an operation on ${key} is already in progress`);
+        locked = true;
+      }
+      work().then(
+        (res) => finish(null, res),
+        (err: unknown) => finish(err),
+      );
+    } catch (err) {
+      finish(err);
+    }
+  }
   /**
    * Handlers for every method of a gRPC service definition: the service
    * object's method of the same name (the method is the RPC), or
@@ -109,7 +150,10 @@ export class Pipeline {
           : async () => {
               throw unimplemented(`${method} is not supported by berth`);
             };
-      handlers[method] = this.unary(method, handler, { lockKey: lockKeys[method] as ((req: unknown) => string | undefined) | undefined });
+      const opts = { lockKey: lockKeys[method] as ((req: unknown) => string | undefined) | undefined };
+      handlers[method] = (definition[method] as grpc.MethodDefinition<unknown, unknown>).responseStream
+        ? this.stream(method, (req, send) => (typeof fn === 'function' ? fn.call(service, req, send) : handler(req)), opts)
+        : this.unary(method, handler, opts);
     }
     return handlers;
   }

@@ -55,7 +55,9 @@ export async function copyImage(from: string, to: string, method: CopyMethod): P
  * the tree is read. Durable once it returns (syncfs of the pool's filesystem).
  */
 export async function copyTree(from: string, to: string, method: CopyMethod): Promise<void> {
-  await run('cp', ['-a', '--no-dereference', `--reflink=${method === 'reflink' ? 'always' : 'never'}`, '--sparse=always', '--', from, to], {
+  // GNU cp: a reflink shares extents as they are, so it takes --sparse=auto; a copy writes zeros as holes.
+  const how = method === 'reflink' ? ['--reflink=always', '--sparse=auto'] : ['--reflink=never', '--sparse=always'];
+  await run('cp', ['-a', '--no-dereference', ...how, '--', from, to], {
     timeoutMs: 3_600_000,
   });
   await run('sync', ['-f', to], { timeoutMs: 600_000 });

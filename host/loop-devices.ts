@@ -37,8 +37,15 @@ export async function readLoopTable(sysBlock = '/sys/block'): Promise<LoopDevice
 }
 
 /** Attaches `image` to a new loop device with direct I/O (read-only with -r); returns the device. */
+/**
+ * Attaches an image. The device always has 512-byte sectors: with direct
+ * I/O the kernel would otherwise take the image file's direct-I/O alignment,
+ * which xfs raises to its block size once a file shares extents (a
+ * snapshot, a clone), and a filesystem made with 1 KiB blocks would no
+ * longer mount. Direct I/O stays on wherever 512 bytes suits the file.
+ */
 export async function losetupAttach(image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
-  const args = ['-f', '--show', '--direct-io=on', ...(opts.readOnly ? ['-r'] : []), '--', path.resolve(image)];
+  const args = ['-f', '--show', '--direct-io=on', '--sector-size', '512', ...(opts.readOnly ? ['-r'] : []), '--', path.resolve(image)];
   const { stdout } = await run('losetup', args, { timeoutMs: 30_000 });
   return stdout.trim();
 }

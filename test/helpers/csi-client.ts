@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 
-export { type CsiClients, csiClients, rpc } from '../../cli/client.js';
+export { type CsiClients, csiClients, rpc, rpcStream } from '../../cli/client.js';
 
 /** Asserts that the call fails with `code`; returns the error for message checks. */
 export async function expectCode(promise: Promise<unknown>, code: grpc.status): Promise<grpc.ServiceError> {

@@ -32,8 +32,8 @@ export class FreshFilesystem {
 
   static readonly description = "a fresh ext4 without a journal per run (as this machine's /), loop-mounted";
 
-  /** `bytes`: the filesystem's size (default 16 GiB, sparse). */
-  static async make(mountpoint?: string, opts: { bytes?: number } = {}): Promise<FreshFilesystem> {
+  /** `bytes`: the filesystem's size (default 16 GiB, sparse); `fsType`: ext4 without a journal (default), or xfs with reflink. */
+  static async make(mountpoint?: string, opts: { bytes?: number; fsType?: 'ext4' | 'xfs' } = {}): Promise<FreshFilesystem> {
     const work = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-freshfs-'));
     const image = path.join(work, 'fs.img');
     const mnt = mountpoint ?? path.join(work, 'mnt');
@@ -41,7 +41,8 @@ export class FreshFilesystem {
     try {
       await fs.writeFile(image, '');
       await fs.truncate(image, opts.bytes ?? IMAGE_BYTES);
-      await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', image]);
+      if (opts.fsType === 'xfs') await exec('mkfs.xfs', ['-q', '-m', 'reflink=1', image]);
+      else await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', image]);
       await exec('mount', ['-o', 'loop', image, mnt]);
     } catch (err) {
       await fs.rm(work, { recursive: true, force: true });
