@@ -38,6 +38,7 @@ export interface DriverFlags {
   logLevel: string;
   shutdownGraceMs: number;
   selfRegister: boolean;
+  snapshotMetadata: boolean;
   kubeletRegistrationPath: string;
   help: boolean;
   version: boolean;
@@ -125,6 +126,11 @@ const SPECS: Record<string, FlagSpec> = {
   },
   'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
   'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
+  'snapshot-metadata': {
+    key: 'snapshotMetadata',
+    kind: 'bool',
+    help: 'all/local mode: serve and advertise the SnapshotMetadata service (changed-block tracking) for the external-snapshot-metadata sidecar (default false)',
+  },
   'self-register': {
     key: 'selfRegister',
     kind: 'bool',
@@ -162,6 +168,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     logLevel: 'info',
     shutdownGraceMs: 10_000,
     selfRegister: true,
+    snapshotMetadata: false,
     kubeletRegistrationPath: '',
     help: false,
     version: false,
@@ -210,6 +217,8 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       throw new FlagError('--local-endpoint must differ from --endpoint');
     if (flags.localDriverName === flags.driverName) throw new FlagError('--local-drivername must differ from --drivername');
   }
+  if (flags.snapshotMetadata && flags.mode !== 'all' && flags.mode !== 'local')
+    throw new FlagError('--snapshot-metadata is for --mode all or local: changed-block tracking reads a local pool');
   if (flags.kubeconfig && !flags.kubeconfig.startsWith('/')) throw new FlagError('--kubeconfig must be an absolute path');
   if (!flags.nodeId || Buffer.byteLength(flags.nodeId) > 256) throw new FlagError('--nodeid must be 1 to 256 bytes');
   const csiSocket = socketPath(flags.endpoint); // validates

@@ -63,7 +63,8 @@ export async function startDriver(
     version,
     controller: serveController,
     groupController: serveController,
-    snapshotMetadata: serveController && hasLocalPool,
+    // Opt-in: clients written before spec v1.10 (csi-sanity v5.3.1 among them) refuse a plugin capability they do not know.
+    snapshotMetadata: serveController && hasLocalPool && flags.snapshotMetadata,
     topology: true,
     // Probe answers for this driver (its local pool), not for every NFS
     // server a request named: one server down must not restart the pod.
@@ -80,7 +81,7 @@ export async function startDriver(
       definition: csi.GroupController.service,
       handlers: pipeline.serve(csi.GroupController.service, new GroupSnapshotService(controller), GroupSnapshotService.lockKeys),
     });
-    if (hasLocalPool) {
+    if (hasLocalPool && flags.snapshotMetadata) {
       const metadata = new SnapshotMetadataService(controller);
       server.add({ definition: csi.SnapshotMetadata.service, handlers: pipeline.serve(csi.SnapshotMetadata.service, metadata) });
     }

@@ -5,7 +5,7 @@ import { mountedAt, mountOptions, type NfsLocation, nfsServer, nfsShare, nfsSubD
 export type { NfsLocation };
 
 import type { OnDelete } from './record.js';
-import { VOLUME_KINDS, type VolumeKind } from './volume-id.js';
+import { VOLUME_KINDS, type VolumeKind, volumeDirName } from './volume-id.js';
 
 export type { OnDelete };
 export type PoolType = 'local' | 'nfs';
@@ -141,13 +141,14 @@ const TEMPLATE = /\$\{(pvc\.metadata\.name|pvc\.metadata\.namespace|pv\.metadata
 /**
  * Expands a subDir template for one volume and checks that the result can
  * never leave the share: relative, no "." or "..", plain components, no NUL.
- * `${pv.metadata.name}` falls back to the CSI volume name.
+ * `${pv.metadata.name}` falls back to the volume's directory name (volumeDirName).
  */
 export function expandSubDir(template: string, p: VolumeParameters, volumeName: string): string {
   const values: Record<string, string | undefined> = {
     'pvc.metadata.name': p.pvcName,
     'pvc.metadata.namespace': p.pvcNamespace,
-    'pv.metadata.name': p.pvName ?? volumeName,
+    // Without the provisioner's metadata, the volume's own directory name (a hash when the CSI name is not plain).
+    'pv.metadata.name': p.pvName ?? volumeDirName(volumeName),
   };
   const leftover = template.replace(TEMPLATE, '').match(/\$\{[^}]*\}/);
   if (leftover)

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import { imageHasData } from '../../host/data-check.js';
-import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
+import { blockCap, Code, expectCode, mountCap, rpc, rpcStream } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 
 const KEY = 'topology.berth.csi.dev/node';
@@ -46,7 +46,10 @@ describe('controller on a local pool', () => {
     it('offers the controller service and topology constraints', async () => {
       const res = await rpc<{ capabilities: Array<{ service?: { type: string } }> }>(d.clients.identity, 'GetPluginCapabilities');
       const types = res.capabilities.map((c) => c.service?.type).filter(Boolean);
-      expect(types).to.include.members(['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS']);
+      expect(types).to.include.members(['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS', 'GROUP_CONTROLLER_SERVICE']);
+      // Changed-block tracking is opt-in (--snapshot-metadata): neither advertised nor served here.
+      expect(types).to.not.include('SNAPSHOT_METADATA_SERVICE');
+      await expectCode(rpcStream(d.clients.snapshotMetadata, 'GetMetadataAllocated', { snapshot_id: 'x' }), Code.UNIMPLEMENTED);
     });
 
     it('Probe answers FAILED_PRECONDITION with the reason when the pool is gone', async () => {
@@ -164,8 +167,9 @@ describe('controller on a local pool', () => {
         create({ name: 'pvc-rwx-block', volume_capabilities: [blockCap('MULTI_NODE_MULTI_WRITER')], parameters: { kind: 'block' } }),
         Code.INVALID_ARGUMENT,
       );
+      // A clone of another kind (a share's tree into a block image).
       await expectCode(
-        share('pvc-clone', { volume_content_source: { volume: { volume_id: 'local:node-a:share:pvc-share-1' } } }),
+        block('pvc-clone', 64 << 20, { volume_content_source: { volume: { volume_id: 'local:node-a:share:pvc-share-1' } } }),
         Code.INVALID_ARGUMENT,
       );
       await expectCode(block('pvc-zfs', 64 << 20, { volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'zfs')] }), Code.INVALID_ARGUMENT);

@@ -77,7 +77,7 @@ for (const fsType of ['xfs', 'ext4'] as const) {
     before(async () => {
       host = await HostState.capture();
       pfs = await FreshFilesystem.make(undefined, { bytes: 8 * 2 ** 30, fsType });
-      d = await DriverProcess.start({ mode: 'all', poolDir: poolDir(), extraArgs: ['--self-register=false'] });
+      d = await DriverProcess.start({ mode: 'all', poolDir: poolDir(), extraArgs: ['--self-register=false', '--snapshot-metadata'] });
     });
     after(async () => {
       await d?.cleanup();
@@ -347,6 +347,8 @@ for (const fsType of ['xfs', 'ext4'] as const) {
       await writeAt(image('pvc-cbt'), 9 * MiB, 1 * MiB);
       const target = (await takeSnapshot('cbt-target', volume.volume_id)).snapshot;
       const m = d.clients.snapshotMetadata;
+      const plugin = await rpc<{ capabilities: Array<{ service?: { type: string } }> }>(d.clients.identity, 'GetPluginCapabilities');
+      expect(plugin.capabilities.map((x) => x.service?.type)).to.include.members(['SNAPSHOT_METADATA_SERVICE', 'GROUP_CONTROLLER_SERVICE']);
       const ranges = (msgs: Metadata[]) => msgs.flatMap((x) => x.block_metadata.map((r) => [Number(r.byte_offset), Number(r.size_bytes)]));
       const allocated = await rpcStream<Metadata>(m, 'GetMetadataAllocated', { snapshot_id: base.snapshot_id });
       expect(allocated[0]).to.include({ block_metadata_type: 'VARIABLE_LENGTH', volume_capacity_bytes: String(256 * MiB) });
