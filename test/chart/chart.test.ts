@@ -56,7 +56,51 @@ const KINDS: Record<string, { model: new (data?: never) => { validate(): void };
   'storage.k8s.io/v1/CSIDriver': { model: CSIDriver, type: "import('kubernetes-types/storage/v1').CSIDriver" },
   'storage.k8s.io/v1/StorageClass': { model: StorageClass, type: "import('kubernetes-types/storage/v1').StorageClass" },
   'policy/v1/PodDisruptionBudget': { model: PodDisruptionBudget, type: "import('kubernetes-types/policy/v1').PodDisruptionBudget" },
+  'snapshot.storage.k8s.io/v1/VolumeSnapshotClass': {
+    model: crdModel('VolumeSnapshotClass', { driver: 'string', deletionPolicy: ['Delete', 'Retain'] }, { parameters: 'map' }),
+    type: "{ apiVersion: 'snapshot.storage.k8s.io/v1'; kind: 'VolumeSnapshotClass'; metadata: import('kubernetes-types/meta/v1').ObjectMeta; driver: string; deletionPolicy: 'Delete' | 'Retain'; parameters?: Record<string, string> }",
+  },
+  'snapshot.storage.k8s.io/v1/VolumeSnapshot': {
+    model: crdModel('VolumeSnapshot', { spec: 'object' }, {}),
+    type: "{ apiVersion: 'snapshot.storage.k8s.io/v1'; kind: 'VolumeSnapshot'; metadata: import('kubernetes-types/meta/v1').ObjectMeta; spec: { volumeSnapshotClassName?: string; source: { persistentVolumeClaimName: string } | { volumeSnapshotContentName: string } } }",
+  },
 };
+
+/**
+ * A validator for the snapshot CRDs' objects (kubernetes-models has none):
+ * the required and optional top-level fields of the CRD's v1 schema
+ * (external-snapshotter client/config/crd), nothing else.
+ */
+function crdModel(kind: string, required: Record<string, string | string[]>, optional: Record<string, string>) {
+  return class {
+    constructor(private readonly o: Record<string, unknown>) {}
+    validate(): void {
+      const allowed = new Set(['apiVersion', 'kind', 'metadata', ...Object.keys(required), ...Object.keys(optional)]);
+      for (const k of Object.keys(this.o)) if (!allowed.has(k)) throw new Error(`${kind}: unknown field ${k}`);
+      if (typeof (this.o.metadata as { name?: unknown })?.name !== 'string') throw new Error(`${kind}: metadata.name is required`);
+      for (const [k, t] of Object.entries({ ...required, ...optional })) {
+        const v = this.o[k];
+        if (v === undefined) {
+          if (k in required) throw new Error(`${kind}: ${k} is required`);
+          continue;
+        }
+        const ok = Array.isArray(t)
+          ? t.includes(v as string)
+          : t === 'map'
+            ? typeof v === 'object' && Object.values(v as object).every((x) => typeof x === 'string')
+            : typeof v === t;
+        if (!ok) throw new Error(`${kind}: ${k} must be ${Array.isArray(t) ? t.join(' or ') : t}`);
+      }
+      if (kind === 'VolumeSnapshot') {
+        const source = (this.o.spec as { source?: Record<string, unknown> }).source ?? {};
+        if (Object.keys(source).length !== 1)
+          throw new Error('VolumeSnapshot: spec.source needs exactly one of persistentVolumeClaimName, volumeSnapshotContentName');
+      }
+    }
+  } as unknown as new (
+    data?: never,
+  ) => { validate(): void };
+}
 
 /**
  * The flags each sidecar version defines, read from its source at that tag
@@ -122,6 +166,25 @@ const SIDECAR_FLAGS: Record<string, { image: string; version: string; flags: str
     flags: [...STANDARD, 'timeout', 'resync-period', 'workers', 'handle-volume-inuse-error', 'retry-interval-start', 'retry-interval-max'],
   },
   'csi-resizer-local': { image: 'resizer', version: 'v2.2.1', flags: [] },
+  'csi-snapshotter': {
+    image: 'snapshotter',
+    version: 'v8.6.0',
+    flags: [
+      ...STANDARD,
+      'feature-gates',
+      'timeout',
+      'extra-create-metadata',
+      'node-deployment',
+      'resync-period',
+      'worker-threads',
+      'snapshot-name-prefix',
+      'snapshot-name-uuid-length',
+      'groupsnapshot-name-prefix',
+      'groupsnapshot-name-uuid-length',
+      'retry-interval-start',
+      'retry-interval-max',
+    ],
+  },
   'liveness-probe': {
     image: 'livenessProbe',
     version: 'v2.19.0',
@@ -139,6 +202,14 @@ const THREE_NODES = {
   controller: { replicas: 2 },
   localPools: { nodeSelector: { 'berth.csi.dev/local-pool': 'true' }, capacityPollInterval: '30s' },
   node: { mountedAtDirs: ['/mnt/nas'] },
+  snapshots: {
+    groupSnapshots: true,
+    snapshotMetadata: true,
+    classes: [
+      { name: 'berth-local', pool: 'local', default: true },
+      { name: 'berth-nfs', pool: 'nfs', deletionPolicy: 'Retain', parameters: { freeze: 'false' } },
+    ],
+  },
   storageClasses: [
     { name: 'berth-local-block', pool: 'local', kind: 'block', fsType: 'xfs', parameters: { provisioning: 'thin' } },
     {
@@ -160,6 +231,7 @@ const MATRIX: Record<string, object> = {
     localPools: { enabled: false },
     logLevel: 'debug',
     node: { maxVolumesPerNode: 64 },
+    snapshots: { enabled: false },
     storageClasses: [{ name: 'nfs-share', pool: 'nfs', kind: 'share', parameters: { server: 'nfs.example.com', share: '/export' } }],
   },
   'flex installer on': { flexInstaller: { enabled: true } },
@@ -310,12 +382,50 @@ describe('Helm chart (real helm binary)', function () {
       'core/pods:get',
       'core/persistentvolumes:create',
     ]);
+    // Snapshots: both snapshotters update contents and their status; the provisioners read snapshots to restore.
+    for (const rules of [controller, local]) {
+      expect(rules).to.include.members([
+        'snapshot.storage.k8s.io/volumesnapshotcontents:patch',
+        'snapshot.storage.k8s.io/volumesnapshotcontents/status:update',
+        'snapshot.storage.k8s.io/volumesnapshots:get',
+        'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents:update',
+      ]);
+    }
     // No leader election per node, no attach.
     expect(local.filter((r) => r.startsWith('coordination.k8s.io/') || r.includes('volumeattachments:patch'))).to.deep.equal([]);
     const bindings = objects.filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding') as Array<
       K8sObject & { subjects: Array<{ name: string }> }
     >;
     expect(bindings.flatMap((b) => b.subjects.map((x) => x.name))).to.not.include('berth-node');
+  });
+
+  it("snapshots: a csi-snapshotter per node for local pools, a central one for NFS, classes naming their pool's driver", () => {
+    const objects = rendered.get('three-node cluster')!;
+    const workload = (n: string) => objects.find((o) => o.metadata.name === n && /DaemonSet|Deployment/.test(o.kind)) as Workload;
+    const snapshotter = (n: string) => workload(n).spec.template.spec.containers.find((c) => c.name === 'csi-snapshotter');
+    expect(snapshotter('berth-local')?.args).to.include.members([
+      '--node-deployment=true',
+      '--leader-election=false',
+      '--feature-gates=CSIVolumeGroupSnapshot=true',
+    ]);
+    expect(snapshotter('berth-controller')?.args).to.include('--leader-election=true');
+    expect(snapshotter('berth-controller')?.args).to.not.include('--node-deployment=true');
+    // The node plugin of the NFS driver takes no snapshots.
+    expect(snapshotter('berth-node')).to.equal(undefined);
+    const berthArgs = workload('berth-local').spec.template.spec.containers.find((c) => c.name === 'berth')?.args ?? [];
+    expect(berthArgs).to.include('--snapshot-metadata');
+    const classes = objects.filter((o) => o.kind === 'VolumeSnapshotClass') as Array<
+      K8sObject & { driver: string; deletionPolicy: string }
+    >;
+    expect(classes.map((c) => [c.metadata.name, c.driver, c.deletionPolicy])).to.deep.equal([
+      ['berth-local', 'local.berth.csi.dev', 'Delete'],
+      ['berth-nfs', 'berth.csi.dev', 'Retain'],
+    ]);
+    // Off: no snapshotter, no class, no snapshot rules.
+    const off = rendered.get('NFS only')!;
+    expect(off.filter((o) => o.kind === 'VolumeSnapshotClass')).to.deep.equal([]);
+    expect(JSON.stringify(off)).to.not.contain('csi-snapshotter');
+    expect(JSON.stringify(off)).to.not.contain('snapshot.storage.k8s.io');
   });
 
   it("uses only flags each sidecar's version defines (read from its source at that tag)", () => {

@@ -11,7 +11,7 @@ import { DriverProcess } from '../helpers/driver-process.js';
 import { exec, loopTable, ourMountTargets, sha256File } from '../helpers/host.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 
-type Service = 'identity' | 'controller' | 'node';
+type Service = 'identity' | 'controller' | 'node' | 'groupController';
 interface Case {
   label: string;
   service: Service;
@@ -198,7 +198,24 @@ describe('hostile input: every RPC, malformed and crafted requests, nothing chan
       { parameters: { kind: 'block' }, volume_capabilities: [cap], capacity_range: { required_bytes: String(2 ** 50) } },
       Code.RESOURCE_EXHAUSTED,
     ],
-    ['a volume from a snapshot', { volume_content_source: { snapshot: { snapshot_id: 'x' } } }, Code.INVALID_ARGUMENT],
+    ['a volume from a snapshot that does not exist', { volume_content_source: { snapshot: { snapshot_id: 'x' } } }, Code.NOT_FOUND],
+    [
+      'a volume from a snapshot id that climbs out',
+      { volume_content_source: { snapshot: { snapshot_id: 'local:node-a:block-snapshot:../../etc' } } },
+      Code.NOT_FOUND,
+    ],
+    ['a volume from no snapshot id', { volume_content_source: { snapshot: { snapshot_id: '' } } }, Code.INVALID_ARGUMENT],
+    [
+      "a share cloned from the victim's block image",
+      { volume_content_source: { volume: { volume_id: 'local:node-a:block:pvc-victim' } } },
+      Code.INVALID_ARGUMENT,
+    ],
+    [
+      "a snapshot held by another node's pool",
+      { volume_content_source: { snapshot: { snapshot_id: 'local:node-z:share-snapshot:s' } } },
+      Code.RESOURCE_EXHAUSTED,
+    ],
+    ['an unknown mutable parameter', { mutable_parameters: { iops: '1000' } }, Code.INVALID_ARGUMENT],
     [
       'a topology naming another node',
       { accessibility_requirements: { requisite: [{ segments: { 'topology.berth.csi.dev/node': 'node-z' } }] } },
@@ -310,9 +327,55 @@ describe('hostile input: every RPC, malformed and crafted requests, nothing chan
   for (const parameters of [{ colour: 'blue' }, { pool: 'nfs' }, { kind: 'block', provisioning: 'x' }]) {
     add('controller', 'GetCapacity', Code.INVALID_ARGUMENT, `parameters ${JSON.stringify(parameters)}`, () => ({ parameters }));
   }
-  for (const method of ['CreateSnapshot', 'DeleteSnapshot', 'ListSnapshots', 'ControllerModifyVolume']) {
-    add('controller', method, Code.UNIMPLEMENTED, 'not supported', () => ({}));
-  }
+  // ---------------------------------------------- snapshots, modification
+  const snap = (over: object) => ({ name: 'snap-hostile', source_volume_id: victim.id, ...over });
+  add('controller', 'CreateSnapshot', Code.INVALID_ARGUMENT, 'no name', () => snap({ name: '' }));
+  add('controller', 'CreateSnapshot', Code.INVALID_ARGUMENT, 'a name over 128 bytes', () => snap({ name: long(129) }));
+  add('controller', 'CreateSnapshot', Code.INVALID_ARGUMENT, 'no source', () => snap({ source_volume_id: '' }));
+  add('controller', 'CreateSnapshot', Code.NOT_FOUND, 'a source that does not exist', () =>
+    snap({ source_volume_id: 'local:node-a:block:nosuch' }),
+  );
+  add('controller', 'CreateSnapshot', Code.NOT_FOUND, "another node's volume", () =>
+    snap({ source_volume_id: 'local:node-z:block:pvc-victim' }),
+  );
+  add('controller', 'CreateSnapshot', Code.INVALID_ARGUMENT, 'an unknown parameter', () => snap({ parameters: { colour: 'blue' } }));
+  add('controller', 'CreateSnapshot', Code.INVALID_ARGUMENT, 'freeze neither true nor false', () =>
+    snap({ parameters: { freeze: 'maybe' } }),
+  );
+  add('controller', 'DeleteSnapshot', Code.INVALID_ARGUMENT, 'no id', () => ({}));
+  add('controller', 'DeleteSnapshot', Code.FAILED_PRECONDITION, "another node's snapshot", () => ({
+    snapshot_id: 'local:node-z:block-snapshot:s',
+  }));
+  add('controller', 'DeleteSnapshot', 'OK', 'an id that climbs out (not ours: nothing to do)', () => ({
+    snapshot_id: 'local:node-a:block-snapshot:..',
+  }));
+  add('controller', 'GetSnapshot', Code.INVALID_ARGUMENT, 'no id', () => ({}));
+  add('controller', 'GetSnapshot', Code.NOT_FOUND, 'a snapshot that does not exist', () => ({
+    snapshot_id: 'local:node-a:block-snapshot:s',
+  }));
+  add('controller', 'ListSnapshots', Code.ABORTED, 'a starting token it did not issue', () => ({ starting_token: 'garbage' }));
+  add('controller', 'ListSnapshots', Code.ABORTED, "a volume list's token", () => ({
+    starting_token: Buffer.from('v1:\nx').toString('base64url'),
+  }));
+  add('controller', 'ListSnapshots', Code.INVALID_ARGUMENT, 'negative max_entries', () => ({ max_entries: -1 }));
+  const modify = (mutable_parameters: Record<string, string>) => () => ({ volume_id: victim.id, mutable_parameters });
+  add('controller', 'ControllerModifyVolume', Code.INVALID_ARGUMENT, 'no id', () => ({ mutable_parameters: { onDelete: 'retain' } }));
+  add('controller', 'ControllerModifyVolume', Code.INVALID_ARGUMENT, 'an unknown key', modify({ size: '1Ti' }));
+  add('controller', 'ControllerModifyVolume', Code.INVALID_ARGUMENT, 'an unknown onDelete', modify({ onDelete: 'shred' }));
+  add('controller', 'ControllerModifyVolume', Code.NOT_FOUND, 'a volume that does not exist', () => ({
+    volume_id: 'local:node-a:block:nosuch',
+    mutable_parameters: { onDelete: 'retain' },
+  }));
+  add('groupController', 'CreateVolumeGroupSnapshot', Code.INVALID_ARGUMENT, 'no name', () => ({ source_volume_ids: [victim.id] }));
+  add('groupController', 'CreateVolumeGroupSnapshot', Code.INVALID_ARGUMENT, 'no sources', () => ({ name: 'g' }));
+  add('groupController', 'CreateVolumeGroupSnapshot', Code.NOT_FOUND, 'a source that does not exist', () => ({
+    name: 'g',
+    source_volume_ids: [victim.id, 'local:node-a:share:nosuch'],
+  }));
+  add('groupController', 'GetVolumeGroupSnapshot', Code.NOT_FOUND, 'a group that does not exist', () => ({
+    group_snapshot_id: 'local:node-a:group:g',
+  }));
+  add('groupController', 'DeleteVolumeGroupSnapshot', Code.INVALID_ARGUMENT, 'no id', () => ({}));
 
   // -------------------------------------------------------------- node RPCs
   const badPaths: Array<[string, () => string]> = [
@@ -467,7 +530,12 @@ describe('hostile input: every RPC, malformed and crafted requests, nothing chan
   });
 
   it('answers each with its code, and changes nothing on disk, in the mount table or the loop table', async () => {
-    const clients = () => ({ identity: d.clients.identity, controller: d.clients.controller, node: d.clients.node });
+    const clients = () => ({
+      identity: d.clients.identity,
+      controller: d.clients.controller,
+      node: d.clients.node,
+      groupController: d.clients.groupController,
+    });
     const before = await snapshot();
     await exec('sync'); // the listing above touched atimes inside the victim: let them reach its image first
     const imageBefore = await sha256File(victim.image);

@@ -49,6 +49,9 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
     {{- if .local }}
     - --pool-dir={{ .Values.localPools.hostPath }}
     - --thin-overprovision={{ .Values.localPools.thinOverprovision }}
+    {{- if and .Values.snapshots.enabled .Values.snapshots.snapshotMetadata }}
+    - --snapshot-metadata
+    {{- end }}
     {{- else }}
     # Exports holding block images are mounted below the plugin directory, which the host shares.
     - --nfs-mount-dir={{ $pluginDir }}/exports
@@ -203,4 +206,38 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
 {{/* The flags of leader-elected central sidecars. */}}
 {{- define "berth.leaderElection" -}}
 {{- list (printf "--leader-election=%t" .Values.controller.leaderElection) "--leader-election-namespace=$(NAMESPACE)" | toJson -}}
+{{- end -}}
+
+{{/* The csi-snapshotter's cluster rules (external-snapshotter deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml), and the provisioner's for restores. */}}
+{{- define "berth.snapshotRules" -}}
+- apiGroups: [snapshot.storage.k8s.io]
+  resources: [volumesnapshots]
+  verbs: [get, list]
+- apiGroups: [snapshot.storage.k8s.io]
+  resources: [volumesnapshotclasses]
+  verbs: [get, list, watch]
+- apiGroups: [snapshot.storage.k8s.io]
+  resources: [volumesnapshotcontents]
+  verbs: [get, list, watch, update, patch]
+- apiGroups: [snapshot.storage.k8s.io]
+  resources: [volumesnapshotcontents/status]
+  verbs: [update, patch]
+{{- if .Values.snapshots.groupSnapshots }}
+- apiGroups: [groupsnapshot.storage.k8s.io]
+  resources: [volumegroupsnapshotclasses]
+  verbs: [get, list, watch]
+- apiGroups: [groupsnapshot.storage.k8s.io]
+  resources: [volumegroupsnapshotcontents]
+  verbs: [get, list, watch, update, patch]
+- apiGroups: [groupsnapshot.storage.k8s.io]
+  resources: [volumegroupsnapshotcontents/status]
+  verbs: [update, patch]
+{{- end }}
+{{- end -}}
+
+{{/* The csi-snapshotter's flags besides leader election. */}}
+{{- define "berth.snapshotterArgs" -}}
+{{- $args := list "--timeout=120s" "--extra-create-metadata" -}}
+{{- if .Values.snapshots.groupSnapshots }}{{ $args = append $args "--feature-gates=CSIVolumeGroupSnapshot=true" }}{{ end -}}
+{{- $args | toJson -}}
 {{- end -}}
