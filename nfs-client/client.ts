@@ -363,10 +363,13 @@ export class NfsClient {
   }
 }
 
-/** Whether a buffer holds only zero bytes (compared eight at a time). */
+/** Whether a buffer holds only zero bytes: memcmp against zeros, a chunk at a time. */
 function isZero(data: Buffer): boolean {
-  const words = Math.floor(data.length / 8);
-  for (let i = 0; i < words; i++) if (data.readBigUInt64LE(i * 8) !== 0n) return false;
-  for (let i = words * 8; i < data.length; i++) if (data[i] !== 0) return false;
+  for (let off = 0; off < data.length; off += ZEROS.length) {
+    const part = data.subarray(off, off + ZEROS.length);
+    if (!part.equals(ZEROS.subarray(0, part.length))) return false;
+  }
   return true;
 }
+
+const ZEROS = Buffer.alloc(1 << 20);

@@ -198,7 +198,7 @@ export class Nfs3 {
     readPostOpAttr(r);
     r.uint32(); // count
     const eof = r.bool();
-    return { data: r.opaque(count), eof };
+    return { data: r.opaqueView(count), eof };
   }
 
   async write(

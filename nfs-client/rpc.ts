@@ -219,14 +219,13 @@ export class RpcClient {
     try {
       for (;;) {
         if (this.inboxLength < 4) return;
-        const buf = this.inbox.length === 1 ? (this.inbox[0] as Buffer) : Buffer.concat(this.inbox, this.inboxLength);
-        const mark = buf.readUInt32BE(0);
+        if ((this.inbox[0] as Buffer).length < 4) this.inbox = [Buffer.concat(this.inbox, this.inboxLength)];
+        const mark = (this.inbox[0] as Buffer).readUInt32BE(0);
         const size = mark & 0x7fffffff;
         if (this.fragmentsLength + size > MAX_RECORD) throw new XdrError(`record of more than ${MAX_RECORD} bytes`);
-        if (buf.length < 4 + size) {
-          this.inbox = [buf];
-          return;
-        }
+        // Chunks wait in the inbox until the fragment is whole, then are joined once (not at every chunk).
+        if (this.inboxLength < 4 + size) return;
+        const buf = this.inbox.length === 1 ? (this.inbox[0] as Buffer) : Buffer.concat(this.inbox, this.inboxLength);
         this.fragments.push(buf.subarray(4, 4 + size));
         this.fragmentsLength += size;
         const rest = buf.subarray(4 + size);

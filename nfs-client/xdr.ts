@@ -125,6 +125,21 @@ export class XdrReader {
     return this.fixed(n);
   }
 
+  /**
+   * Variable-length opaque as a view of the record, not a copy: for bulk
+   * data (READ) consumed at once. opaque() copies, so that a small value
+   * kept for long (a file handle) does not hold its whole record in memory.
+   */
+  opaqueView(max = 0x7fffffff): Buffer {
+    const n = this.uint32();
+    if (n > max) throw new XdrError(`opaque of ${n} bytes exceeds its limit of ${max}`);
+    const padded = n + ((4 - (n % 4)) % 4);
+    this.need(padded, `opaque[${n}]`);
+    const v = this.buf.subarray(this.off, this.off + n);
+    this.off += padded;
+    return v;
+  }
+
   string(max = 0x7fffffff): string {
     return this.opaque(max).toString('utf8');
   }

@@ -145,6 +145,41 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
     expect(await fs.readdir(path.join(n2.dir, 'pool', 'volumes'))).to.not.include(`${pv.name}.img`);
   });
 
+  it('snapshots a local volume on the node that holds it, and restores it there (elsewhere: RESOURCE_EXHAUSTED, placed again)', async () => {
+    const sched = new LocalScheduling(nodes, localBlock);
+    await sched.pollCapacity();
+    const { pv } = await sched.bind(claim('snap-source', 64 * MiB), [n2]);
+    const writer = pod('snap-writer');
+    const target = await n2.kubelet.mountPod(writer, pv, {});
+    await n2.run('sh', '-c', `echo taken-on-node-2 > ${target}/file`);
+    // The node's csi-snapshotter calls its own local driver; the volume is staged, so its filesystem is frozen for the copy.
+    const { snapshot } = await rpc<{ snapshot: { snapshot_id: string; ready_to_use: boolean } }>(
+      n2.local!.clients.controller,
+      'CreateSnapshot',
+      {
+        name: 'snapshot-of-data',
+        source_volume_id: pv.volumeHandle,
+      },
+    );
+    expect(snapshot.ready_to_use).to.equal(true);
+    await n2.kubelet.unmountPod(writer, pv);
+    // Another node's driver neither takes nor restores it.
+    await expectCode(rpc(n1.local!.clients.controller, 'CreateSnapshot', { name: 'x', source_volume_id: pv.volumeHandle }), Code.NOT_FOUND);
+    const restore = claim('snap-restored', 64 * MiB, { dataSource: { snapshotHandle: snapshot.snapshot_id } });
+    const elsewhere = await (n1.provisioner as ExternalProvisioner)
+      .provision(localBlock, restore, n1.topology)
+      .catch((e: { code: number; details: string }) => e);
+    expect(elsewhere).to.include({ code: Code.RESOURCE_EXHAUSTED });
+    expect((elsewhere as { details: string }).details).to.contain('node-2');
+    const { node, pv: restored } = await sched.bind(restore, [n2]); // the pod pinned to the snapshot's node
+    expect(node.name).to.equal('node-2');
+    const reader = pod('snap-reader');
+    const at = await n2.kubelet.mountPod(reader, restored, {});
+    expect((await n2.run('cat', `${at}/file`)).trim()).to.equal('taken-on-node-2');
+    await n2.kubelet.unmountPod(reader, restored);
+    await rpc(n2.local!.clients.controller, 'DeleteSnapshot', { snapshot_id: snapshot.snapshot_id });
+  });
+
   it('places a PVC that does not fit on a full node where the capacity is, also when the published capacity was stale', async () => {
     const sched = new LocalScheduling(nodes, localBlock);
     await sched.pollCapacity();

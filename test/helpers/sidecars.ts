@@ -21,6 +21,8 @@ export interface Claim {
   accessModes: AccessMode[];
   storage: number;
   volumeMode: 'Filesystem' | 'Block';
+  /** The claim's dataSource, resolved as the provisioner does: a VolumeSnapshot's bound content's snapshot handle. */
+  dataSource?: { snapshotHandle: string };
 }
 
 export interface PersistentVolume {
@@ -88,6 +90,7 @@ export class ExternalProvisioner {
       capacity_range: { required_bytes: pvc.storage },
       volume_capabilities: pvc.accessModes.map((m) => capability(pvc.volumeMode, MODE[m], fsType, sc.mountOptions ?? [])),
       parameters,
+      ...(pvc.dataSource ? { volume_content_source: { snapshot: { snapshot_id: pvc.dataSource.snapshotHandle } } } : {}),
       ...(selectedNode
         ? { accessibility_requirements: { requisite: [{ segments: selectedNode }], preferred: [{ segments: selectedNode }] } }
         : {}),
