@@ -241,7 +241,10 @@ async function berthOnNfs() {
 async function compareDriver(endpoint: string) {
   const socket = endpoint.replace(/^unix:\/\//, '');
   const clients = csiClients(socket);
-  const info = await rpc<{ name: string; vendor_version: string }>(clients.identity, 'GetPluginInfo');
+  const info = await rpc<{ name: string; vendor_version: string }>(clients.identity, 'GetPluginInfo').catch(() => ({
+    name: endpoint,
+    vendor_version: '(GetPluginInfo failed)',
+  }));
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-snapbench-compare-'));
   const target: Target = {
     where: `${info.name} ${info.vendor_version} (--compare)`,
@@ -268,12 +271,8 @@ async function compareDriver(endpoint: string) {
   }
 }
 
-async function main() {
-  console.log(`bench/snapshot: a ${SIZE / GiB} GiB block image with ${WRITTEN / GiB} GiB written; medians of ${RUNS} runs`);
-  await berthOn('xfs');
-  await berthOn('ext4');
-  await berthOnNfs();
-  if (COMPARE) await compareDriver(COMPARE);
+/** Every row so far (printed after each phase, so a failure later loses nothing). */
+function printTable() {
   const w = Math.max(...rows.map((r) => r.where.length));
   const o = Math.max(...rows.map((r) => r.op.length));
   console.log(`${'where'.padEnd(w)}  ${'operation'.padEnd(o)}  ${'median ms'.padStart(10)}  ${'space MiB'.padStart(10)}`);
@@ -299,6 +298,26 @@ async function main() {
       const ours = rows.find((x) => x.where === `berth, local pool on ${fsName}` && x.op === r.op);
       if (ours) console.log(`  ${r.op}: berth on ${fsName} / ${r.where} = ${fmt(median(ours.ms) / median(r.ms), 3)}`);
     }
+  }
+  console.log('');
+}
+
+async function main() {
+  console.log(`bench/snapshot: a ${SIZE / GiB} GiB block image with ${WRITTEN / GiB} GiB written; medians of ${RUNS} runs`);
+  const phases: Array<[string, () => Promise<void>]> = [
+    ['xfs', () => berthOn('xfs')],
+    ['ext4', () => berthOn('ext4')],
+    ['nfs', berthOnNfs],
+  ];
+  if (COMPARE) phases.push(['compare', () => compareDriver(COMPARE)]);
+  for (const [name, phase] of phases) {
+    try {
+      await phase();
+    } catch (err) {
+      console.log(`${name}: failed: ${(err as Error).message}`);
+      process.exitCode = 1;
+    }
+    printTable();
   }
 }
 

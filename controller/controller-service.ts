@@ -688,6 +688,9 @@ export class ControllerService {
     const ref = parseSnapshotId(id);
     if (ref && !this.poolOf(ref)) throw failedPrecondition(this.notHeld(ref, id).replace(/^volume/, 'snapshot'));
     const found = await this.findSnapshot(id);
+    // The spec's answer for a member of a group snapshot: it goes with its group (DeleteVolumeGroupSnapshot).
+    if (found?.rec.groupSnapshotId)
+      throw invalid(`snapshot ${id} is part of group snapshot ${found.rec.groupSnapshotId}: delete the group instead`);
     if (found) await found.pool.removeSnapshot(found.ref.dirName, found.rec);
     return {};
   }

@@ -12,7 +12,9 @@ import { NODE_CAPABILITIES } from '../node/node-service.js';
 
 export class LocalDriverControllerView {
   async ControllerGetCapabilities() {
-    return { capabilities: LOCAL_DRIVER_CONTROLLER_CAPABILITIES.map((type) => ({ rpc: { type } })) };
+    // Not MODIFY_VOLUME: the resizer would send ControllerModifyVolume here, where no pool is.
+    const offered = LOCAL_DRIVER_CONTROLLER_CAPABILITIES.filter((c) => c !== 'MODIFY_VOLUME');
+    return { capabilities: offered.map((type) => ({ rpc: { type } })) };
   }
 }
 

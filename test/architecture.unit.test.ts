@@ -89,7 +89,7 @@ describe('architecture (imports)', () => {
 
   it('builds the image from the shipped code only: no tests or benchmarks in it', async () => {
     const build = JSON.parse(await fs.readFile(path.join(ROOT, 'tsconfig.build.json'), 'utf8')) as { include: string[] };
-    expect(build.include).to.not.include.members(['test', 'bench']);
+    for (const member of ['test', 'bench']) expect(build.include).to.not.include(member);
     expect(build.include).to.include.members(Object.keys(ALLOWED));
     const dockerfile = await fs.readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
     expect(dockerfile).to.contain('tsconfig.build.json');

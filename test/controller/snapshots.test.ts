@@ -328,6 +328,8 @@ for (const fsType of ['xfs', 'btrfs', 'ext4'] as const) {
         rpc(g, 'GetVolumeGroupSnapshot', { group_snapshot_id: group.group_snapshot_id, snapshot_ids: [ids[0]] }),
         Code.INVALID_ARGUMENT,
       );
+      // A member goes with its group, never alone.
+      await expectCode(rpc(c(), 'DeleteSnapshot', { snapshot_id: ids[0] }), Code.INVALID_ARGUMENT);
       // A member lost to a crash: the group is incomplete until created again, then whole, all members new.
       const member = (await fs.readdir(path.join(poolDir(), 'snapshots'))).find((n) => n.startsWith('h-') && n.endsWith('.json')) as string;
       await fs.rm(path.join(poolDir(), 'snapshots', member));

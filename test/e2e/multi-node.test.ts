@@ -95,7 +95,7 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
     const types = local.capabilities.map((c) => c.rpc.type);
     // attachRequired: false and no per-node resizer: no attach and no controller expansion.
     expect(types).to.include.members(['CREATE_DELETE_VOLUME', 'GET_CAPACITY']);
-    expect(types).to.not.include.members(['PUBLISH_UNPUBLISH_VOLUME']);
+    expect(types).to.not.include('PUBLISH_UNPUBLISH_VOLUME');
     expect(types).to.not.include('EXPAND_VOLUME');
   });
 
@@ -253,7 +253,8 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
       const plugin = await rpc<{ capabilities: Array<{ service?: { type: string } }> }>(view.identity, 'GetPluginCapabilities');
       expect(plugin.capabilities.map((c) => c.service?.type)).to.include('CONTROLLER_SERVICE');
       const ctl = await rpc<{ capabilities: Array<{ rpc: { type: string } }> }>(view.controller, 'ControllerGetCapabilities');
-      expect(ctl.capabilities.map((c) => c.rpc.type)).to.not.include('EXPAND_VOLUME');
+      // Nor MODIFY_VOLUME: the central resizer would send ControllerModifyVolume where no pool is.
+      for (const cap of ['EXPAND_VOLUME', 'MODIFY_VOLUME']) expect(ctl.capabilities.map((c) => c.rpc.type)).to.not.include(cap);
       const node = await rpc<{ capabilities: Array<{ rpc: { type: string } }> }>(view.node, 'NodeGetCapabilities');
       expect(node.capabilities.map((c) => c.rpc.type)).to.include('EXPAND_VOLUME');
       await expectCode(rpc(view.controller, 'CreateVolume', { name: 'x' }), Code.UNIMPLEMENTED);

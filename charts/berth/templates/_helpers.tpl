@@ -212,7 +212,7 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
 {{- define "berth.snapshotRules" -}}
 - apiGroups: [snapshot.storage.k8s.io]
   resources: [volumesnapshots]
-  verbs: [get, list]
+  verbs: [get, list, watch, update]
 - apiGroups: [snapshot.storage.k8s.io]
   resources: [volumesnapshotclasses]
   verbs: [get, list, watch]
