@@ -35,6 +35,8 @@ const SIZE = Number(option('size-gib', '10')) * GiB;
 const WRITTEN = Number(option('written-gib', '1')) * GiB;
 const COMPARE = option('compare');
 const COMPARE_DIR = option('compare-dir');
+/** Which phases run (default all): xfs, ext4, nfs, compare. */
+const PHASES = (option('phases', 'xfs,ext4,nfs,compare') as string).split(',');
 
 interface Row {
   where: string;
@@ -246,6 +248,8 @@ async function compareDriver(endpoint: string) {
     vendor_version: '(GetPluginInfo failed)',
   }));
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-snapbench-compare-'));
+  const nodeCaps = await rpc<{ capabilities: Array<{ rpc?: { type: string } }> }>(clients.node, 'NodeGetCapabilities');
+  const stages = nodeCaps.capabilities.some((x) => x.rpc?.type === 'STAGE_UNSTAGE_VOLUME');
   const target: Target = {
     where: `${info.name} ${info.vendor_version} (--compare)`,
     clients,
@@ -253,13 +257,25 @@ async function compareDriver(endpoint: string) {
     dataDir: COMPARE_DIR,
     cbt: false,
     async write(volumeId, bytes, base) {
+      const staging = path.join(work, `staging-${Date.now()}`);
       const targetPath = path.join(work, `dev-${Date.now()}`);
-      const req = { volume_id: volumeId, target_path: targetPath, volume_capability: blockCap, readonly: false, volume_context: {} };
+      await fs.mkdir(staging);
+      if (stages)
+        await rpc(clients.node, 'NodeStageVolume', { volume_id: volumeId, staging_target_path: staging, volume_capability: blockCap });
+      const req = {
+        volume_id: volumeId,
+        ...(stages ? { staging_target_path: staging } : {}),
+        target_path: targetPath,
+        volume_capability: blockCap,
+        readonly: false,
+        volume_context: {},
+      };
       await rpc(clients.node, 'NodePublishVolume', req);
       try {
         await writeSpread(targetPath, bytes, base, SIZE / 2);
       } finally {
         await rpc(clients.node, 'NodeUnpublishVolume', { volume_id: volumeId, target_path: targetPath });
+        if (stages) await rpc(clients.node, 'NodeUnstageVolume', { volume_id: volumeId, staging_target_path: staging });
       }
     },
   };
@@ -296,7 +312,7 @@ function printTable() {
   for (const r of other) {
     for (const fsName of ['xfs', 'ext4']) {
       const ours = rows.find((x) => x.where === `berth, local pool on ${fsName}` && x.op === r.op);
-      if (ours) console.log(`  ${r.op}: berth on ${fsName} / ${r.where} = ${fmt(median(ours.ms) / median(r.ms), 3)}`);
+      if (ours) console.log(`  ${r.op}: berth on ${fsName} / ${r.where} = ${(median(ours.ms) / median(r.ms)).toPrecision(3)}`);
     }
   }
   console.log('');
@@ -310,7 +326,7 @@ async function main() {
     ['nfs', berthOnNfs],
   ];
   if (COMPARE) phases.push(['compare', () => compareDriver(COMPARE)]);
-  for (const [name, phase] of phases) {
+  for (const [name, phase] of phases.filter(([n]) => PHASES.includes(n))) {
     try {
       await phase();
     } catch (err) {
