@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // berth-ctl: an operator's command line for a running driver's socket. Lists,
-// creates, deletes and attaches volumes, stages and publishes one into a
-// directory on this machine (kubelet-style paths), and shows its stats.
+// creates (also from a snapshot or a volume), deletes and attaches volumes,
+// snapshots them, stages and publishes one into a directory on this machine
+// (kubelet-style paths), and shows its stats.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
@@ -16,7 +17,11 @@ Commands:
   info                                  plugin name, version, capabilities, node
   list                                  volumes, their capacity and nodes
   create <name> [--kind share|block] [--size 1Gi] [--fs ext4|xfs|btrfs] [--raw] [--param k=v]...
+         [--from-snapshot <snapshot-id> | --from-volume <volume-id>]
   delete <volume-id>
+  snapshot <volume-id> <name> [--param k=v]...   CreateSnapshot
+  snapshots [--volume <volume-id>]      snapshots, their size and readiness
+  delete-snapshot <snapshot-id>
   attach <volume-id> [--node <id>]      ControllerPublishVolume (default: the driver's node)
   detach <volume-id> [--node <id>]      ControllerUnpublishVolume
   mount <volume-id> [--pod <name>] [--readonly] [--raw] [--kubelet-dir /var/lib/kubelet]
@@ -36,8 +41,11 @@ interface Args {
 const COMMAND_OPTIONS: Record<string, string[]> = {
   info: [],
   list: [],
-  create: ['kind', 'size', 'fs', 'raw', 'param'],
+  create: ['kind', 'size', 'fs', 'raw', 'param', 'from-snapshot', 'from-volume'],
   delete: [],
+  snapshot: ['param'],
+  snapshots: ['volume'],
+  'delete-snapshot': [],
   attach: ['node'],
   detach: ['node'],
   mount: ['pod', 'readonly', 'raw', 'kubelet-dir'],
@@ -68,6 +76,21 @@ function parseArgs(argv: string[]): Args {
 
 const one = (a: Args, name: string, fallback = '') => a.options.get(name)?.at(-1) ?? fallback;
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+interface SnapshotInfo {
+  snapshot: { snapshot_id: string; source_volume_id: string; size_bytes: string; ready_to_use: boolean };
+}
+
+/** The --param key=value options, as a map. */
+function keyValues(a: Args): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of a.options.get('param') ?? []) {
+    const i = kv.indexOf('=');
+    if (i < 1) throw new Error(`--param takes key=value, got "${kv}"`);
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
 
 interface VolumeInfo {
   volume: { volume_id: string; capacity_bytes: string; volume_context: Record<string, string> };
@@ -132,22 +155,52 @@ export async function main(argv: string[]): Promise<number> {
         const cap = raw
           ? { block: {}, access_mode: { mode } }
           : { mount: { fs_type: kind === 'block' ? one(args, 'fs', 'ext4') : '' }, access_mode: { mode } };
-        const parameters: Record<string, string> = { kind };
-        for (const kv of args.options.get('param') ?? []) {
-          const i = kv.indexOf('=');
-          if (i < 1) throw new Error(`--param takes key=value, got "${kv}"`);
-          parameters[kv.slice(0, i)] = kv.slice(i + 1);
-        }
+        const parameters: Record<string, string> = { kind, ...keyValues(args) };
         const size = args.options.has('size') ? parseQuantity(one(args, 'size')) : 0;
+        const fromSnapshot = one(args, 'from-snapshot');
+        const fromVolume = one(args, 'from-volume');
+        if (fromSnapshot && fromVolume) throw new UsageError('create takes --from-snapshot or --from-volume, not both');
         const res = await rpc(c.controller, 'CreateVolume', {
           name,
           capacity_range: size ? { required_bytes: size } : null,
           volume_capabilities: [cap],
           parameters,
+          volume_content_source: fromSnapshot
+            ? { snapshot: { snapshot_id: fromSnapshot } }
+            : fromVolume
+              ? { volume: { volume_id: fromVolume } }
+              : null,
         });
         print(res);
         return 0;
       }
+      case 'snapshot': {
+        const [volumeId, name] = need(2, 'a volume id and a snapshot name');
+        print(await rpc(c.controller, 'CreateSnapshot', { source_volume_id: volumeId, name, parameters: keyValues(args) }));
+        return 0;
+      }
+      case 'snapshots': {
+        let token = '';
+        const rows: string[] = [];
+        do {
+          const page = await rpc<{ entries: SnapshotInfo[]; next_token: string }>(c.controller, 'ListSnapshots', {
+            max_entries: 100,
+            starting_token: token,
+            source_volume_id: one(args, 'volume'),
+          });
+          for (const { snapshot: s } of page.entries) {
+            rows.push(`${s.snapshot_id.padEnd(56)} ${s.size_bytes.padStart(14)}  ${s.ready_to_use ? 'yes' : 'no '}  ${s.source_volume_id}`);
+          }
+          token = page.next_token;
+        } while (token);
+        process.stdout.write(
+          `${'SNAPSHOT ID'.padEnd(56)} ${'BYTES'.padStart(14)}  READY  SOURCE\n${rows.join('\n')}${rows.length ? '\n' : ''}`,
+        );
+        return 0;
+      }
+      case 'delete-snapshot':
+        await rpc(c.controller, 'DeleteSnapshot', { snapshot_id: need(1, 'a snapshot id')[0] });
+        return 0;
       case 'delete':
         await rpc(c.controller, 'DeleteVolume', { volume_id: need(1, 'a volume id')[0] });
         return 0;

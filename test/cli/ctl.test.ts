@@ -55,6 +55,24 @@ describe('berth-ctl', function () {
     expect(await ctl('list')).to.not.contain(id);
   });
 
+  it('snapshots a volume, lists the snapshot, restores and clones from it, and deletes it', async () => {
+    const id = (JSON.parse(await ctl('create', 'snap-src', '--kind', 'block', '--size', '64Mi')) as { volume: { volume_id: string } })
+      .volume.volume_id;
+    const snap = JSON.parse(await ctl('snapshot', id, 'snap-1')) as { snapshot: { snapshot_id: string; ready_to_use: boolean } };
+    expect(snap.snapshot.ready_to_use).to.equal(true);
+    expect(await ctl('snapshots', '--volume', id)).to.match(new RegExp(`${snap.snapshot.snapshot_id}\\s+67108864\\s+yes\\s+${id}`));
+    const restored = JSON.parse(await ctl('create', 'snap-restored', '--kind', 'block', '--from-snapshot', snap.snapshot.snapshot_id)) as {
+      volume: { volume_id: string; capacity_bytes: string };
+    };
+    expect(restored.volume.capacity_bytes).to.equal(String(64 * 2 ** 20)); // the snapshot's size, none asked
+    const clone = JSON.parse(await ctl('create', 'snap-clone', '--kind', 'block', '--from-volume', id)) as {
+      volume: { volume_id: string };
+    };
+    await ctl('delete-snapshot', snap.snapshot.snapshot_id);
+    expect(await ctl('snapshots')).to.not.contain(snap.snapshot.snapshot_id);
+    for (const v of [restored.volume.volume_id, clone.volume.volume_id, id]) await ctl('delete', v);
+  });
+
   it("exits 1 with the driver's message on an error", async () => {
     const err = await ctl('create', 'bad', '--param', 'colour=blue').catch((e: { code: number; stderr: string }) => e);
     expect(err).to.include({ code: 1 });
