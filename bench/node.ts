@@ -4,14 +4,18 @@
 // - 1 GiB sequential write and read with direct I/O through a published
 //   volume and, in the same run, in the pool's own directory: MB/s and the
 //   ratio volume/pool;
-// - the driver's peak RSS.
+// - the driver's peak RSS;
+// - the share and raw block cycles step by step (stage, publish, unpublish,
+//   unstage: p50 of each), and with --compare unix:///path the same cycles
+//   on another CSI driver's socket, interleaved cycle by cycle, with the
+//   ratios.
 // Run inside a private mount namespace (npm run bench:node does).
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { rpc } from '../cli/client.js';
+import { type CsiClients, csiClients, rpc } from '../cli/client.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { fmt, median, memoryOf } from './stats.js';
 
@@ -82,7 +86,86 @@ async function sequentialIo(dir: string): Promise<{ write: number; read: number 
   return { write, read };
 }
 
+const STEPS = ['NodeStageVolume', 'NodePublishVolume', 'NodeUnpublishVolume', 'NodeUnstageVolume'] as const;
+
+/** One stage, publish, unpublish, unstage cycle of a volume; the milliseconds of each step. */
+async function cycle(clients: CsiClients, volumeId: string, cap: object, staging: string, target: string, stages: boolean) {
+  const times: Record<string, number> = {};
+  const step = async (method: (typeof STEPS)[number], req: object) => {
+    const t0 = process.hrtime.bigint();
+    await rpc(clients.node, method, req);
+    times[method] = ms(t0);
+  };
+  if (stages) await step('NodeStageVolume', { volume_id: volumeId, staging_target_path: staging, volume_capability: cap });
+  await step('NodePublishVolume', {
+    volume_id: volumeId,
+    ...(stages ? { staging_target_path: staging } : {}),
+    target_path: target,
+    volume_capability: cap,
+    volume_context: {},
+  });
+  await step('NodeUnpublishVolume', { volume_id: volumeId, target_path: target });
+  if (stages) await step('NodeUnstageVolume', { volume_id: volumeId, staging_target_path: staging });
+  return times;
+}
+
+/** Share and raw block cycles on berth and, interleaved, on the --compare driver. */
+async function cycles(d: DriverProcess, compare: string | undefined): Promise<void> {
+  const mount = { mount: { fs_type: '' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+  const raw = { block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
+  const drivers: Array<{ name: string; clients: CsiClients; params: Record<string, string>[]; stages: boolean }> = [
+    { name: 'berth', clients: d.clients, params: [{ kind: 'share' }, { kind: 'block' }], stages: true },
+  ];
+  const other = compare ? csiClients(compare.replace(/^unix:\/\//, '')) : undefined;
+  if (other) {
+    const caps = await rpc<{ capabilities: Array<{ rpc?: { type: string } }> }>(other.node, 'NodeGetCapabilities');
+    const stages = caps.capabilities.some((c) => c.rpc?.type === 'STAGE_UNSTAGE_VOLUME');
+    drivers.push({ name: compare as string, clients: other, params: [{}, {}], stages });
+  }
+  try {
+    for (const [k, cap] of [
+      ['share', mount],
+      ['raw block', raw],
+    ] as const) {
+      const vols = [];
+      for (const [i, drv] of drivers.entries()) {
+        const res = await rpc<{ volume: { volume_id: string } }>(drv.clients.controller, 'CreateVolume', {
+          name: `pvc-cycle-${k.replace(' ', '-')}-${i}`,
+          capacity_range: { required_bytes: 64 << 20 },
+          volume_capabilities: [cap],
+          parameters: drv.params[k === 'share' ? 0 : 1],
+        });
+        const base = path.join(d.kubeletDir, 'bench-cycles', String(i), k.replace(' ', '-'));
+        await fs.mkdir(path.join(base, 'staging'), { recursive: true });
+        await fs.mkdir(path.join(base, 'pod'), { recursive: true });
+        vols.push({ drv, id: res.volume.volume_id, staging: path.join(base, 'staging'), target: path.join(base, 'pod', 'mount') });
+      }
+      const samples = vols.map(() => [] as Array<Record<string, number>>);
+      for (let c = 0; c < CYCLES; c++) {
+        for (const [i, v] of vols.entries()) samples[i]?.push(await cycle(v.drv.clients, v.id, cap, v.staging, v.target, v.drv.stages));
+      }
+      for (const [i, v] of vols.entries()) {
+        const rows = samples[i] as Array<Record<string, number>>;
+        const p50 = (m: string) => median(rows.map((r) => r[m]).filter((x): x is number => x !== undefined));
+        const total = median(rows.map((r) => Object.values(r).reduce((a, b) => a + b, 0)));
+        const steps = STEPS.map((m) => `${m.replace('Node', '').replace('Volume', '')} ${fmt(p50(m))}`).join(', ');
+        console.log(`${k.padEnd(9)} ${v.drv.name.padEnd(24)} cycle p50 ${fmt(total).padStart(6)} ms  (${steps})`);
+      }
+      if (vols.length === 2) {
+        const total = (i: number) =>
+          median((samples[i] as Array<Record<string, number>>).map((r) => Object.values(r).reduce((a, b) => a + b, 0)));
+        console.log(`${k.padEnd(9)} cycle berth / --compare = ${fmt(total(0) / total(1), 2)}`);
+      }
+      for (const v of vols) await rpc(v.drv.clients.controller, 'DeleteVolume', { volume_id: v.id });
+    }
+  } finally {
+    other?.close();
+  }
+}
+
 async function main() {
+  const compareIndex = process.argv.indexOf('--compare');
+  const compare = compareIndex >= 0 ? process.argv[compareIndex + 1] : undefined;
   const d = await DriverProcess.start();
   try {
     console.log(`bench/node: 1 GiB block volumes on a local pool; ${CYCLES} cycles; I/O median of ${IO_RUNS} runs`);
@@ -130,6 +213,8 @@ async function main() {
     console.log(`pool directory                   ${fmt(pw, 0).padStart(9)}  ${fmt(pr, 0).padStart(10)}`);
     console.log(`ratio volume/pool                ${fmt(vw / pw, 2).padStart(9)}  ${fmt(vr / pr, 2).padStart(10)}`);
     console.log(`driver peak RSS: ${fmt(memoryOf(d.pid).peakMiB)} MB`);
+    console.log(`share and raw block cycles, p50 of ${CYCLES}${compare ? ', interleaved with --compare' : ''}:`);
+    await cycles(d, compare);
   } finally {
     await d.cleanup();
   }

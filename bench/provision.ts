@@ -5,20 +5,44 @@
 // raised so that they all fit).
 // Prints ops/s and p50/p99 latency (median over runs), the N=10,000/N=1,000
 // rate ratio, and the driver's idle and peak RSS. Each run's pool is on a
-// fresh filesystem; one more row runs on the root filesystem (fresh-fs.ts
-// says why). Run it inside a private mount namespace (npm run bench:provision).
+// fresh filesystem (--pool-fs: ext4 with a journal, what a node's disk has,
+// by default; xfs; or ext4-nojournal, as this machine's /); one more row
+// runs on the root filesystem (fresh-fs.ts says why).
+//
+// In the same run, round by round:
+// - the durable-create limit on a fresh filesystem of the same kind: what
+//   a create must do at least (mkdir, write the record, fsync it, link it
+//   into place, one grouped directory fsync), 16 at a time, in this process,
+//   no gRPC;
+// - with --compare unix:///path, another CSI driver's socket driven by the
+//   same client with the same requests (its data where it keeps it: start
+//   it on a fresh filesystem of the same kind for a fair row).
+// Run it inside a private mount namespace (npm run bench:provision).
+import { linkSync, mkdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { csiClients } from '../cli/client.js';
+import { createUnsynced, DirectorySync, makeThenSync, writeContent } from '../host/durable.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
-import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
-import { fmt, memoryOf } from './stats.js';
+import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
+import { fmt, memoryOf, runConcurrently } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
 const KINDS = (process.env.BENCH_KINDS ?? 'share,block,block-thin').split(',');
 /** Unmeasured creates per run (see create-delete.ts); they stay in the pool while the measured creates run. */
 const WARMUP = 3000;
+
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+const COMPARE = option('compare');
+const POOL_FS = option('pool-fs') ?? 'ext4';
+if (!['ext4', 'xfs', 'ext4-nojournal'].includes(POOL_FS)) throw new Error('--pool-fs is ext4, xfs or ext4-nojournal');
+const freshFs = () => FreshFilesystem.make(undefined, { fsType: POOL_FS === 'xfs' ? 'xfs' : 'ext4', journal: POOL_FS === 'ext4' });
+const FS_DESCRIPTION = { ext4: 'a fresh journaled ext4', xfs: 'a fresh xfs', 'ext4-nojournal': FreshFilesystem.description }[POOL_FS];
 
 function request(kind: string, i: number) {
   const mode = { access_mode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -45,11 +69,13 @@ type PoolFs = 'fresh' | 'root';
 async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number> {
   const creates: Phase[] = [];
   const deletes: Phase[] = [];
+  const otherCreates: Phase[] = [];
+  const limits: Phase[] = [];
   let idle = 0;
   let peak = 0;
   for (let run = 0; run < RUNS; run++) {
     await quietenFilesystems(poolFs === 'root');
-    const fresh = poolFs === 'fresh' ? await FreshFilesystem.make() : undefined;
+    const fresh = poolFs === 'fresh' ? await freshFs() : undefined;
     const d = await DriverProcess.start({
       ...(fresh ? { poolDir: path.join(fresh.mountpoint, 'pool') } : {}),
       extraArgs: ['--thin-overprovision', '1000'],
@@ -71,20 +97,84 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
       await d.cleanup();
       await fresh?.remove();
     }
+    if (poolFs === 'fresh' && COMPARE) otherCreates.push(await compareRound(COMPARE, kind, n, run));
+    if (poolFs === 'fresh' && kind === 'share') limits.push(await durableCreateLimit(n));
   }
   const c = medianPhase(creates);
   const del = medianPhase(deletes);
   console.log(
     `${kind.padEnd(6)} ${String(n).padEnd(6)} ${poolFs.padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(idle).padStart(5)} MB  ${fmt(peak).padStart(5)} MB   ${creates.map((p) => fmt(p.rate, 0)).join(', ')}`,
   );
+  if (otherCreates.length) {
+    const o = medianPhase(otherCreates);
+    console.log(
+      `${kind.padEnd(6)} ${String(n).padEnd(6)} --compare ${fmt(o.rate, 0).padStart(5)}  ${fmt(o.p50, 2).padStart(6)}  ${fmt(o.p99, 2).padStart(6)}   (${COMPARE}; runs: ${otherCreates.map((p) => fmt(p.rate, 0)).join(', ')})`,
+    );
+    console.log(`  berth / --compare create rate = ${fmt(c.rate / o.rate, 2)}`);
+  }
+  if (limits.length) {
+    const l = medianPhase(limits);
+    console.log(
+      `${kind.padEnd(6)} ${String(n).padEnd(6)} limit ${fmt(l.rate, 0).padStart(9)}  (durable creates in-process, runs: ${limits.map((p) => fmt(p.rate, 0)).join(', ')})`,
+    );
+    console.log(`  berth / durable-create limit = ${fmt(c.rate / l.rate, 2)}`);
+  }
   return c.rate;
+}
+
+/** One round against another CSI driver: the same client, requests and warm-up; share as a mount volume, block as raw block. */
+async function compareRound(endpoint: string, kind: string, n: number, run: number): Promise<Phase> {
+  const clients = csiClients(endpoint.replace(/^unix:\/\//, ''));
+  try {
+    const r = await createDeleteRun({
+      controller: clients.controller,
+      n,
+      warmup: WARMUP,
+      request: (i) => {
+        const { volume_capabilities, capacity_range } = request(kind, i) as { volume_capabilities: object[]; capacity_range: object };
+        return { name: `pvc-cmp-${run}-${i}`, capacity_range, volume_capabilities, parameters: {} };
+      },
+    });
+    return r.create;
+  } finally {
+    clients.close();
+  }
+}
+
+/**
+ * What a durable create must do at least, on a fresh filesystem of the pool's
+ * kind: mkdir the volume, write its record under a temporary name, fsync it,
+ * link it into place, and one directory fsync shared by the creates in flight.
+ */
+async function durableCreateLimit(n: number): Promise<Phase> {
+  const fresh = await freshFs();
+  try {
+    const dir = path.join(fresh.mountpoint, 'limit');
+    await fs.mkdir(path.join(dir, 'tmp'), { recursive: true });
+    const sync = new DirectorySync(dir);
+    const record = JSON.stringify({ version: 1, name: 'x'.repeat(40), parameters: { kind: 'share' }, attachments: {} });
+    const create = async (i: number) => {
+      const tmp = path.join(dir, 'tmp', `r${i}`);
+      await makeThenSync((keep) => {
+        mkdirSync(path.join(dir, `v${i}`), { mode: 0o777 });
+        keep(createUnsynced(tmp, writeContent(record)));
+      });
+      linkSync(tmp, path.join(dir, `v${i}.json`));
+      unlinkSync(tmp);
+      await sync.sync();
+    };
+    await runConcurrently(WARMUP, CONCURRENCY, (i) => create(n + i));
+    return await timedPhase(n, create);
+  } finally {
+    await fresh.remove();
+  }
 }
 
 async function main() {
   console.log(
     `bench/provision: local pool, concurrency ${CONCURRENCY}, median of ${RUNS} runs, ${WARMUP} unmeasured warm-up creates per run`,
   );
-  console.log(`pool fs: fresh = ${FreshFilesystem.description}; root = this machine's /, after the earlier runs`);
+  console.log(`pool fs: fresh = ${FS_DESCRIPTION}, loop-mounted, per run; root = this machine's /, after the earlier runs`);
   console.log('kind   N      fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   idle RSS  peak RSS   create/s per run');
   const rates = new Map<string, number>();
   for (const kind of KINDS) {

@@ -32,8 +32,14 @@ export class FreshFilesystem {
 
   static readonly description = "a fresh ext4 without a journal per run (as this machine's /), loop-mounted";
 
-  /** `bytes`: the filesystem's size (default 16 GiB, sparse); `fsType`: ext4 without a journal (default), xfs with reflink, or btrfs. */
-  static async make(mountpoint?: string, opts: { bytes?: number; fsType?: 'ext4' | 'xfs' | 'btrfs' } = {}): Promise<FreshFilesystem> {
+  /**
+   * `bytes`: the filesystem's size (default 16 GiB, sparse); `fsType`: ext4
+   * (without a journal unless `journal`, as this machine's /), xfs with reflink, or btrfs.
+   */
+  static async make(
+    mountpoint?: string,
+    opts: { bytes?: number; fsType?: 'ext4' | 'xfs' | 'btrfs'; journal?: boolean } = {},
+  ): Promise<FreshFilesystem> {
     const work = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-freshfs-'));
     const image = path.join(work, 'fs.img');
     const mnt = mountpoint ?? path.join(work, 'mnt');
@@ -43,7 +49,7 @@ export class FreshFilesystem {
       await fs.truncate(image, opts.bytes ?? IMAGE_BYTES);
       if (opts.fsType === 'xfs') await exec('mkfs.xfs', ['-q', '-m', 'reflink=1', image]);
       else if (opts.fsType === 'btrfs') await exec('mkfs.btrfs', ['-q', image]);
-      else await exec('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', image]);
+      else await exec('mkfs.ext4', ['-q', '-F', ...(opts.journal ? [] : ['-O', '^has_journal']), image]);
       await exec('mount', ['-o', 'loop', image, mnt]);
     } catch (err) {
       await fs.rm(work, { recursive: true, force: true });
