@@ -189,7 +189,9 @@ export async function main(argv: string[]): Promise<number> {
             source_volume_id: one(args, 'volume'),
           });
           for (const { snapshot: s } of page.entries) {
-            rows.push(`${s.snapshot_id.padEnd(56)} ${s.size_bytes.padStart(14)}  ${s.ready_to_use ? 'yes' : 'no '}  ${s.source_volume_id}`);
+            rows.push(
+              `${s.snapshot_id.padEnd(56)} ${s.size_bytes.padStart(14)}  ${(s.ready_to_use ? 'yes' : 'no').padEnd(5)}  ${s.source_volume_id}`,
+            );
           }
           token = page.next_token;
         } while (token);
