@@ -51,7 +51,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly snapshotsSync: DirectorySync;
   private readonly restoringDir: string;
   /** How copies are made here: reflinks where the filesystem shares extents (found at init). */
-  copyMethod: CopyMethod = 'sparse-copy';
+  private copyMethod: CopyMethod = 'sparse-copy';
 
   /** Sum of the sizes of thin images: what they may yet claim (derived from the records at start-up). */
   private thinPromised = 0;
@@ -561,7 +561,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
 }
 
 /** A thin block image: allocated as written (the record's parameters say how it was made). */
-export const isThin = (record: VolumeRecord) =>
+const isThin = (record: VolumeRecord) =>
   record.kind === 'block' && (record.mutableParameters?.provisioning ?? record.parameters.provisioning) === 'thin';
 
 /** How stale the free-space reading behind a create's check may be. */
