@@ -13,11 +13,12 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { type CsiClients, csiClients, rpc } from '../cli/client.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
-import { fmt, median, memoryOf } from './stats.js';
+import { cpuProfileSummary, fmt, median, memoryOf } from './stats.js';
 
 const exec = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -166,7 +167,9 @@ async function cycles(d: DriverProcess, compare: string | undefined): Promise<vo
 async function main() {
   const compareIndex = process.argv.indexOf('--compare');
   const compare = compareIndex >= 0 ? process.argv[compareIndex + 1] : undefined;
-  const d = await DriverProcess.start();
+  // --profile: the driver runs under node --cpu-prof, and the busiest functions are printed at the end.
+  const profileDir = process.argv.includes('--profile') ? await fs.mkdtemp(path.join(os.tmpdir(), 'berth-profile-')) : undefined;
+  const d = await DriverProcess.start(profileDir ? { nodeOptions: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {});
   try {
     console.log(`bench/node: 1 GiB block volumes on a local pool; ${CYCLES} cycles; I/O median of ${IO_RUNS} runs`);
     console.log('fs     first stage+publish  stage+publish p50  unpublish+unstage p50');
@@ -215,8 +218,15 @@ async function main() {
     console.log(`driver peak RSS: ${fmt(memoryOf(d.pid).peakMiB)} MB`);
     console.log(`share and raw block cycles, p50 of ${CYCLES}${compare ? ', interleaved with --compare' : ''}:`);
     await cycles(d, compare);
+    if (profileDir) {
+      await d.stop('SIGTERM'); // a clean exit writes the profile
+      const [file] = await fs.readdir(profileDir);
+      console.log('driver CPU by function (self time, idle left out):');
+      for (const line of cpuProfileSummary(path.join(profileDir, file as string))) console.log(`  ${line}`);
+    }
   } finally {
     await d.cleanup();
+    if (profileDir) await fs.rm(profileDir, { recursive: true, force: true });
   }
 }
 

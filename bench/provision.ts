@@ -20,13 +20,14 @@
 // Run it inside a private mount namespace (npm run bench:provision).
 import { linkSync, mkdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { csiClients } from '../cli/client.js';
 import { createUnsynced, DirectorySync, makeThenSync, writeContent } from '../host/durable.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
-import { fmt, memoryOf, runConcurrently } from './stats.js';
+import { cpuProfileSummary, fmt, memoryOf, runConcurrently } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
@@ -39,6 +40,8 @@ function option(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 const COMPARE = option('compare');
+/** --profile: the first run of each row runs the driver under node --cpu-prof; its busiest functions are printed. */
+const PROFILE = process.argv.includes('--profile');
 const POOL_FS = option('pool-fs') ?? 'ext4';
 if (!['ext4', 'xfs', 'ext4-nojournal'].includes(POOL_FS)) throw new Error('--pool-fs is ext4, xfs or ext4-nojournal');
 const freshFs = () => FreshFilesystem.make(undefined, { fsType: POOL_FS === 'xfs' ? 'xfs' : 'ext4', journal: POOL_FS === 'ext4' });
@@ -71,14 +74,17 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
   const deletes: Phase[] = [];
   const otherCreates: Phase[] = [];
   const limits: Phase[] = [];
+  let profile: string[] = [];
   let idle = 0;
   let peak = 0;
   for (let run = 0; run < RUNS; run++) {
     await quietenFilesystems(poolFs === 'root');
     const fresh = poolFs === 'fresh' ? await freshFs() : undefined;
+    const profileDir = PROFILE && run === 0 ? await fs.mkdtemp(path.join(os.tmpdir(), 'berth-profile-')) : undefined;
     const d = await DriverProcess.start({
       ...(fresh ? { poolDir: path.join(fresh.mountpoint, 'pool') } : {}),
       extraArgs: ['--thin-overprovision', '1000'],
+      ...(profileDir ? { nodeOptions: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}),
     });
     try {
       await new Promise((r) => setTimeout(r, 300));
@@ -93,9 +99,15 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
       creates.push(run.create);
       deletes.push(run.del);
       peak = Math.max(peak, memoryOf(d.pid).peakMiB);
+      if (profileDir) {
+        await d.stop('SIGTERM'); // a clean exit writes the profile
+        const [file] = await fs.readdir(profileDir);
+        profile = cpuProfileSummary(path.join(profileDir, file as string));
+      }
     } finally {
       await d.cleanup();
       await fresh?.remove();
+      if (profileDir) await fs.rm(profileDir, { recursive: true, force: true });
     }
     if (poolFs === 'fresh' && COMPARE) otherCreates.push(await compareRound(COMPARE, kind, n, run));
     if (poolFs === 'fresh' && kind === 'share') limits.push(await durableCreateLimit(n));
@@ -105,6 +117,7 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
   console.log(
     `${kind.padEnd(6)} ${String(n).padEnd(6)} ${poolFs.padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(idle).padStart(5)} MB  ${fmt(peak).padStart(5)} MB   ${creates.map((p) => fmt(p.rate, 0)).join(', ')}`,
   );
+  if (profile.length) console.log(`  driver CPU by function, first run (self time, idle left out):\n    ${profile.join('\n    ')}`);
   if (otherCreates.length) {
     const o = medianPhase(otherCreates);
     console.log(

@@ -42,6 +42,8 @@ export interface DriverOptions {
   env?: NodeJS.ProcessEnv;
   /** A command the driver runs under, e.g. nsenter into a simulated node's mount namespace (it must exec, not fork). */
   wrap?: string[];
+  /** Options for node itself before the driver's script, e.g. --cpu-prof (written when the driver exits cleanly). */
+  nodeOptions?: string[];
 }
 
 export class DriverProcess {
@@ -107,7 +109,7 @@ export class DriverProcess {
     this.stdout = '';
     this.stderr = '';
     const [command, ...prefix] = [...(this.opts.wrap ?? []), process.execPath];
-    this.child = spawn(command as string, [...prefix, MAIN, ...this.args()], {
+    this.child = spawn(command as string, [...prefix, ...(this.opts.nodeOptions ?? []), MAIN, ...this.args()], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...this.opts.env },
     });
