@@ -221,18 +221,25 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     const copy = path.join(this.tmpDir, `${dirName}.copy.${this.uniqueSuffix()}`);
     const data = record.kind === 'share' ? this.dataDir(dirName) : this.imagePath(dirName);
     const tmpRecord = path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`);
+    const marker = path.join(this.restoringDir, dirName);
     try {
       await this.copyConsistent(content, from, copy, record.kind);
       if (record.kind === 'block') {
         if ((await fs.stat(copy)).size < record.capacityBytes) await fs.truncate(copy, record.capacityBytes);
         if (!isThin(record)) await reserveSpace(copy, record.capacityBytes);
       }
-      // From here until the record is linked, data in volumes/ is this copy's, and a restart removes it.
-      await writeFileDurable(path.join(this.restoringDir, dirName), record.volumeId, {
-        tmp: path.join(this.tmpDir, `${dirName}.restoring.${this.uniqueSuffix()}`),
-      });
-      if (record.kind === 'block') linkSync(copy, data);
-      else renameSync(copy, data);
+      // Whatever holds the name without a record (an interrupted create that now holds data) is left alone.
+      if (await exists(data)) throw Object.assign(new Error(`${data} exists`), { code: 'EEXIST' });
+      // From here until the record is linked, data in volumes/ is this copy's (nothing was there
+      // before, and the name is locked), and a restart removes it.
+      await writeFileDurable(marker, record.volumeId, { tmp: path.join(this.tmpDir, `${dirName}.restoring.${this.uniqueSuffix()}`) });
+      try {
+        if (record.kind === 'block') linkSync(copy, data);
+        else renameSync(copy, data);
+      } catch (err) {
+        await fs.rm(marker, { force: true }); // the copy never reached volumes/: nothing there is ours
+        throw err;
+      }
     } catch (err) {
       await fs.rm(copy, { recursive: true, force: true });
       const code = (err as NodeJS.ErrnoException).code;
@@ -248,15 +255,15 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       await makeThenSync((keep) => keep(createUnsynced(tmpRecord, writeContent(JSON.stringify(record)))));
       linkSync(tmpRecord, this.recordPath(dirName));
     } catch (err) {
-      removeQuietly(data, false);
-      if (record.kind === 'share') await fs.rm(data, { recursive: true, force: true });
+      await fs.rm(data, { recursive: true, force: true }); // the copy placed above, nothing else
+      await fs.rm(marker, { force: true });
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw err;
     } finally {
       removeQuietly(tmpRecord, false);
     }
     await this.volumesSync.sync();
-    await fs.rm(path.join(this.restoringDir, dirName), { force: true });
+    await fs.rm(marker, { force: true });
     if (isThin(record)) this.thinPromised += record.capacityBytes;
     return true;
   }

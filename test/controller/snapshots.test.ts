@@ -299,6 +299,21 @@ for (const fsType of ['xfs', 'btrfs', 'ext4'] as const) {
       expect(leftovers.sort()).to.deep.equal(['snap-crash.img', 'snap-crash.json']);
     });
 
+    it('a restore onto a name whose data is there without a record leaves that data alone, also across a restart', async () => {
+      const { volume } = await createBlock('pvc-orphan-src', 64 * MiB);
+      const { snapshot } = await takeSnapshot('snap-orphan', volume.volume_id);
+      // Data without a record: an interrupted create that holds data, which berth never removes.
+      const orphan = image('pvc-orphan');
+      await fs.writeFile(orphan, 'somebody else');
+      const err = await expectCode(createBlock('pvc-orphan', 64 * MiB, fromSnapshot(snapshot.snapshot_id)), Code.FAILED_PRECONDITION);
+      expect(err.details).to.contain('without a record');
+      await d.restart('SIGKILL');
+      await expectCode(createBlock('pvc-orphan', 64 * MiB, fromSnapshot(snapshot.snapshot_id)), Code.FAILED_PRECONDITION);
+      expect(await fs.readFile(orphan, 'utf8')).to.equal('somebody else');
+      expect(await fs.readdir(path.join(poolDir(), '.restoring'))).to.deep.equal([]);
+      await fs.rm(orphan);
+    });
+
     it('group snapshots: every member at one instant (staged filesystems frozen together), idempotent, and an interrupted group is taken again whole', async () => {
       const a = (await createBlock('pvc-group-a', 64 * MiB)).volume;
       const b = (await createBlock('pvc-group-b', 64 * MiB)).volume;
