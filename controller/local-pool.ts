@@ -6,6 +6,8 @@
 //   <root>/.tmp/                records and copies being made (never visible)
 //   <root>/.restoring/<dir>     a copied volume moving into volumes/ (its data
 //                               there without a record is removed at start-up)
+//   <root>/.freezing/<dir>      a staged filesystem berth froze for a copy
+//                               (thawed at start-up if the process died first)
 //   <root>/.trash/              volumes being deleted
 //   <root>/retained/, <root>/archived/   what onDelete keeps (data and record)
 //
@@ -50,6 +52,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   readonly snapshotsDir: string;
   private readonly snapshotsSync: DirectorySync;
   private readonly restoringDir: string;
+  private readonly freezingDir: string;
   /** How copies are made here: reflinks where the filesystem shares extents (found at init). */
   private copyMethod: CopyMethod = 'sparse-copy';
 
@@ -71,11 +74,13 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     this.snapshotsDir = path.join(root, 'snapshots');
     this.snapshotsSync = new DirectorySync(this.snapshotsDir);
     this.restoringDir = path.join(root, '.restoring');
+    this.freezingDir = path.join(root, '.freezing');
   }
 
   /** Creates the layout and sweeps what a crash left half-done. */
   async init(): Promise<void> {
-    for (const dir of [this.root, this.volumesDir, this.snapshotsDir, this.restoringDir, this.tmpDir, this.trashDir, this.filesystemsDir]) {
+    const dirs = [this.root, this.volumesDir, this.snapshotsDir, this.restoringDir, this.freezingDir, this.tmpDir, this.trashDir];
+    for (const dir of [...dirs, this.filesystemsDir]) {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     }
     for (const dir of [this.tmpDir, this.trashDir]) {
@@ -85,14 +90,14 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     await this.sweepInterruptedCreates();
     await this.sweepInterruptedSnapshots();
     this.copyMethod = (await reflinkSupported(this.tmpDir)) ? 'reflink' : 'sparse-copy';
-    const images: string[] = [];
     for (const name of await this.list()) {
       const rec = await this.read(name);
       if (rec && isThin(rec)) this.thinPromised += rec.capacityBytes;
-      if (rec?.kind === 'block') images.push(this.imagePath(name));
     }
-    // A snapshot killed between freeze and thaw leaves its volume frozen: thaw them all.
-    await thawImages(images);
+    // A copy killed between freeze and thaw leaves its volume frozen: thaw what berth froze, nothing else.
+    const frozen = (await fs.readdir(this.freezingDir)).filter(isSafeDirName);
+    await thawImages(frozen.map((k) => this.imagePath(k)));
+    for (const k of frozen) await fs.rm(path.join(this.freezingDir, k), { force: true });
   }
 
   /** Snapshot bytes without a record: a snapshot that never committed (copies only, never user data). */
@@ -300,7 +305,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
    * is what a power cut at that instant would leave, with the journal clean.
    */
   private async copyConsistent(content: ContentSource, from: string, to: string, kind: VolumeRecord['kind'], freeze = true) {
-    const thaw = 'volume' in content && kind === 'block' && freeze ? await freezeImages([from]) : async () => undefined;
+    const thaw = 'volume' in content && kind === 'block' && freeze ? await this.freezeVolumes([content.volume]) : async () => undefined;
     try {
       if (kind === 'block') await copyImage(from, to, this.copyMethod);
       else await copyTree(from, to, this.copyMethod);
@@ -361,9 +366,28 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     return true;
   }
 
-  /** Freezes the staged filesystems of these block volumes (a group snapshot); returns the thaw. */
-  freezeVolumes(keys: readonly string[]): Promise<() => Promise<void>> {
-    return freezeImages(keys.map((k) => this.imagePath(k)));
+  /**
+   * Freezes the staged filesystems of these block volumes; returns the thaw.
+   * Each is marked in .freezing first, so a process killed before the thaw
+   * has it thawed at the next start (not synced: a freeze does not outlive
+   * the machine, and the page cache outlives the process).
+   */
+  async freezeVolumes(keys: readonly string[]): Promise<() => Promise<void>> {
+    const markers = keys.map((k) => path.join(this.freezingDir, k));
+    for (const m of markers) await fs.writeFile(m, '', { mode: 0o600 });
+    const unmark = async () => {
+      for (const m of markers) await fs.rm(m, { force: true });
+    };
+    try {
+      const thaw = await freezeImages(keys.map((k) => this.imagePath(k)));
+      return async () => {
+        await thaw();
+        await unmark();
+      };
+    } catch (err) {
+      await unmark();
+      throw err;
+    }
   }
 
   /** The snapshot's image (block kind), for changed-block tracking. */

@@ -2,7 +2,7 @@
 // image's loop device is frozen (fsfreeze(8): dirty data written, new
 // writes held) for the instant of the copy, then thawed, always. A process
 // killed while a filesystem is frozen would leave the pod's writes hanging,
-// so the pool thaws every filesystem on its images at start-up.
+// so the pool marks what it freezes and thaws it at start-up.
 import { readLoopTable } from './loop-devices.js';
 import { mountsOfDevice, readMountTable } from './mount-table.js';
 import { CommandError, run } from './run.js';

@@ -235,6 +235,7 @@ for (const fsType of ['xfs', 'btrfs', 'ext4'] as const) {
         await fs.writeFile(path.join(staging, 'data'), 'written before the snapshot'); // in the page cache: the freeze writes it out
         const { snapshot } = await takeSnapshot('snap-staged', volume.volume_id);
         await fs.writeFile(path.join(staging, 'after'), 'later'); // writes go on after the thaw
+        expect(await fs.readdir(path.join(poolDir(), '.freezing'))).to.deep.equal([]); // the freeze's mark is gone with it
         const restored = (await createBlock('pvc-staged-copy', 256 * MiB, fromSnapshot(snapshot.snapshot_id))).volume;
         // The copy's filesystem is clean (no replay needed) and holds the file.
         await exec('e2fsck', ['-n', '-f', image('pvc-staged-copy')]);
@@ -260,9 +261,12 @@ for (const fsType of ['xfs', 'btrfs', 'ext4'] as const) {
         volume_capability: mountCap('SINGLE_NODE_WRITER', 'ext4'),
       });
       try {
-        await exec('fsfreeze', ['--freeze', staging]); // as a snapshot killed between freeze and thaw leaves it
+        // As a snapshot killed between freeze and thaw leaves it: frozen, and marked as berth's.
+        await fs.writeFile(path.join(poolDir(), '.freezing', 'pvc-frozen'), '');
+        await exec('fsfreeze', ['--freeze', staging]);
         await d.restart('SIGKILL');
         await exec('timeout', ['10', 'sh', '-c', `echo thawed > ${path.join(staging, 'probe')}`]); // would hang while frozen
+        expect(await fs.readdir(path.join(poolDir(), '.freezing'))).to.deep.equal([]);
       } finally {
         await exec('fsfreeze', ['--unfreeze', staging]).catch(() => undefined);
         await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: volume.volume_id, staging_target_path: staging });
