@@ -275,25 +275,23 @@ export class ControllerService {
       throw notFound(`${what} is not in a pool this driver serves`);
     }
     const samePool = ref.pool === 'local' ? params.pool === 'local' : params.pool === 'nfs' && nfsPoolKey(params.nfs) === nfsPoolKey(ref);
-    let kind: string;
-    let sizeBytes: number;
-    let sourceFs: string;
+    let content: ContentSource;
     if (isSnapshot) {
       const rec = await pool.readSnapshot(ref.dirName);
       if (!rec || rec.snapshotId !== id) throw notFound(`${what} does not exist`);
       if (!rec.readyToUse) throw aborted(`${what} is still being copied; it can be restored once ready_to_use`);
-      ({ kind, sizeBytes, fsType: sourceFs } = rec);
+      content = { snapshot: ref.dirName, record: rec };
     } else {
       const found = await this.lookup(id);
       if (!found) throw notFound(`${what} does not exist`);
-      ({ kind, capacityBytes: sizeBytes, fsType: sourceFs } = found.rec);
+      content = { volume: ref.dirName, record: found.rec };
     }
+    const { kind, fsType: sourceFs } = content.record;
+    const sizeBytes = 'snapshot' in content ? content.record.sizeBytes : content.record.capacityBytes;
     if (!samePool) throw invalid(`${what} is in another pool than this StorageClass names: copies are made within a pool`);
     if (kind !== params.kind) throw invalid(`${what} is of kind ${kind}; this StorageClass makes ${params.kind} volumes`);
     if (sourceFs && fsType && sourceFs !== fsType) throw invalid(`${what} holds ${sourceFs}; asked for ${fsType}`);
-    return isSnapshot
-      ? { content: { snapshot: ref.dirName }, recorded: { snapshotId: id }, sizeBytes }
-      : { content: { volume: ref.dirName }, recorded: { volumeId: id }, sizeBytes };
+    return { content, recorded: isSnapshot ? { snapshotId: id } : { volumeId: id }, sizeBytes };
   }
 
   /** The pool an id names, when this controller serves it: a local id only on its own node. */
@@ -654,15 +652,9 @@ export class ControllerService {
       readyToUse: true,
       method: 'sparse-copy',
     };
-    const existing = await pool.readSnapshot(key);
-    if (!existing) {
-      const made =
-        pool instanceof LocalPool
-          ? await pool.createSnapshot(key, record, ref.dirName, freeze)
-          : await pool.createSnapshot(key, record, ref.dirName);
-      if (made) return { snapshot: toSnapshot(await this.settled(pool, key, (await pool.readSnapshot(key)) ?? record)) };
-    }
-    const current = existing ?? (await pool.readSnapshot(key));
+    // The pool checks for an existing snapshot of this key itself: a new name costs no extra read.
+    const current =
+      (await pool.createSnapshot(key, record, { key: ref.dirName, record: rec }, { freeze })) ?? (await pool.readSnapshot(key));
     if (!current) throw aborted(`snapshot ${name} was removed while being created; retry`);
     if (current.name !== name) throw alreadyExists(`a different snapshot name (${current.name}) hashed to the same key`);
     if (current.sourceVolumeId !== sourceId) throw alreadyExists(`snapshot ${name} exists of another volume (${current.sourceVolumeId})`);

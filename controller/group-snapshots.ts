@@ -79,7 +79,7 @@ export class GroupSnapshotService {
         groupName: name,
         groupSize: sources.length,
       };
-      return { key, sourceKey: ref.dirName, record };
+      return { key, source: { key: ref.dirName, record: rec }, record };
     });
     const existing = await this.membersOf(pool, groupRef);
     if (existing.length > 0) {
@@ -97,10 +97,7 @@ export class GroupSnapshotService {
         ? await pool.freezeVolumes(sources.filter((s) => s.rec.kind === 'block').map((s) => s.ref.dirName))
         : async () => undefined;
     try {
-      for (const m of members) {
-        if (pool instanceof LocalPool) await pool.createSnapshot(m.key, m.record, m.sourceKey, false);
-        else await pool.createSnapshot(m.key, m.record, m.sourceKey);
-      }
+      for (const m of members) await pool.createSnapshot(m.key, m.record, m.source, { freeze: false });
     } finally {
       await thaw();
     }
@@ -148,8 +145,8 @@ export class GroupSnapshotService {
   }
 
   private async toGroup(pool: Pool, id: string, members: Array<{ key: string; rec: SnapshotRecord }>) {
-    const snapshots = [];
-    for (const m of members) snapshots.push(toSnapshot(await this.controller.settled(pool, m.key, m.rec)));
+    // In parallel: NFS members still copying are waited for together, not one copy wait after another.
+    const snapshots = (await Promise.all(members.map((m) => this.controller.settled(pool, m.key, m.rec)))).map(toSnapshot);
     const first = Math.min(...members.map((m) => Date.parse(m.rec.createdAt)));
     return {
       group_snapshot_id: id,

@@ -43,7 +43,7 @@ import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
 import { type OnDelete, readRecordFile, type SnapshotRecord, type VolumeRecord } from '../volume/record.js';
 import { isSafeDirName } from '../volume/volume-id.js';
-import type { ContentSource, Pool } from './pool.js';
+import type { ContentSource, Pool, SnapshotSource } from './pool.js';
 
 export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly tmpDir: string;
@@ -334,28 +334,26 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   }
 
   /**
-   * Takes a snapshot of volume `sourceKey`: its bytes copied (reflinked)
-   * under .tmp, moved into snapshots/, then the record linked (the commit
-   * point). False, having made nothing, when a snapshot with this key exists.
-   * A staged filesystem is frozen for the copy unless `freeze` is false (a
-   * group snapshot freezes all its volumes itself).
+   * Takes a snapshot (see Pool): its bytes copied (reflinked) under .tmp,
+   * moved into snapshots/, then the record linked (the commit point).
    */
-  async createSnapshot(key: string, record: SnapshotRecord, sourceKey: string, freeze = true): Promise<boolean> {
-    if (await this.readSnapshot(key)) return false;
+  async createSnapshot(key: string, record: SnapshotRecord, source: SnapshotSource, opts: { freeze?: boolean } = {}) {
+    if (await this.readSnapshot(key)) return undefined;
     const suffix = record.kind === 'block' ? IMAGE : '';
-    const from = await this.contentPath({ volume: sourceKey }, record.kind);
+    const content: ContentSource = { volume: source.key, record: source.record };
+    const from = await this.contentPath(content, record.kind);
     const copy = path.join(this.tmpDir, `${key}.snapshot.${this.uniqueSuffix()}`);
     const tmpRecord = path.join(this.tmpDir, `${key}${RECORD}.${this.uniqueSuffix()}`);
+    const committed: SnapshotRecord = { ...record, method: this.copyMethod };
     try {
-      await this.copyConsistent({ volume: sourceKey }, from, copy, record.kind, freeze);
+      await this.copyConsistent(content, from, copy, record.kind, opts.freeze ?? true);
       // No record holds the key: whatever is there is a leftover of an attempt that failed.
       await fs.rm(this.snapshotEntry(key, suffix), { recursive: true, force: true });
       renameSync(copy, this.snapshotEntry(key, suffix));
-      await makeThenSync((keep) => keep(createUnsynced(tmpRecord, writeContent(JSON.stringify({ ...record, method: this.copyMethod })))));
+      await makeThenSync((keep) => keep(createUnsynced(tmpRecord, writeContent(JSON.stringify(committed)))));
       linkSync(tmpRecord, this.snapshotEntry(key, RECORD));
     } catch (err) {
       await fs.rm(copy, { recursive: true, force: true });
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
       await fs.rm(this.snapshotEntry(key, suffix), { recursive: true, force: true });
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw exhausted('the local pool has no room for the snapshot');
       throw err;
@@ -363,7 +361,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       removeQuietly(tmpRecord, false);
     }
     await this.snapshotsSync.sync();
-    return true;
+    return committed;
   }
 
   /**

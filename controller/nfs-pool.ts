@@ -41,7 +41,7 @@ import { aborted, alreadyExists, Code, CsiError, exhausted, failedPrecondition, 
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
-import type { ContentSource, Pool } from './pool.js';
+import type { ContentSource, Pool, SnapshotSource } from './pool.js';
 
 const RECORDS = '.berth/volumes';
 const SNAPSHOTS = '.berth/snapshots';
@@ -87,8 +87,8 @@ const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.
 
 export class NfsPool implements Pool {
   private client: Promise<NfsClient> | undefined;
-  private recordsDir: Promise<FileHandle> | undefined;
-  private claimsDir: Promise<FileHandle> | undefined;
+  /** Handles of berth's own directories on the export (.berth/...), made on first use and kept. */
+  private readonly dirs = new Map<string, Promise<FileHandle>>();
   private sequence = 0;
   private free: { bytes: number; at: number } | undefined;
 
@@ -143,20 +143,28 @@ export class NfsPool implements Pool {
       () => undefined,
     );
     this.client = undefined;
-    this.recordsDir = undefined;
-    this.claimsDir = undefined;
+    this.dirs.clear();
   }
 
   close(): void {
     this.reset();
   }
 
+  /** The handle of one of berth's directories on the export, made (mode 0700) on first use. */
+  private dir(c: NfsClient, p: string): Promise<FileHandle> {
+    let handle = this.dirs.get(p);
+    if (!handle) {
+      handle = c.mkdirp(p, 0o700).catch((err: unknown) => {
+        this.dirs.delete(p);
+        throw err;
+      });
+      this.dirs.set(p, handle);
+    }
+    return handle;
+  }
+
   private records(c: NfsClient): Promise<FileHandle> {
-    this.recordsDir ??= c.mkdirp(RECORDS, 0o700).catch((err: unknown) => {
-      this.recordsDir = undefined;
-      throw err;
-    });
-    return this.recordsDir;
+    return this.dir(c, RECORDS);
   }
 
   async probe(): Promise<void> {
@@ -243,9 +251,9 @@ export class NfsPool implements Pool {
     if (await this.read(key)) return false;
     const job = `volume/${key}`;
     if (!this.copies.has(job)) {
-      const from = await this.contentDir(content);
+      const from = this.contentDir(content);
       await this.run('restore', async (c) => {
-        const populating = await c.mkdirp(POPULATING, 0o700);
+        const populating = await this.dir(c, POPULATING);
         const claimedBefore = await this.claim(c, subDir, key);
         const marked = await c.nfs.lookup(populating, key).then(
           () => true,
@@ -286,17 +294,11 @@ export class NfsPool implements Pool {
     return true;
   }
 
-  /** The directory on the share that holds a content source's bytes. */
-  private async contentDir(content: ContentSource): Promise<string> {
-    if ('snapshot' in content) {
-      const snap = await this.readSnapshot(content.snapshot);
-      if (!snap?.subDir) throw failedPrecondition(`snapshot ${content.snapshot} is missing on ${this.where}`);
-      if (!snap.readyToUse) throw aborted(`snapshot ${snap.name} is still being copied; it can be restored once ready_to_use`);
-      return snap.subDir;
-    }
-    const vol = await this.read(content.volume);
-    if (!vol?.subDir) throw failedPrecondition(`volume ${content.volume} is missing on ${this.where}`);
-    return vol.subDir;
+  /** The directory on the share that holds a content source's bytes (the caller checked a snapshot is ready). */
+  private contentDir(content: ContentSource): string {
+    const subDir = content.record.subDir;
+    if (!subDir) throw failedPrecondition(`the source's record on ${this.where} names no directory`);
+    return subDir;
   }
 
   /** Runs a copy in the background, once per job. */
@@ -327,7 +329,7 @@ export class NfsPool implements Pool {
   async readSnapshot(key: string): Promise<SnapshotRecord | undefined> {
     return this.run('read snapshot', async (c) => {
       try {
-        const text = (await c.readFileAt(await c.mkdirp(SNAPSHOTS, 0o700), `${key}.json`)).toString('utf8');
+        const text = (await c.readFileAt(await this.dir(c, SNAPSHOTS), `${key}.json`)).toString('utf8');
         return text ? (JSON.parse(text) as SnapshotRecord) : undefined;
       } catch (err) {
         if (isNfs(err, NFS3ERR.NOENT) || err instanceof SyntaxError) return undefined;
@@ -338,7 +340,7 @@ export class NfsPool implements Pool {
 
   async listSnapshots(): Promise<string[]> {
     return this.run('list snapshots', async (c) => {
-      await c.mkdirp(SNAPSHOTS, 0o700);
+      await this.dir(c, SNAPSHOTS);
       const names = (await c.list(SNAPSHOTS)).map((e) => e.name).filter((n) => n.endsWith('.json'));
       return names.map((n) => n.slice(0, -'.json'.length)).sort();
     });
@@ -346,30 +348,29 @@ export class NfsPool implements Pool {
 
   /**
    * Writes the snapshot's record (not ready) and starts its copy; the
-   * record is rewritten ready once the copy is whole. False when a snapshot
-   * with this key exists.
+   * record is rewritten ready once the copy is whole (see Pool). Nothing to
+   * freeze over NFS.
    */
-  async createSnapshot(key: string, record: SnapshotRecord, sourceKey: string): Promise<boolean> {
-    const source = await this.read(sourceKey);
-    if (!source?.subDir) throw failedPrecondition(`volume ${sourceKey} is missing on ${this.where}`);
+  async createSnapshot(key: string, record: SnapshotRecord, source: SnapshotSource) {
     const rec: SnapshotRecord = {
       ...record,
       readyToUse: false,
       method: 'nfs-copy',
       subDir: `${SNAPSHOT_DATA}/${key}`,
-      sourceSubDir: source.subDir,
+      sourceSubDir: this.contentDir({ volume: source.key, record: source.record }),
     };
     const made = await this.run('snapshot', async (c) => {
       try {
-        await c.writeFileAt(await c.mkdirp(SNAPSHOTS, 0o700), `${key}.json`, JSON.stringify(rec), { mode: 0o600, exclusive: true });
+        await c.writeFileAt(await this.dir(c, SNAPSHOTS), `${key}.json`, JSON.stringify(rec), { mode: 0o600, exclusive: true });
         return true;
       } catch (err) {
         if (isNfs(err, NFS3ERR.EXIST)) return false;
         throw err;
       }
     });
-    if (made) this.startSnapshotCopy(key, rec);
-    return made;
+    if (!made) return undefined;
+    this.startSnapshotCopy(key, rec);
+    return rec;
   }
 
   private startSnapshotCopy(key: string, rec: SnapshotRecord): void {
@@ -377,7 +378,7 @@ export class NfsPool implements Pool {
     if (!from) return;
     this.startCopy(`snapshot/${key}`, (signal) =>
       this.run('snapshot copy', async (c) => {
-        const data = await c.mkdirp(SNAPSHOT_DATA, 0o700);
+        const data = await this.dir(c, SNAPSHOT_DATA);
         await c.removeTreeAt(data, key); // an earlier attempt's partial copy
         const src = await c.resolve(from);
         if (rec.kind === 'share') await c.copyTreeAt(src, data, key, { parallel: COPY_PARALLEL, signal });
@@ -420,8 +421,8 @@ export class NfsPool implements Pool {
       await running.done.catch(() => undefined);
     }
     await this.run('delete snapshot', async (c) => {
-      await c.removeTreeAt(await c.mkdirp(SNAPSHOT_DATA, 0o700), key);
-      await c.nfs.remove(await c.mkdirp(SNAPSHOTS, 0o700), `${key}.json`).catch((err: unknown) => {
+      await c.removeTreeAt(await this.dir(c, SNAPSHOT_DATA), key);
+      await c.nfs.remove(await this.dir(c, SNAPSHOTS), `${key}.json`).catch((err: unknown) => {
         if (!isNfs(err, NFS3ERR.NOENT)) throw err;
       });
     });
@@ -464,11 +465,7 @@ export class NfsPool implements Pool {
   }
 
   private claims(c: NfsClient): Promise<FileHandle> {
-    this.claimsDir ??= c.mkdirp(CLAIMS, 0o700).catch((err: unknown) => {
-      this.claimsDir = undefined;
-      throw err;
-    });
-    return this.claimsDir;
+    return this.dir(c, CLAIMS);
   }
 
   async writeRecord(key: string, record: VolumeRecord): Promise<void> {

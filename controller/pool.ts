@@ -3,8 +3,14 @@
 // directory name (volumeDirName of its CSI name).
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
 
-/** Where a new volume's bytes come from: a snapshot's or another volume's, by key in the same pool. */
-export type ContentSource = { snapshot: string } | { volume: string };
+/** Where a new volume's bytes come from: a snapshot or another volume in the same pool, by key, with the record the caller read. */
+export type ContentSource = { snapshot: string; record: SnapshotRecord } | { volume: string; record: VolumeRecord };
+
+/** The volume a snapshot is taken of: its key and the record the caller read. */
+export interface SnapshotSource {
+  key: string;
+  record: VolumeRecord;
+}
 
 export interface Pool {
   /** Throws FAILED_PRECONDITION (or UNAVAILABLE) with the reason when the pool cannot serve. */
@@ -29,7 +35,16 @@ export interface Pool {
   readSnapshot(key: string): Promise<SnapshotRecord | undefined>;
   /** Keys of every snapshot, sorted. */
   listSnapshots(): Promise<string[]>;
-  /** Takes a snapshot of volume `sourceKey`; false (making nothing) when one with this key exists. */
-  createSnapshot(key: string, record: SnapshotRecord, sourceKey: string): Promise<boolean>;
+  /**
+   * Takes a snapshot; the record as committed, or undefined (making nothing)
+   * when one with this key exists. `freeze` (default true): a staged local
+   * block volume's filesystem is frozen for the copy (a group freezes its own).
+   */
+  createSnapshot(
+    key: string,
+    record: SnapshotRecord,
+    source: SnapshotSource,
+    opts?: { freeze?: boolean },
+  ): Promise<SnapshotRecord | undefined>;
   removeSnapshot(key: string, record: SnapshotRecord): Promise<void>;
 }
