@@ -63,11 +63,22 @@ export class Pipeline {
     opts: PipelineOptions<Req> = {},
   ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
+      const gone = () => aborted('the client cancelled the call');
       const send = (msg: Res) =>
         new Promise<void>((resolve, reject) => {
-          if (call.cancelled) return reject(aborted('the client cancelled the call'));
-          if (call.write(msg)) resolve();
-          else call.once('drain', () => resolve());
+          if (call.cancelled) return reject(gone());
+          if (call.write(msg)) return resolve();
+          // Back-pressure: wait for the client to read, or for it to go (a drain that never comes).
+          const drained = () => {
+            call.off('cancelled', cancelled);
+            resolve();
+          };
+          const cancelled = () => {
+            call.off('drain', drained);
+            reject(gone());
+          };
+          call.once('drain', drained);
+          call.once('cancelled', cancelled);
         });
       this.invoke(
         method,
