@@ -516,27 +516,19 @@ export class ControllerService {
   }
 
   async ListVolumes(req: ListVolumesRequest): Promise<ListVolumesResponse> {
-    if (req.max_entries < 0) throw invalid('max_entries must not be negative');
-    const after = req.starting_token ? listToken.decode(req.starting_token) : undefined;
     // The local pool first, then the NFS pools that hold volumes this controller made or found, in key
     // order. A server that cannot be reached makes the call UNAVAILABLE, naming it: a partial list
     // would read as "those volumes are gone".
-    const pools = this.servedPools();
-    const max = req.max_entries || Number.MAX_SAFE_INTEGER;
-    const entries: ListVolumesResponse['entries'] = [];
-    let last: { poolKey: string; dirName: string } | undefined;
-    for (const [poolKey, pool] of pools) {
-      if (after && poolKey < after.poolKey) continue;
-      const names = await pool.list();
-      const start = after && poolKey === after.poolKey ? firstAfter(names, after.dirName) : 0;
-      for (let i = start; i < names.length; i++) {
-        if (entries.length >= max && last) return { entries, next_token: listToken.encode(last.poolKey, last.dirName) };
-        const rec = await pool.read(names[i] as string);
-        last = { poolKey, dirName: names[i] as string };
-        if (rec) entries.push({ volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } });
-      }
-    }
-    return { entries, next_token: '' };
+    return listPage(
+      this.servedPools(),
+      req,
+      listToken,
+      (pool) => pool.list(),
+      async (pool, key) => {
+        const rec = await pool.read(key);
+        return rec && { volume: this.toVolume(rec), status: { published_node_ids: Object.keys(rec.attachments) } };
+      },
+    );
   }
 
   async ControllerGetVolume(req: ControllerGetVolumeRequest): Promise<ControllerGetVolumeResponse> {
@@ -695,9 +687,8 @@ export class ControllerService {
   }
 
   async ListSnapshots(req: ListSnapshotsRequest): Promise<ListSnapshotsResponse> {
-    if (req.max_entries < 0) throw invalid('max_entries must not be negative');
-    const after = req.starting_token ? snapshotListToken.decode(req.starting_token) : undefined;
     if (req.snapshot_id) {
+      if (req.max_entries < 0) throw invalid('max_entries must not be negative');
       const found = await this.findSnapshot(req.snapshot_id);
       const matches = found && (!req.source_volume_id || found.rec.sourceVolumeId === req.source_volume_id);
       if (!matches) return { entries: [], next_token: '' };
@@ -709,23 +700,17 @@ export class ControllerService {
       const pool = ref ? this.poolOf(ref) : undefined;
       pools = pools.filter(([, p]) => p === pool);
     }
-    const max = req.max_entries || Number.MAX_SAFE_INTEGER;
-    const entries: ListSnapshotsResponse['entries'] = [];
-    let last: { poolKey: string; dirName: string } | undefined;
-    for (const [poolKey, pool] of pools) {
-      if (after && poolKey < after.poolKey) continue;
-      const keys = await pool.listSnapshots();
-      const start = after && poolKey === after.poolKey ? firstAfter(keys, after.dirName) : 0;
-      for (let i = start; i < keys.length; i++) {
-        if (entries.length >= max && last) return { entries, next_token: snapshotListToken.encode(last.poolKey, last.dirName) };
-        const key = keys[i] as string;
+    return listPage(
+      pools,
+      req,
+      snapshotListToken,
+      (pool) => pool.listSnapshots(),
+      async (pool, key) => {
         const rec = await pool.readSnapshot(key);
-        last = { poolKey, dirName: key };
-        if (!rec || (req.source_volume_id && rec.sourceVolumeId !== req.source_volume_id)) continue;
-        entries.push({ snapshot: toSnapshot(await this.settled(pool, key, rec, false)) });
-      }
-    }
-    return { entries, next_token: '' };
+        if (!rec || (req.source_volume_id && rec.sourceVolumeId !== req.source_volume_id)) return undefined;
+        return { snapshot: toSnapshot(await this.settled(pool, key, rec, false)) };
+      },
+    );
   }
 }
 
@@ -777,6 +762,39 @@ function differingKeys(a: Record<string, string>, b: Record<string, string>): st
 /** StorageClass parameters without the keys Kubernetes reserves for itself. */
 function withoutReservedKeys(parameters: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(parameters).filter(([k]) => !k.startsWith('csi.storage.k8s.io/')));
+}
+
+/**
+ * One page of a listing over pools in key order: the keys after the
+ * token's position, `entry` of each (undefined: left out, still a position),
+ * and a token for the rest when max_entries stops it. Negative max_entries
+ * is INVALID_ARGUMENT, a token not of this listing ABORTED.
+ */
+async function listPage<E>(
+  pools: Array<[string, Pool]>,
+  req: { max_entries: number; starting_token: string },
+  token: ReturnType<typeof pageToken>,
+  keysOf: (pool: Pool) => Promise<string[]>,
+  entry: (pool: Pool, key: string) => Promise<E | undefined>,
+): Promise<{ entries: E[]; next_token: string }> {
+  if (req.max_entries < 0) throw invalid('max_entries must not be negative');
+  const after = req.starting_token ? token.decode(req.starting_token) : undefined;
+  const max = req.max_entries || Number.MAX_SAFE_INTEGER;
+  const entries: E[] = [];
+  let last: { poolKey: string; dirName: string } | undefined;
+  for (const [poolKey, pool] of pools) {
+    if (after && poolKey < after.poolKey) continue;
+    const keys = await keysOf(pool);
+    const start = after && poolKey === after.poolKey ? firstAfter(keys, after.dirName) : 0;
+    for (let i = start; i < keys.length; i++) {
+      if (entries.length >= max && last) return { entries, next_token: token.encode(last.poolKey, last.dirName) };
+      const key = keys[i] as string;
+      const e = await entry(pool, key);
+      last = { poolKey, dirName: key };
+      if (e) entries.push(e);
+    }
+  }
+  return { entries, next_token: '' };
 }
 
 /** Index of the first name after `key` in a sorted list. */
