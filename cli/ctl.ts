@@ -5,6 +5,7 @@
 // (kubelet-style paths), and shows its stats.
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from '../driver/flags.js';
 import { parseQuantity } from '../volume/quantity.js';
@@ -81,6 +82,20 @@ interface SnapshotInfo {
   snapshot: { snapshot_id: string; source_volume_id: string; size_bytes: string; ready_to_use: boolean };
 }
 
+/** Every entry of a paged list call (ListVolumes, ListSnapshots), page after page. */
+async function allPages<E>(client: grpc.Client, method: string, req: object): Promise<E[]> {
+  const out: E[] = [];
+  let token = '';
+  do {
+    const page = await rpc<{ entries: E[]; next_token: string }>(client, method, { ...req, max_entries: 100, starting_token: token });
+    out.push(...page.entries);
+    token = page.next_token;
+  } while (token);
+  return out;
+}
+
+const printTable = (header: string, rows: string[]) => process.stdout.write(`${[header, ...rows].join('\n')}\n`);
+
 /** The --param key=value options, as a map. */
 function keyValues(a: Args): Record<string, string> {
   const out: Record<string, string> = {};
@@ -128,23 +143,12 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'list': {
-        let token = '';
-        const rows: string[] = [];
-        do {
-          const page = await rpc<{ entries: VolumeInfo[]; next_token: string }>(c.controller, 'ListVolumes', {
-            max_entries: 100,
-            starting_token: token,
-          });
-          for (const e of page.entries) {
-            rows.push(
-              `${e.volume.volume_id.padEnd(48)} ${e.volume.capacity_bytes.padStart(14)}  ${e.status.published_node_ids.join(',') || '-'}`,
-            );
-          }
-          token = page.next_token;
-        } while (token);
-        process.stdout.write(
-          `${'VOLUME ID'.padEnd(48)} ${'BYTES'.padStart(14)}  PUBLISHED TO\n${rows.join('\n')}${rows.length ? '\n' : ''}`,
+        const entries = await allPages<VolumeInfo>(c.controller, 'ListVolumes', {});
+        const rows = entries.map(
+          (e) =>
+            `${e.volume.volume_id.padEnd(48)} ${e.volume.capacity_bytes.padStart(14)}  ${e.status.published_node_ids.join(',') || '-'}`,
         );
+        printTable(`${'VOLUME ID'.padEnd(48)} ${'BYTES'.padStart(14)}  PUBLISHED TO`, rows);
         return 0;
       }
       case 'create': {
@@ -180,24 +184,12 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'snapshots': {
-        let token = '';
-        const rows: string[] = [];
-        do {
-          const page = await rpc<{ entries: SnapshotInfo[]; next_token: string }>(c.controller, 'ListSnapshots', {
-            max_entries: 100,
-            starting_token: token,
-            source_volume_id: one(args, 'volume'),
-          });
-          for (const { snapshot: s } of page.entries) {
-            rows.push(
-              `${s.snapshot_id.padEnd(56)} ${s.size_bytes.padStart(14)}  ${(s.ready_to_use ? 'yes' : 'no').padEnd(5)}  ${s.source_volume_id}`,
-            );
-          }
-          token = page.next_token;
-        } while (token);
-        process.stdout.write(
-          `${'SNAPSHOT ID'.padEnd(56)} ${'BYTES'.padStart(14)}  READY  SOURCE\n${rows.join('\n')}${rows.length ? '\n' : ''}`,
+        const entries = await allPages<SnapshotInfo>(c.controller, 'ListSnapshots', { source_volume_id: one(args, 'volume') });
+        const rows = entries.map(
+          ({ snapshot: x }) =>
+            `${x.snapshot_id.padEnd(56)} ${x.size_bytes.padStart(14)}  ${(x.ready_to_use ? 'yes' : 'no').padEnd(5)}  ${x.source_volume_id}`,
         );
+        printTable(`${'SNAPSHOT ID'.padEnd(56)} ${'BYTES'.padStart(14)}  READY  SOURCE`, rows);
         return 0;
       }
       case 'delete-snapshot':
