@@ -34,7 +34,18 @@ import type {
   Volume,
 } from '../volume/csi.js';
 import { SINGLE_NODE_MODES } from '../volume/csi.js';
-import { aborted, alreadyExists, exhausted, failedPrecondition, invalid, notFound, outOfRange, unimplemented } from '../volume/errors.js';
+import {
+  aborted,
+  alreadyExists,
+  Code,
+  CsiError,
+  exhausted,
+  failedPrecondition,
+  invalid,
+  notFound,
+  outOfRange,
+  unimplemented,
+} from '../volume/errors.js';
 import {
   expandSubDir,
   identityParameters,
@@ -176,7 +187,19 @@ export class ControllerService {
       this.localPool();
       this.requireTopology(req.accessibility_requirements?.requisite ?? []);
     } else this.nfsPools();
-    const source = req.volume_content_source?.type ? await this.contentSource(req.volume_content_source, params, fsType) : undefined;
+    const source = req.volume_content_source?.type
+      ? await this.contentSource(req.volume_content_source, params, fsType).catch(async (err: unknown) => {
+          // A retry of a copy that was made: its source may be gone since; the volume is what was asked for.
+          const made = err instanceof CsiError && err.code === Code.NOT_FOUND ? await this.madeFrom(req, params, name) : undefined;
+          if (made) return made;
+          throw err;
+        })
+      : undefined;
+    if (source && 'existing' in source) {
+      const mismatch = this.incompatibility(source.existing, name, identityParameters(req.parameters ?? {}), range, fsType, params.kind);
+      if (mismatch) throw alreadyExists(`volume "${name}" exists with ${mismatch}`);
+      return { volume: this.toVolume(source.existing) };
+    }
     // A copy is at least as large as what it copies; with no size asked, it is that size.
     const sized = source && !range.required && !range.limit ? { required: source.sizeBytes, limit: 0 } : range;
     const capacityBytes = this.sizeFor(params.kind, fsType, sized);
@@ -292,6 +315,19 @@ export class ControllerService {
     if (kind !== params.kind) throw invalid(`${what} is of kind ${kind}; this StorageClass makes ${params.kind} volumes`);
     if (sourceFs && fsType && sourceFs !== fsType) throw invalid(`${what} holds ${sourceFs}; asked for ${fsType}`);
     return { content, recorded: isSnapshot ? { snapshotId: id } : { volumeId: id }, sizeBytes };
+  }
+
+  /** The volume of this name, when it exists and was copied from the very source the request names. */
+  private async madeFrom(
+    req: CreateVolumeRequest,
+    params: VolumeParameters,
+    name: string,
+  ): Promise<{ existing: VolumeRecord } | undefined> {
+    const src = req.volume_content_source;
+    const asked = src?.type === 'snapshot' ? { snapshotId: src.snapshot?.snapshot_id } : { volumeId: src?.volume?.volume_id };
+    const existing = await this.placement(params, name, volumeDirName(name)).pool.read(volumeDirName(name));
+    if (!existing || existing.name !== name || JSON.stringify(existing.contentSource) !== JSON.stringify(asked)) return undefined;
+    return { existing };
   }
 
   /** The pool an id names, when this controller serves it: a local id only on its own node. */

@@ -194,6 +194,11 @@ for (const fsType of ['xfs', 'btrfs', 'ext4'] as const) {
       expect(await sha256File(image('pvc-back'))).to.equal(sum);
       await rpc(c(), 'DeleteSnapshot', { snapshot_id: snapshot.snapshot_id });
       await rpc(c(), 'DeleteSnapshot', { snapshot_id: snapshot.snapshot_id }); // gone: OK again
+      // A retry of the restore, its snapshot gone since: the volume it made, not NOT_FOUND; another size still conflicts.
+      const again = await createBlock('pvc-back', 64 * MiB, fromSnapshot(snapshot.snapshot_id));
+      expect(again.volume.volume_id).to.equal('local:node-a:block:pvc-back');
+      await expectCode(createBlock('pvc-back', 128 * MiB, fromSnapshot(snapshot.snapshot_id)), Code.ALREADY_EXISTS);
+      await expectCode(createBlock('pvc-never', 64 * MiB, fromSnapshot(snapshot.snapshot_id)), Code.NOT_FOUND);
       await expectCode(rpc(c(), 'GetSnapshot', { snapshot_id: snapshot.snapshot_id }), Code.NOT_FOUND);
       // Another node's snapshot is not this controller's to forget.
       await expectCode(rpc(c(), 'DeleteSnapshot', { snapshot_id: 'local:node-b:block-snapshot:x' }), Code.FAILED_PRECONDITION);
