@@ -21,12 +21,14 @@ export async function probeDevice(device: string): Promise<DeviceContent> {
   return { state: 'other', description: what.join(' ') || 'an unrecognised signature' };
 }
 
+// No discard: on a loop device it punches holes through the image, which
+// throws away a thick image's reservation (and an image was proven blank).
 const MKFS: Record<string, string[]> = {
-  ext4: ['mkfs.ext4', '-q', '-m', '0'],
+  ext4: ['mkfs.ext4', '-q', '-m', '0', '-E', 'nodiscard'],
   // No -f: xfs and btrfs refuse to overwrite a signature themselves, a
   // second guard behind the blkid probe.
-  xfs: ['mkfs.xfs', '-q'],
-  btrfs: ['mkfs.btrfs', '-q'],
+  xfs: ['mkfs.xfs', '-q', '-K'],
+  btrfs: ['mkfs.btrfs', '-q', '--nodiscard'],
 };
 
 /** Makes a filesystem. Callers prove the device blank first (host.ts formatAndMount). */

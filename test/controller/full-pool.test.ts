@@ -3,7 +3,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
-import { blockCap, Code, expectCode, rpc } from '../helpers/csi-client.js';
+import { blockCap, Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { FreshFilesystem } from '../helpers/fresh-fs.js';
 import { exec, HostState } from '../helpers/host.js';
@@ -72,6 +72,26 @@ describe('a pool filled to the last byte (a 128 MiB ext4 pool: real fallocate, r
     await del(a);
     await del(b);
   });
+
+  // ext4 only: xfs and btrfs need images larger than this pool (300 and 109 MiB at least).
+  for (const fsType of ['ext4']) {
+    it(`keeps a thick image reserved in full after its first stage formats it ${fsType} (mkfs without discard)`, async () => {
+      const id = (await create(`pvc-thick-${fsType}`, 40 * MiB)).volume.volume_id;
+      const image = path.join(poolDir(), 'volumes', `pvc-thick-${fsType}.img`);
+      const allocated = async () => (await fs.stat(image)).blocks * 512;
+      expect(await allocated()).to.be.at.least(40 * MiB);
+      const staging = k.staging(id);
+      await k.prepareStage(staging);
+      await rpc(d.clients.node, 'NodeStageVolume', {
+        volume_id: id,
+        staging_target_path: staging,
+        volume_capability: mountCap(undefined, fsType),
+      });
+      expect(await allocated(), 'a discard would have punched the reservation out').to.be.at.least(40 * MiB);
+      await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
+      await del(id);
+    });
+  }
 
   it('bounds thin images by the overprovisioning limit, and reports them abnormal while the pool fills, before a write fails', async () => {
     const st = await fs.statfs(pool.mountpoint);
