@@ -138,9 +138,11 @@ export async function formatAndMount(
     if (hasData)
       throw new ForeignContentError(`${device} holds data but no filesystem signature (written as a raw device?); refusing to format it`);
     await host.mkfs(device, fsType);
-  } else if (!guard.readonly) {
-    await host.checkFilesystem(fsType, device);
   }
+  // Mounted already (the staged mount was lost while a pod's bind of it lives on): the filesystem is
+  // live, so it is neither checked nor grown offline (e2fsck and resize2fs refuse), only mounted again.
+  const live = !formatted && (await host.readMounts()).some((m) => m.source === device);
+  if (!formatted && !live && !guard.readonly) await host.checkFilesystem(fsType, device);
   // A copy of an xfs (a snapshot restored, a clone) keeps its UUID, which xfs refuses to mount twice.
   const copyable = !formatted && fsType === 'xfs' ? ['nouuid'] : [];
   const mountOptions = guard.readonly ? [...options, ...copyable, 'ro'] : [...options, ...copyable];
@@ -148,7 +150,8 @@ export async function formatAndMount(
   // no extra privilege needed), xfs and btrfs once mounted.
   const deviceBytes = formatted ? 0 : await host.deviceSize(device);
   const grow = !formatted && !guard.readonly;
-  if (grow && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device))) await host.growOffline('ext4', device);
+  if (grow && !live && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device)))
+    await host.growOffline('ext4', device);
   await host.mount(device, target, { fstype: fsType, options: mountOptions });
   try {
     if (grow && fsType !== 'ext4' && (await filesystemSmallerThan(host, deviceBytes, fsType, device, target))) {
