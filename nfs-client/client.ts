@@ -6,7 +6,7 @@ import { NFS3ERR, Nfs3Error } from './errors.js';
 import { MOUNT_PROG, Mount3 } from './mount3.js';
 import { type DirEntryPlus, type Fattr3, type FileHandle, FileType, type FsStat, NFS_PROG, Nfs3, StableHow } from './nfs3.js';
 import { getPort } from './portmap.js';
-import { type AuthSys, RpcClient, type SourcePort } from './rpc.js';
+import { type AuthSys, RpcClient, type RpcClientOptions, type SourcePort } from './rpc.js';
 
 export interface NfsClientOptions {
   host: string;
@@ -20,6 +20,8 @@ export interface NfsClientOptions {
   timeoutMs?: number;
   /** Source port of the MOUNT and NFS connections (see RpcClientOptions.sourcePort). */
   sourcePort?: SourcePort;
+  /** Told of every RPC once it ends (see RpcClientOptions.onReply). */
+  onReply?: RpcClientOptions['onReply'];
 }
 
 export class NfsClient {
@@ -34,8 +36,8 @@ export class NfsClient {
     const auth = opts.auth ?? { uid: 0, gid: 0 };
     const timeoutMs = opts.timeoutMs ?? 30_000;
     const mountPort = opts.mountPort ?? (await getPort(opts.host, MOUNT_PROG, 3, { port: opts.portmapPort, timeoutMs }));
-    const { sourcePort } = opts;
-    const mountRpc = new RpcClient({ host: opts.host, port: mountPort, auth, timeoutMs, sourcePort });
+    const { sourcePort, onReply } = opts;
+    const mountRpc = new RpcClient({ host: opts.host, port: mountPort, auth, timeoutMs, sourcePort, onReply });
     let root: FileHandle;
     try {
       root = (await new Mount3(mountRpc).mnt(opts.exportPath)).fh;
@@ -43,7 +45,7 @@ export class NfsClient {
       mountRpc.close();
     }
     const nfsPort = opts.nfsPort ?? (await getPort(opts.host, NFS_PROG, 3, { port: opts.portmapPort, timeoutMs }));
-    const nfs = new Nfs3(new RpcClient({ host: opts.host, port: nfsPort, auth, timeoutMs, sourcePort }));
+    const nfs = new Nfs3(new RpcClient({ host: opts.host, port: nfsPort, auth, timeoutMs, sourcePort, onReply }));
     const info = await nfs.fsinfo(root);
     const clamp = (n: number) => Math.max(4096, Math.min(n || 65536, 1 << 20));
     return new NfsClient(opts, nfs, root, { read: clamp(info.rtpref), write: clamp(info.wtpref) });

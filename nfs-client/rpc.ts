@@ -62,6 +62,8 @@ export interface RpcClientOptions {
    * port; 'any': the kernel's choice.
    */
   sourcePort?: SourcePort;
+  /** Told of every call once it ends: what it was (e.g. `NFS3 LOOKUP`), how long it took, and whether a reply came. */
+  onReply?: (what: string, seconds: number, replied: boolean) => void;
 }
 
 export type SourcePort = 'auto' | 'reserved' | 'any';
@@ -103,6 +105,22 @@ export class RpcClient {
     what = `${prog}/${proc}`,
     timeoutMs = this.opts.timeoutMs ?? 30_000,
   ): Promise<XdrReader> {
+    const { onReply } = this.opts;
+    if (!onReply) return this.send(prog, vers, proc, args, what, timeoutMs);
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const reply = await this.send(prog, vers, proc, args, what, timeoutMs);
+      onReply(what, seconds(), true);
+      return reply;
+    } catch (err) {
+      // An RPC-level rejection is a reply; a refused connection or a timeout is not.
+      onReply(what, seconds(), !(err instanceof RpcTransportError));
+      throw err;
+    }
+  }
+
+  private async send(prog: number, vers: number, proc: number, args: Buffer, what: string, timeoutMs: number): Promise<XdrReader> {
     if (this.closed) throw new RpcTransportError('the client is closed', 'closed');
     const socket = await this.connect();
     const xid = this.nextXid();
