@@ -2,15 +2,18 @@
 // berth-ctl: an operator's command line for a running driver's socket. Lists,
 // creates (also from a snapshot or a volume), deletes and attaches volumes,
 // snapshots them, stages and publishes one into a directory on this machine
-// (kubelet-style paths), and shows its stats.
+// (kubelet-style paths), shows its stats, and prints the driver's status
+// report (pools, NFS servers, abnormal volumes).
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, socketPath } from '../driver/flags.js';
+import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, parseListenAddress, socketPath } from '../driver/flags.js';
+import type { DriverReport } from '../driver/metrics.js';
 import { parseQuantity } from '../volume/quantity.js';
 import { csiClients, rpc } from './client.js';
 import { stagingPath, targetPath } from './kubelet-layout.js';
+import { formatStatus } from './status-table.js';
 
 const USAGE = `Usage: berth-ctl [--endpoint unix:///path/csi.sock] <command> [args]
 
@@ -30,6 +33,9 @@ Commands:
   unmount <volume-id> [--pod <name>] [--raw] [--kubelet-dir /var/lib/kubelet]
                                         NodeUnpublish, and NodeUnstage when no pod uses it
   stats <volume-id> <path>              NodeGetVolumeStats
+  status [--address 127.0.0.1:9810] [--json]
+                                        pools, capacity, NFS servers, abnormal volumes, read from
+                                        the driver's --metrics-address (its /status report)
 
 --endpoint defaults to $CSI_ENDPOINT, else ${DEFAULT_ENDPOINT}.`;
 
@@ -52,6 +58,7 @@ const COMMAND_OPTIONS: Record<string, string[]> = {
   mount: ['pod', 'readonly', 'raw', 'kubelet-dir'],
   unmount: ['pod', 'raw', 'kubelet-dir'],
   stats: [],
+  status: ['address', 'json'],
 };
 
 class UsageError extends Error {}
@@ -59,7 +66,7 @@ class UsageError extends Error {}
 function parseArgs(argv: string[]): Args {
   const positional: string[] = [];
   const options = new Map<string, string[]>();
-  const bools = new Set(['readonly', 'raw', 'help']);
+  const bools = new Set(['readonly', 'raw', 'help', 'json']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -125,6 +132,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const name of args.options.keys()) {
     if (name !== 'endpoint' && !allowed.includes(name)) throw new UsageError(`${command} takes no option --${name}`);
   }
+  if (command === 'status') return status(one(args, 'address', DEFAULT_METRICS_ADDRESS), one(args, 'json') === 'true');
   const socket = socketPath(one(args, 'endpoint', process.env.CSI_ENDPOINT || DEFAULT_ENDPOINT));
   const c = csiClients(socket);
   try {
@@ -272,6 +280,25 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     c.close();
   }
+}
+
+/** The address the chart serves metrics on, and the one to pass to `npm start -- --metrics-address`. */
+const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9810';
+
+/** Reads the driver's /status report over HTTP and prints it as tables (or as it came, with --json). */
+async function status(address: string, json: boolean): Promise<number> {
+  const { host, port } = parseListenAddress(address, '--address');
+  const url = `http://${host?.includes(':') ? `[${host}]` : (host ?? '127.0.0.1')}:${port}/status`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
+  } catch (err) {
+    throw new Error(`no driver serves ${url} (${(err as Error).message}): start it with --metrics-address ${address}, or pass --address`);
+  }
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${(await res.text()).trim()}`);
+  const report = (await res.json()) as DriverReport;
+  process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+  return 0;
 }
 
 /** What the user reads when a call fails: the driver's own message, or why there is no driver to ask. */

@@ -44,6 +44,7 @@ import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from 
 import { type OnDelete, readRecordFile, type SnapshotRecord, type VolumeRecord } from '../volume/record.js';
 import { isSafeDirName } from '../volume/volume-id.js';
 import type { ContentSource, Pool, SnapshotSource } from './pool.js';
+import { addVolume, CachedScan, emptyKinds, forEachLimited, type PoolUsage } from './pool-usage.js';
 
 export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly tmpDir: string;
@@ -570,6 +571,33 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     return this.free.bytes;
   }
 
+  private readonly usageScan = new CachedScan(() => this.scanUsage(), USAGE_MAX_AGE_MS);
+
+  /** What the pool holds (pool-usage.ts), from a scan at most a few seconds old. */
+  usage(): Promise<PoolUsage> {
+    return this.usageScan.get();
+  }
+
+  private async scanUsage(): Promise<PoolUsage> {
+    const st = await fs.statfs(this.root);
+    const [onDisk, snapshotsOnDisk] = await Promise.all([allocatedByEntry(this.volumesDir), allocatedByEntry(this.snapshotsDir)]);
+    const kinds = emptyKinds();
+    await forEachLimited(await this.list(), 16, async (name) => {
+      const rec = await this.read(name);
+      if (!rec) return; // deleted while we scanned
+      addVolume(kinds, rec.kind, rec.capacityBytes, onDisk.get(rec.kind === 'block' ? name + IMAGE : name) ?? 0);
+    });
+    const snapshots = await this.listSnapshots();
+    let snapshotBytes = 0;
+    for (const key of snapshots) snapshotBytes += (snapshotsOnDisk.get(key + IMAGE) ?? 0) + (snapshotsOnDisk.get(key) ?? 0);
+    return {
+      totalBytes: st.blocks * st.bsize,
+      freeBytes: st.bavail * st.bsize,
+      kinds,
+      snapshots: { count: snapshots.length, allocatedBytes: snapshotBytes },
+    };
+  }
+
   /** Why a volume's bytes are not usable, or undefined when they are. */
   async problem(dirName: string, record: VolumeRecord): Promise<string | undefined> {
     try {
@@ -592,6 +620,25 @@ export class LocalPool extends LocalPoolLayout implements Pool {
 /** A thin block image: allocated as written (the record's parameters say how it was made). */
 const isThin = (record: VolumeRecord) =>
   record.kind === 'block' && (record.mutableParameters?.provisioning ?? record.parameters.provisioning) === 'thin';
+
+/** How old a usage scan a scrape may reuse. */
+const USAGE_MAX_AGE_MS = 2_000;
+
+/**
+ * Bytes allocated on disk by each entry of a directory (a tree summed, a
+ * sparse or reflinked image counted by its own blocks), in one `du` process
+ * rather than a walk in JavaScript. du exits 1 when an entry goes while it
+ * reads (a delete): what it printed still stands.
+ */
+async function allocatedByEntry(dir: string): Promise<Map<string, number>> {
+  const { stdout } = await run('du', ['--null', '-B1', '-x', '-a', '--max-depth=1', '--', dir], { okExitCodes: [1] });
+  const sizes = new Map<string, number>();
+  for (const line of stdout.split('\0')) {
+    const tab = line.indexOf('\t');
+    if (tab > 0) sizes.set(path.basename(line.slice(tab + 1)), Number(line.slice(0, tab)));
+  }
+  return sizes;
+}
 
 /** How stale the free-space reading behind a create's check may be. */
 const FREE_SPACE_MAX_AGE_MS = 250;

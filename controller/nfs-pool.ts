@@ -32,6 +32,7 @@ import {
   NFS3ERR,
   Nfs3Error,
   NfsClient,
+  type NfsClientOptions,
   RpcError,
   RpcTransportError,
   type SourcePort,
@@ -42,6 +43,7 @@ import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
 import type { ContentSource, Pool, SnapshotSource } from './pool.js';
+import { addVolume, CachedScan, emptyKinds, forEachLimited, type PoolUsage } from './pool-usage.js';
 
 const RECORDS = '.berth/volumes';
 const SNAPSHOTS = '.berth/snapshots';
@@ -49,6 +51,8 @@ const SNAPSHOT_DATA = '.berth/snapshot-data';
 const POPULATING = '.berth/populating';
 /** READs and WRITEs a copy keeps in flight. */
 const COPY_PARALLEL = 8;
+/** How old a usage scan a scrape may reuse. */
+const USAGE_MAX_AGE_MS = 2_000;
 /** One claim per volume directory: a symlink named by the directory's hash, whose text is the owner's key. */
 const CLAIMS = '.berth/claims';
 const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
@@ -100,6 +104,7 @@ export class NfsPool implements Pool {
     private readonly sourcePort: SourcePort = 'auto',
     private readonly timeoutMs = 30_000,
     private readonly copyWaitMs = 8_000,
+    private readonly onReply?: NfsClientOptions['onReply'],
   ) {}
 
   get where(): string {
@@ -116,6 +121,7 @@ export class NfsPool implements Pool {
       auth: this.location.uid !== undefined ? { uid: this.location.uid, gid: this.location.gid ?? this.location.uid } : undefined,
       sourcePort: this.sourcePort,
       timeoutMs: this.timeoutMs,
+      onReply: this.onReply,
     }).then(
       (c) => c,
       (err: unknown) => {
@@ -567,6 +573,65 @@ export class NfsPool implements Pool {
     }
   }
 
+  private readonly usageScan = new CachedScan(() => this.scanUsage(), USAGE_MAX_AGE_MS);
+
+  /**
+   * What the export holds (pool-usage.ts), from a scan at most a few seconds
+   * old. An image's allocation is the server's own count (fattr3 `used`); a
+   * share's would take a walk of its tree over the wire, so it is left unknown.
+   */
+  usage(): Promise<PoolUsage> {
+    return this.usageScan.get();
+  }
+
+  private async scanUsage(): Promise<PoolUsage> {
+    const st = await this.run('fsstat', (c) => c.fsstat());
+    const allocated = async (rec: { kind: VolumeRecord['kind']; subDir?: string }) =>
+      rec.kind === 'block' && rec.subDir
+        ? this.run('usage', (c) => c.stat(`${rec.subDir}/${NFS_IMAGE}`)).then(
+            (a) => a.used,
+            () => 0, // gone while we scanned
+          )
+        : undefined;
+    const kinds = emptyKinds();
+    await forEachLimited(await this.list(), 16, async (key) => {
+      const rec = await this.read(key);
+      if (rec) addVolume(kinds, rec.kind, rec.capacityBytes, await allocated(rec));
+    });
+    const snapshots = await this.listSnapshots();
+    const snapshotKinds = emptyKinds();
+    await forEachLimited(snapshots, 16, async (key) => {
+      const rec = await this.readSnapshot(key);
+      if (rec) addVolume(snapshotKinds, rec.kind, rec.sizeBytes, await allocated(rec));
+    });
+    const { share, block } = snapshotKinds;
+    const snapshotBytes =
+      share.allocatedBytes === undefined || block.allocatedBytes === undefined ? undefined : share.allocatedBytes + block.allocatedBytes;
+    return {
+      totalBytes: st.totalBytes,
+      freeBytes: st.availableBytes,
+      kinds,
+      snapshots: { count: snapshots.length, allocatedBytes: snapshotBytes },
+    };
+  }
+
+  /** Whether the server answers a NULL call within `timeoutMs`, and how long it took. */
+  async reachable(timeoutMs: number): Promise<{ reachable: boolean; seconds: number; error?: string }> {
+    const started = process.hrtime.bigint();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.probe(), timeout]);
+      return { reachable: true, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+    } catch (err) {
+      return { reachable: false, seconds: Number(process.hrtime.bigint() - started) / 1e9, error: (err as Error).message };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async growImage(_key: string, record: VolumeRecord, bytes: number): Promise<void> {
     const growth = bytes - record.capacityBytes;
     const free = await this.freeBytes();
@@ -595,6 +660,8 @@ export class NfsPools {
   constructor(
     private readonly sourcePort: SourcePort = 'auto',
     private readonly copyWaitMs = 8_000,
+    /** Told of every NFS RPC of every pool, by server (metrics). */
+    private readonly onReply?: (server: string, what: string, seconds: number, replied: boolean) => void,
   ) {}
 
   private readonly passing = new Map<string, NfsPool>();
@@ -605,7 +672,15 @@ export class NfsPools {
     const known = this.kept.get(key) ?? this.passing.get(key);
     if (known) return known;
     const { server, share, nfsPort, mountPort, uid, gid } = location;
-    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, this.sourcePort, 30_000, this.copyWaitMs);
+    const onReply = this.onReply;
+    const label = serverLabel(location);
+    const pool = new NfsPool(
+      { server, share, nfsPort, mountPort, uid, gid },
+      this.sourcePort,
+      30_000,
+      this.copyWaitMs,
+      onReply && ((what, seconds, replied) => onReply(label, what, seconds, replied)),
+    );
     this.passing.set(key, pool);
     if (this.passing.size > NfsPools.PASSING_MAX) {
       const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];
@@ -631,4 +706,28 @@ export class NfsPools {
   close(): void {
     for (const p of [...this.kept.values(), ...this.passing.values()]) p.close();
   }
+
+  /** The servers of the kept pools, each probed through one of its pools (all at once, each bounded by `timeoutMs`). */
+  async servers(timeoutMs: number): Promise<NfsServerHealth[]> {
+    const byServer = new Map<string, NfsPool>();
+    for (const [, pool] of this.all()) {
+      const label = serverLabel(pool.location);
+      if (!byServer.has(label)) byServer.set(label, pool);
+    }
+    return Promise.all([...byServer].map(async ([server, pool]) => ({ server, ...(await pool.reachable(timeoutMs)) })));
+  }
+}
+
+export interface NfsServerHealth {
+  /** The server as StorageClasses name it, with its NFS port when one is given. */
+  server: string;
+  reachable: boolean;
+  /** How long the probe took (until it failed, when it did). */
+  seconds: number;
+  error?: string;
+}
+
+/** A server's name in metrics and status: as StorageClasses name it, with its NFS port when one is given. */
+function serverLabel(l: NfsLocation): string {
+  return l.nfsPort ? `${l.server}:${l.nfsPort}` : l.server;
 }

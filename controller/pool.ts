@@ -2,6 +2,7 @@
 // volume (a directory or an image) and its record, keyed by the volume's
 // directory name (volumeDirName of its CSI name).
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
+import type { PoolUsage } from './pool-usage.js';
 
 /** Where a new volume's bytes come from: a snapshot or another volume in the same pool, by key, with the record the caller read. */
 export type ContentSource = { snapshot: string; record: SnapshotRecord } | { volume: string; record: VolumeRecord };
@@ -31,6 +32,8 @@ export interface Pool {
   /** Why a volume's bytes are not usable, or undefined when they are. */
   problem(key: string, record: VolumeRecord): Promise<string | undefined>;
   growImage(key: string, record: VolumeRecord, bytes: number): Promise<void>;
+  /** What the pool holds: size, free space, and per kind volumes, promised and allocated bytes (pool-usage.ts). */
+  usage(): Promise<PoolUsage>;
 
   readSnapshot(key: string): Promise<SnapshotRecord | undefined>;
   /** Keys of every snapshot, sorted. */

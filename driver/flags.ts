@@ -35,6 +35,8 @@ export interface DriverFlags {
   /** Thin block images may promise, together, this many times the local pool's size. */
   thinOverprovision: number;
   copyWaitMs: number;
+  /** Where to serve Prometheus metrics and the status report (host:port); empty: not served. */
+  metricsAddress: string;
   logLevel: string;
   shutdownGraceMs: number;
   selfRegister: boolean;
@@ -124,6 +126,11 @@ const SPECS: Record<string, FlagSpec> = {
     kind: 'int',
     help: 'max_volumes_per_node reported by NodeGetInfo; 0 = no limit (default 0)',
   },
+  'metrics-address': {
+    key: 'metricsAddress',
+    kind: 'string',
+    help: 'host:port to serve Prometheus metrics (/metrics) and the status report berth-ctl status reads (/status) on, e.g. 127.0.0.1:9810 (default: not served)',
+  },
   'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
   'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
   'snapshot-metadata': {
@@ -164,6 +171,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     maxVolumesPerNode: 0,
     thinOverprovision: 1,
     copyWaitMs: 8_000,
+    metricsAddress: '',
     nfsSourcePort: 'auto',
     logLevel: 'info',
     shutdownGraceMs: 10_000,
@@ -219,6 +227,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (flags.snapshotMetadata && flags.mode !== 'all' && flags.mode !== 'local')
     throw new FlagError('--snapshot-metadata is for --mode all or local: changed-block tracking reads a local pool');
+  if (flags.metricsAddress) parseListenAddress(flags.metricsAddress); // validates
   if (flags.kubeconfig && !flags.kubeconfig.startsWith('/')) throw new FlagError('--kubeconfig must be an absolute path');
   if (!flags.nodeId || Buffer.byteLength(flags.nodeId) > 256) throw new FlagError('--nodeid must be 1 to 256 bytes');
   const csiSocket = socketPath(flags.endpoint); // validates
@@ -233,6 +242,14 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (!d.startsWith('/') || d === '/') throw new FlagError(`--mounted-at-dirs: "${d}" must be an absolute directory other than /`);
   flags.mountedAtDirs = flags.mountedAtDirs.map((d) => d.replace(/\/+$/, ''));
   return flags;
+}
+
+/** host:port, [v6]:port or :port (every address) of a TCP listener. */
+export function parseListenAddress(address: string, flag = '--metrics-address'): { host: string | undefined; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(address);
+  const port = Number(m?.[3]);
+  if (!m || port < 1 || port > 65535) throw new FlagError(`${flag} "${address}" must be host:port, [ipv6]:port or :port`);
+  return { host: m[1] ?? (m[2] || undefined), port };
 }
 
 /** The filesystem path of a unix:// endpoint. */

@@ -19,6 +19,7 @@ import { IdentityService } from './identity-service.js';
 import { LocalDriverControllerView, LocalDriverNodeView } from './local-driver-view.js';
 import { KeyedLocks } from './locks.js';
 import { createLogger } from './log.js';
+import { DriverMetrics, serveMetrics } from './metrics.js';
 import { Pipeline } from './pipeline.js';
 import { RegistrationService, registrationSocketPath } from './registration.js';
 import { refuseLiveSocket, UnixServer } from './server.js';
@@ -54,7 +55,11 @@ export async function startDriver(
   const serveNode = flags.mode !== 'controller';
   const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision) : undefined;
   await pool?.init();
-  const nfsPools = hasNfs ? new NfsPools(flags.nfsSourcePort, flags.copyWaitMs) : undefined;
+  // Metrics are made first: the NFS pools and the pipeline report into them.
+  let metrics: DriverMetrics | undefined;
+  const nfsPools = hasNfs
+    ? new NfsPools(flags.nfsSourcePort, flags.copyWaitMs, flags.metricsAddress ? (...a) => metrics?.observeNfs(...a) : undefined)
+    : undefined;
   const nodes = await nodeDirectory(flags);
 
   const server = new UnixServer(socketPath(flags.endpoint), pipeline.inFlight);
@@ -86,24 +91,38 @@ export async function startDriver(
       server.add({ definition: csi.SnapshotMetadata.service, handlers: pipeline.serve(csi.SnapshotMetadata.service, metadata) });
     }
   }
-  if (serveNode) {
-    const node = new NodeService({
-      nodeId: flags.nodeId,
-      pool,
-      servesNfs: hasNfs,
-      // The local driver has no controller expansion: its node grows its volumes (all-in-one: the controller does).
-      growLocalVolume: flags.mode === 'local' && controller ? (volumeId, bytes) => controller.growVolume(volumeId, bytes) : undefined,
-      nfsMountDir: flags.nfsMountDir,
-      mountedAtDirs: flags.mountedAtDirs,
-      kubeletDir: flags.kubeletDir,
-      stateDir: flags.nodeStateDir,
-      maxVolumesPerNode: flags.maxVolumesPerNode,
-      host: new LinuxHost(),
-    });
-    server.add({ definition: csi.Node.service, handlers: pipeline.serve(csi.Node.service, node, NodeService.lockKeys) });
-  }
+  const node = serveNode
+    ? new NodeService({
+        nodeId: flags.nodeId,
+        pool,
+        servesNfs: hasNfs,
+        // The local driver has no controller expansion: its node grows its volumes (all-in-one: the controller does).
+        growLocalVolume: flags.mode === 'local' && controller ? (volumeId, bytes) => controller.growVolume(volumeId, bytes) : undefined,
+        nfsMountDir: flags.nfsMountDir,
+        mountedAtDirs: flags.mountedAtDirs,
+        kubeletDir: flags.kubeletDir,
+        stateDir: flags.nodeStateDir,
+        maxVolumesPerNode: flags.maxVolumesPerNode,
+        host: new LinuxHost(),
+      })
+    : undefined;
+  if (node) server.add({ definition: csi.Node.service, handlers: pipeline.serve(csi.Node.service, node, NodeService.lockKeys) });
   const servers = [server];
   if (flags.localEndpoint) servers.push(localDriverView(flags, version, pipeline, csi));
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  if (flags.metricsAddress) {
+    metrics = new DriverMetrics(
+      { driver: flags.driverName, version, mode: flags.mode, nodeId: flags.nodeId },
+      {
+        pools: controller && (() => controller.poolReports()),
+        nfsServers: nfsPools && serveController ? (timeoutMs) => nfsPools.servers(timeoutMs) : undefined,
+        node: node && (() => node.status()),
+      },
+    );
+    const observer = metrics;
+    pipeline.observe = (p, code, seconds) => observer.observeCall(p, code, seconds);
+    metricsServer = await serveMetrics(flags.metricsAddress, metrics, log);
+  }
   for (const s of servers) await s.start();
   if (serveNode && flags.selfRegister) {
     // Started after the CSI socket: the kubelet calls NodeGetInfo as soon as it sees this one.
@@ -126,6 +145,8 @@ export async function startDriver(
       const results = [];
       for (const s of servers) results.push(await s.stop(graceMs));
       nfsPools?.close();
+      metricsServer?.close();
+      metricsServer?.closeAllConnections();
       return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
     },
   };

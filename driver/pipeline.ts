@@ -20,7 +20,12 @@ export type LockKeys = Partial<Record<string, (req: never) => string | undefined
 export interface PipelineOptions<Req> {
   /** The key this call must hold exclusively (e.g. the volume), if any. */
   lockKey?: (req: Req) => string | undefined;
+  /** The gRPC path (/csi.v1.Node/NodeStageVolume), told to `observe`; the method name when absent. */
+  path?: string;
 }
+
+/** Told of every call once it ends: its gRPC path, code and duration (metrics). */
+export type CallObserver = (path: string, code: number, seconds: number) => void;
 
 /** Counts calls in flight, so shutdown can wait for them. */
 export class InFlight {
@@ -42,6 +47,9 @@ const prefix = randomBytes(3).toString('hex');
 let sequence = 0;
 
 export class Pipeline {
+  /** Set when metrics are served. */
+  observe: CallObserver | undefined;
+
   constructor(
     private readonly log: Logger,
     private readonly locks: KeyedLocks,
@@ -117,9 +125,11 @@ export class Pipeline {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       if (err === null) {
         if (debug) log().debug('ok', { ms });
+        this.observe?.(opts.path ?? method, Code.OK, ms / 1e3);
         callback(null, res);
       } else {
         const { code, message } = toStatus(err);
+        this.observe?.(opts.path ?? method, code, ms / 1e3);
         const level = code === Code.INTERNAL || code === Code.UNKNOWN ? 'error' : 'info';
         log().log(level, 'failed', {
           code: Code[code],
@@ -161,8 +171,9 @@ export class Pipeline {
           : async () => {
               throw unimplemented(`${method} is not supported by berth`);
             };
-      const opts = { lockKey: lockKeys[method] as ((req: unknown) => string | undefined) | undefined };
-      handlers[method] = (definition[method] as grpc.MethodDefinition<unknown, unknown>).responseStream
+      const def = definition[method] as grpc.MethodDefinition<unknown, unknown>;
+      const opts = { lockKey: lockKeys[method] as ((req: unknown) => string | undefined) | undefined, path: def.path };
+      handlers[method] = def.responseStream
         ? this.stream(method, (req, send) => (typeof fn === 'function' ? fn.call(service, req, send) : handler(req)), opts)
         : this.unary(method, handler, opts);
     }

@@ -17,6 +17,8 @@ export interface StageRecord {
   fsType: string;
   /** sha256 of the sorted mount flags: compared, never shown. */
   mountFlags: string;
+  /** Where it is staged (absent in records written before berth kept it), for the node's status. */
+  stagingPath?: string;
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -49,7 +51,20 @@ export class StageRecords {
 
   async write(staging: string, record: StageRecord): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeFileDurable(this.file(staging), JSON.stringify(record));
+    await writeFileDurable(this.file(staging), JSON.stringify({ ...record, stagingPath: staging }));
+  }
+
+  /** Every record (what this node has staged). */
+  async list(): Promise<StageRecord[]> {
+    let names: string[];
+    try {
+      names = (await fs.readdir(this.dir)).filter((n) => /^[0-9a-f]{64}\.json$/.test(n));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const records = await Promise.all(names.map((n) => readRecordFile<StageRecord>(path.join(this.dir, n)).catch(() => undefined)));
+    return records.filter((r): r is StageRecord => r !== undefined);
   }
 
   async remove(staging: string): Promise<void> {

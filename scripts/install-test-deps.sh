@@ -18,6 +18,7 @@ PACKAGES=(
   libnfs-utils      # nfs-ls, nfs-cat: cross-checks of berth's NFS client
   unzip             # unpacks the pinned Helm for the chart tests
   yamllint          # lints values, examples and rendered charts
+  prometheus        # the real Prometheus the metrics test scrapes the driver with
 )
 
 missing=()
@@ -34,8 +35,8 @@ echo "install-test-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The tests start their own nfs-ganesha and rpcbind on loopback: packaged
-# services must not hold the ports.
+# The tests start their own nfs-ganesha, rpcbind and Prometheus on loopback:
+# packaged services must not hold the ports.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  systemctl stop nfs-ganesha rpcbind.socket rpcbind 2>/dev/null || true
+  systemctl stop nfs-ganesha rpcbind.socket rpcbind prometheus 2>/dev/null || true
 fi
