@@ -17,7 +17,7 @@ import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { CSIDriver, StorageClass } from 'kubernetes-models/storage.k8s.io/v1';
-import { PersistentVolume, PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
+import { ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments, stringify } from 'yaml';
 import { parseFlags, socketPath } from '../../driver/flags.js';
 import { NFS_DRIVER_NAME } from '../../flex/migrate.js';
@@ -28,7 +28,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const CHART = path.join(ROOT, 'charts/berth');
 const HELM = path.join(ROOT, '.tools/helm-v3.18.0/helm');
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string }; [k: string]: unknown };
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; [k: string]: unknown };
 type Container = { name: string; args?: string[]; volumeMounts?: Array<{ name: string; mountPath: string; mountPropagation?: string }> };
 type Workload = K8sObject & {
   spec: {
@@ -46,6 +46,12 @@ const KINDS: Record<string, { model: new (data?: never) => { validate(): void };
   'v1/PersistentVolume': { model: PersistentVolume, type: "import('kubernetes-types/core/v1').PersistentVolume" },
   'v1/PersistentVolumeClaim': { model: PersistentVolumeClaim, type: "import('kubernetes-types/core/v1').PersistentVolumeClaim" },
   'v1/Pod': { model: Pod, type: "import('kubernetes-types/core/v1').Pod" },
+  'v1/Service': { model: Service, type: "import('kubernetes-types/core/v1').Service" },
+  'v1/ConfigMap': { model: ConfigMap, type: "import('kubernetes-types/core/v1').ConfigMap" },
+  'monitoring.coreos.com/v1/ServiceMonitor': {
+    model: crdModel('ServiceMonitor', { spec: 'object' }, {}),
+    type: "{ apiVersion: 'monitoring.coreos.com/v1'; kind: 'ServiceMonitor'; metadata: import('kubernetes-types/meta/v1').ObjectMeta; spec: { selector: import('kubernetes-types/meta/v1').LabelSelector; namespaceSelector?: { matchNames: string[] }; endpoints: Array<{ port: string; path: string; interval: string; relabelings?: Array<{ sourceLabels: string[]; targetLabel: string }> }> } }",
+  },
   'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole, type: "import('kubernetes-types/rbac/v1').ClusterRole" },
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
     model: ClusterRoleBinding,
@@ -235,6 +241,10 @@ const MATRIX: Record<string, object> = {
     storageClasses: [{ name: 'nfs-share', pool: 'nfs', kind: 'share', parameters: { server: 'nfs.example.com', share: '/export' } }],
   },
   'flex installer on': { flexInstaller: { enabled: true } },
+  'monitoring on': {
+    metrics: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus-stack' } }, grafanaDashboard: { enabled: true } },
+  },
+  'metrics off': { metrics: { enabled: false } },
   'registrar sidecar on': { node: { selfRegistration: false } },
   'custom kubelet dir': { kubeletDir: '/var/snap/microk8s/common/var/lib/kubelet', image: { digest: `sha256:${'a'.repeat(64)}` } },
 };
@@ -505,6 +515,59 @@ describe('Helm chart (real helm binary)', function () {
             o.kind === 'Deployment' ? 'controller' : o.metadata.name.endsWith('-local') ? 'local' : 'node',
           );
         }
+      }
+    }
+  });
+
+  it('serves metrics from every berth container: the flag, a named port, a headless Service per component, ServiceMonitor and dashboard on demand', async () => {
+    for (const [name, objects] of rendered) {
+      const on = name !== 'metrics off';
+      const workloads = objects.filter((x): x is Workload => x.kind === 'DaemonSet' || x.kind === 'Deployment');
+      const services = objects.filter((o) => o.kind === 'Service') as Array<
+        K8sObject & { spec: { clusterIP: string; selector: Record<string, string>; ports: Array<{ port: number; targetPort: string }> } }
+      >;
+      for (const w of workloads.filter((x) => x.metadata.name !== 'berth-flex-installer')) {
+        const berth = w.spec.template.spec.containers.find((c) => c.name === 'berth') as Container & {
+          ports: Array<{ name: string; containerPort: number }>;
+        };
+        const flags = parseFlags(
+          (berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')),
+          {},
+        );
+        expect(flags.metricsAddress, `${name}: ${w.metadata.name}`).to.equal(on ? ':9810' : '');
+        expect(berth.ports.some((p) => p.name === 'metrics' && p.containerPort === 9810)).to.equal(on);
+        const labels = (w.spec.template as unknown as { metadata: { labels: Record<string, string> } }).metadata.labels;
+        const selecting = services.filter((svc) => Object.entries(svc.spec.selector).every(([k, v]) => labels[k] === v));
+        expect(selecting.length, `${name}: one Service selects ${w.metadata.name}`).to.equal(on ? 1 : 0);
+        if (on)
+          expect(selecting[0]?.spec).to.deep.include({
+            clusterIP: 'None',
+            ports: [{ name: 'metrics', port: 9810, targetPort: 'metrics', protocol: 'TCP' }],
+          });
+      }
+      if (!on) expect(services, name).to.deep.equal([]);
+      const monitors = objects.filter((o) => o.kind === 'ServiceMonitor') as Array<
+        K8sObject & { spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<{ port: string }> } }
+      >;
+      expect(monitors.length, name).to.equal(name === 'monitoring on' ? 1 : 0);
+      for (const m of monitors) {
+        expect(m.metadata.labels).to.include({ release: 'kube-prometheus-stack' });
+        const selected = services.filter((svc) =>
+          Object.entries(m.spec.selector.matchLabels).every(([k, v]) => svc.metadata.labels?.[k] === v),
+        );
+        expect(selected.map((x) => x.metadata.name).sort()).to.deep.equal([
+          'berth-controller-metrics',
+          'berth-local-metrics',
+          'berth-node-metrics',
+        ]);
+        expect(m.spec.endpoints.map((e) => e.port)).to.deep.equal(['metrics']);
+      }
+      const dashboards = objects.filter((o) => o.kind === 'ConfigMap') as Array<K8sObject & { data: Record<string, string> }>;
+      expect(dashboards.length, name).to.equal(name === 'monitoring on' ? 1 : 0);
+      for (const cm of dashboards) {
+        expect(cm.metadata.labels).to.include({ grafana_dashboard: '1' });
+        const file = await fs.readFile(path.join(CHART, 'dashboards/berth.json'), 'utf8');
+        expect(JSON.parse(cm.data['berth.json'] as string)).to.deep.equal(JSON.parse(file));
       }
     }
   });

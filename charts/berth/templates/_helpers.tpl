@@ -62,6 +62,10 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
     - --log-level={{ .Values.logLevel }}
     - --self-register={{ .Values.node.selfRegistration }}
     - --kubelet-registration-path={{ $pluginDir }}/csi.sock
+    {{- if .Values.metrics.enabled }}
+    # Every address of the pod (no host network): berth-ctl status in the container reads 127.0.0.1.
+    - --metrics-address=:{{ .Values.metrics.port }}
+    {{- end }}
   env:
     - name: KUBE_NODE_NAME
       valueFrom:
@@ -73,6 +77,11 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
     - name: healthz
       containerPort: {{ .Values.sidecars.livenessProbe.port }}
       protocol: TCP
+    {{- if .Values.metrics.enabled }}
+    - name: metrics
+      containerPort: {{ .Values.metrics.port }}
+      protocol: TCP
+    {{- end }}
   livenessProbe:
     httpGet:
       path: /healthz
@@ -241,3 +250,4 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
 {{- if .Values.snapshots.groupSnapshots }}{{ $args = append $args "--feature-gates=CSIVolumeGroupSnapshot=true" }}{{ end -}}
 {{- $args | toJson -}}
 {{- end -}}
+
