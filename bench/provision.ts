@@ -14,6 +14,9 @@
 //   a create must do at least (mkdir, write the record, fsync it, link it
 //   into place, one grouped directory fsync), 16 at a time, in this process,
 //   no gRPC;
+// - with --metrics, berth serving --metrics-address with /metrics scraped
+//   every second (BENCH_SCRAPE_MS) during the run: what metrics cost on the
+//   create path;
 // - with --compare unix:///path, another CSI driver's socket driven by the
 //   same client with the same requests (its data where it keeps it: start
 //   it on a fresh filesystem of the same kind for a fair row).
@@ -26,6 +29,7 @@ import { csiClients } from '../cli/client.js';
 import { createUnsynced, DirectorySync, makeThenSync, writeContent } from '../host/durable.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
+import { freePort } from '../test/helpers/prometheus.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
 import { cpuProfileSummary, fmt, memoryOf, runConcurrently } from './stats.js';
 
@@ -42,6 +46,8 @@ function option(name: string): string | undefined {
 const COMPARE = option('compare');
 /** --profile: the first run of each row runs the driver under node --cpu-prof; its busiest functions are printed. */
 const PROFILE = process.argv.includes('--profile');
+/** --metrics: each run also drives a berth serving --metrics-address, scraped every second while it creates. */
+const METRICS = process.argv.includes('--metrics');
 const POOL_FS = option('pool-fs') ?? 'ext4';
 if (!['ext4', 'xfs', 'ext4-nojournal'].includes(POOL_FS)) throw new Error('--pool-fs is ext4, xfs or ext4-nojournal');
 const freshFs = () => FreshFilesystem.make(undefined, { fsType: POOL_FS === 'xfs' ? 'xfs' : 'ext4', journal: POOL_FS === 'ext4' });
@@ -74,10 +80,13 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
   const deletes: Phase[] = [];
   const otherCreates: Phase[] = [];
   const limits: Phase[] = [];
+  const withMetrics: Phase[] = [];
   let profile: string[] = [];
   let idle = 0;
   let peak = 0;
   for (let run = 0; run < RUNS; run++) {
+    // Half the runs measure with metrics first: neither side always follows the other's writeback.
+    if (poolFs === 'fresh' && METRICS && run % 2 === 1) withMetrics.push(await metricsRound(kind, n));
     await quietenFilesystems(poolFs === 'root');
     const fresh = poolFs === 'fresh' ? await freshFs() : undefined;
     const profileDir = PROFILE && run === 0 ? await fs.mkdtemp(path.join(os.tmpdir(), 'berth-profile-')) : undefined;
@@ -110,6 +119,7 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
       if (profileDir) await fs.rm(profileDir, { recursive: true, force: true });
     }
     if (poolFs === 'fresh' && COMPARE) otherCreates.push(await compareRound(COMPARE, kind, n, run));
+    if (poolFs === 'fresh' && METRICS && run % 2 === 0) withMetrics.push(await metricsRound(kind, n));
     if (poolFs === 'fresh' && kind === 'share') limits.push(await durableCreateLimit(n));
   }
   const c = medianPhase(creates);
@@ -125,6 +135,13 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
     );
     console.log(`  berth / --compare create rate = ${fmt(c.rate / o.rate, 2)}`);
   }
+  if (withMetrics.length) {
+    const m = medianPhase(withMetrics);
+    console.log(
+      `${kind.padEnd(6)} ${String(n).padEnd(6)} metrics ${fmt(m.rate, 0).padStart(7)}  ${fmt(m.p50, 2).padStart(6)}  ${fmt(m.p99, 2).padStart(6)}   (--metrics-address, /metrics scraped every ${SCRAPE_MS / 1000} s; runs: ${withMetrics.map((p) => fmt(p.rate, 0)).join(', ')})`,
+    );
+    console.log(`  with metrics / without, create rate = ${fmt(m.rate / c.rate, 2)}`);
+  }
   if (limits.length) {
     const l = medianPhase(limits);
     console.log(
@@ -133,6 +150,43 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
     console.log(`  berth / durable-create limit = ${fmt(c.rate / l.rate, 2)}`);
   }
   return c.rate;
+}
+
+/** How often the metrics round scrapes /metrics (BENCH_SCRAPE_MS; Prometheus' default is 60 s, 15 s a common choice). */
+const SCRAPE_MS = Number(process.env.BENCH_SCRAPE_MS ?? 1000);
+
+/** One round of berth with metrics served and scraped every SCRAPE_MS, on a fresh filesystem of the same kind. */
+async function metricsRound(kind: string, n: number): Promise<Phase> {
+  await quietenFilesystems(false);
+  const fresh = await freshFs();
+  const address = `127.0.0.1:${await freePort()}`;
+  const d = await DriverProcess.start({
+    poolDir: path.join(fresh.mountpoint, 'pool'),
+    extraArgs: ['--thin-overprovision', '1000', '--metrics-address', address],
+  });
+  let scrapes = 0;
+  const scraper = setInterval(() => {
+    void fetch(`http://${address}/metrics`).then(
+      (r) => r.text().then(() => scrapes++),
+      () => undefined,
+    );
+  }, SCRAPE_MS);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const run = await createDeleteRun({
+      controller: d.clients.controller,
+      n,
+      warmup: WARMUP,
+      request: (i) => request(kind, i),
+      beforeDeletes: () => trashEmptied(d.poolDir),
+    });
+    if (scrapes === 0) throw new Error('no scrape of /metrics succeeded during the run');
+    return run.create;
+  } finally {
+    clearInterval(scraper);
+    await d.cleanup();
+    await fresh.remove();
+  }
 }
 
 /** One round against another CSI driver: the same client, requests and warm-up; share as a mount volume, block as raw block. */

@@ -44,7 +44,7 @@ import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from 
 import { type OnDelete, readRecordFile, type SnapshotRecord, type VolumeRecord } from '../volume/record.js';
 import { isSafeDirName } from '../volume/volume-id.js';
 import type { ContentSource, Pool, SnapshotSource } from './pool.js';
-import { addVolume, CachedScan, emptyKinds, forEachLimited, type PoolUsage } from './pool-usage.js';
+import { addVolume, CachedScan, emptyKinds, type PoolUsage } from './pool-usage.js';
 
 export class LocalPool extends LocalPoolLayout implements Pool {
   private readonly tmpDir: string;
@@ -60,6 +60,9 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   /** Sum of the sizes of thin images: what they may yet claim (derived from the records at start-up). */
   private thinPromised = 0;
 
+  /** Every volume's kind and capacity, by key: what usage() sums (from the records at start-up, then kept by this pool, their one writer). */
+  private readonly volumeSizes = new Map<string, { kind: VolumeRecord['kind']; capacityBytes: number }>();
+
   /**
    * @param thinOverprovision thin images may promise, together, this many
    *   times the pool filesystem's size (1: never more than the disk).
@@ -67,8 +70,11 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   constructor(
     root: string,
     readonly thinOverprovision = 1,
+    /** How old a usage scan (every record read, one du) a scrape may reuse. */
+    usageMaxAgeMs = 10_000,
   ) {
     super(root);
+    this.usageScan = new CachedScan(() => this.scanUsage(), usageMaxAgeMs);
     this.tmpDir = path.join(root, '.tmp');
     this.trashDir = path.join(root, '.trash');
     this.volumesSync = new DirectorySync(this.volumesDir);
@@ -94,6 +100,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     for (const name of await this.list()) {
       const rec = await this.read(name);
       if (rec && isThin(rec)) this.thinPromised += rec.capacityBytes;
+      if (rec) this.volumeSizes.set(name, { kind: rec.kind, capacityBytes: rec.capacityBytes });
     }
     // A copy killed between freeze and thaw leaves its volume frozen: thaw what berth froze, nothing else.
     const frozen = (await fs.readdir(this.freezingDir)).filter(isSafeDirName);
@@ -163,6 +170,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       tmp: path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`),
       syncDir: () => this.volumesSync.sync(),
     });
+    this.volumeSizes.set(dirName, { kind: record.kind, capacityBytes: record.capacityBytes });
   }
 
   /**
@@ -210,6 +218,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     }
     await this.volumesSync.sync();
     if (isThin(record)) this.thinPromised += record.capacityBytes;
+    this.volumeSizes.set(dirName, { kind: record.kind, capacityBytes: record.capacityBytes });
     return true;
   }
 
@@ -271,6 +280,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     await this.volumesSync.sync();
     await fs.rm(marker, { force: true });
     if (isThin(record)) this.thinPromised += record.capacityBytes;
+    this.volumeSizes.set(dirName, { kind: record.kind, capacityBytes: record.capacityBytes });
     return true;
   }
 
@@ -511,6 +521,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     // From here the volume's record leaves volumes/: what it promised is released once that is durable.
     const released = () => {
       if (isThin(record)) this.thinPromised -= record.capacityBytes;
+      this.volumeSizes.delete(dirName);
     };
     if (mode === 'delete') {
       const doomed = path.join(this.trashDir, `${dirName}.${this.uniqueSuffix()}`);
@@ -571,7 +582,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     return this.free.bytes;
   }
 
-  private readonly usageScan = new CachedScan(() => this.scanUsage(), USAGE_MAX_AGE_MS);
+  private readonly usageScan: CachedScan<PoolUsage>;
 
   /** What the pool holds (pool-usage.ts), from a scan at most a few seconds old. */
   usage(): Promise<PoolUsage> {
@@ -582,11 +593,8 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     const st = await fs.statfs(this.root);
     const [onDisk, snapshotsOnDisk] = await Promise.all([allocatedByEntry(this.volumesDir), allocatedByEntry(this.snapshotsDir)]);
     const kinds = emptyKinds();
-    await forEachLimited(await this.list(), 16, async (name) => {
-      const rec = await this.read(name);
-      if (!rec) return; // deleted while we scanned
-      addVolume(kinds, rec.kind, rec.capacityBytes, onDisk.get(rec.kind === 'block' ? name + IMAGE : name) ?? 0);
-    });
+    for (const [name, v] of this.volumeSizes)
+      addVolume(kinds, v.kind, v.capacityBytes, onDisk.get(v.kind === 'block' ? name + IMAGE : name) ?? 0);
     const snapshots = await this.listSnapshots();
     let snapshotBytes = 0;
     for (const key of snapshots) snapshotBytes += (snapshotsOnDisk.get(key + IMAGE) ?? 0) + (snapshotsOnDisk.get(key) ?? 0);
@@ -620,9 +628,6 @@ export class LocalPool extends LocalPoolLayout implements Pool {
 /** A thin block image: allocated as written (the record's parameters say how it was made). */
 const isThin = (record: VolumeRecord) =>
   record.kind === 'block' && (record.mutableParameters?.provisioning ?? record.parameters.provisioning) === 'thin';
-
-/** How old a usage scan a scrape may reuse. */
-const USAGE_MAX_AGE_MS = 2_000;
 
 /**
  * Bytes allocated on disk by each entry of a directory (a tree summed, a

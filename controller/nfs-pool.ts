@@ -51,8 +51,8 @@ const SNAPSHOT_DATA = '.berth/snapshot-data';
 const POPULATING = '.berth/populating';
 /** READs and WRITEs a copy keeps in flight. */
 const COPY_PARALLEL = 8;
-/** How old a usage scan a scrape may reuse. */
-const USAGE_MAX_AGE_MS = 2_000;
+/** How old a usage scan a scrape may reuse, by default: a scan reads every record over the wire. */
+const USAGE_MAX_AGE_MS = 10_000;
 /** One claim per volume directory: a symlink named by the directory's hash, whose text is the owner's key. */
 const CLAIMS = '.berth/claims';
 const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
@@ -104,8 +104,10 @@ export class NfsPool implements Pool {
     private readonly sourcePort: SourcePort = 'auto',
     private readonly timeoutMs = 30_000,
     private readonly copyWaitMs = 8_000,
-    private readonly onReply?: NfsClientOptions['onReply'],
-  ) {}
+    private readonly observe: { onReply?: NfsClientOptions['onReply']; usageMaxAgeMs?: number } = {},
+  ) {
+    this.usageScan = new CachedScan(() => this.scanUsage(), observe.usageMaxAgeMs ?? USAGE_MAX_AGE_MS);
+  }
 
   get where(): string {
     return `${this.location.server}:${this.location.share}`;
@@ -121,7 +123,7 @@ export class NfsPool implements Pool {
       auth: this.location.uid !== undefined ? { uid: this.location.uid, gid: this.location.gid ?? this.location.uid } : undefined,
       sourcePort: this.sourcePort,
       timeoutMs: this.timeoutMs,
-      onReply: this.onReply,
+      onReply: this.observe.onReply,
     }).then(
       (c) => c,
       (err: unknown) => {
@@ -573,7 +575,7 @@ export class NfsPool implements Pool {
     }
   }
 
-  private readonly usageScan = new CachedScan(() => this.scanUsage(), USAGE_MAX_AGE_MS);
+  private readonly usageScan: CachedScan<PoolUsage>;
 
   /**
    * What the export holds (pool-usage.ts), from a scan at most a few seconds
@@ -650,19 +652,21 @@ export class NfsPool implements Pool {
  * DeleteVolume of a volume long gone) is never kept, so it cannot make
  * later calls fail. Pools not kept are reused for a while, a few at a time.
  */
+export interface NfsPoolsOptions {
+  /** Where the controller's NFS connections come from (see nfs-client's sourcePort). */
+  sourcePort?: SourcePort;
+  /** How long a call waits for a copy before it goes on in the background. */
+  copyWaitMs?: number;
+  /** Told of every NFS RPC of every pool, by server (metrics). */
+  onReply?: (server: string, what: string, seconds: number, replied: boolean) => void;
+  /** How old a usage scan of a pool may be reused (metrics). */
+  usageMaxAgeMs?: number;
+}
+
 export class NfsPools {
   private readonly kept = new Map<string, NfsPool>();
 
-  /**
-   * @param sourcePort where the controller's NFS connections come from (see nfs-client's sourcePort).
-   * @param copyWaitMs how long a call waits for a copy before it goes on in the background.
-   */
-  constructor(
-    private readonly sourcePort: SourcePort = 'auto',
-    private readonly copyWaitMs = 8_000,
-    /** Told of every NFS RPC of every pool, by server (metrics). */
-    private readonly onReply?: (server: string, what: string, seconds: number, replied: boolean) => void,
-  ) {}
+  constructor(private readonly opts: NfsPoolsOptions = {}) {}
 
   private readonly passing = new Map<string, NfsPool>();
   static readonly PASSING_MAX = 16;
@@ -672,15 +676,12 @@ export class NfsPools {
     const known = this.kept.get(key) ?? this.passing.get(key);
     if (known) return known;
     const { server, share, nfsPort, mountPort, uid, gid } = location;
-    const onReply = this.onReply;
+    const { onReply, sourcePort, copyWaitMs, usageMaxAgeMs } = this.opts;
     const label = serverLabel(location);
-    const pool = new NfsPool(
-      { server, share, nfsPort, mountPort, uid, gid },
-      this.sourcePort,
-      30_000,
-      this.copyWaitMs,
-      onReply && ((what, seconds, replied) => onReply(label, what, seconds, replied)),
-    );
+    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, sourcePort, 30_000, copyWaitMs, {
+      onReply: onReply && ((what, seconds, replied) => onReply(label, what, seconds, replied)),
+      usageMaxAgeMs,
+    });
     this.passing.set(key, pool);
     if (this.passing.size > NfsPools.PASSING_MAX) {
       const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];

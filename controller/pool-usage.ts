@@ -1,8 +1,8 @@
 // What a pool holds, for metrics and `berth-ctl status`: its filesystem's
 // size and free space, and per volume kind how many volumes there are, what
-// they were promised (their capacity) and what they take on disk. Read from
-// the records and the bytes themselves, never from counters kept in memory,
-// so a restart or another writer cannot make it drift.
+// they were promised (their capacity) and what they take on disk: the
+// capacities from the records (an NFS pool reads them, a local pool keeps
+// them as it writes them), the allocation from the bytes themselves.
 import type { VolumeKind } from '../volume/volume-id.js';
 
 export interface KindUsage {

@@ -37,6 +37,8 @@ export interface DriverFlags {
   copyWaitMs: number;
   /** Where to serve Prometheus metrics and the status report (host:port); empty: not served. */
   metricsAddress: string;
+  /** How old a pool's usage scan a scrape may reuse (ms). */
+  poolScanIntervalMs: number;
   logLevel: string;
   shutdownGraceMs: number;
   selfRegister: boolean;
@@ -131,6 +133,11 @@ const SPECS: Record<string, FlagSpec> = {
     kind: 'string',
     help: 'host:port to serve Prometheus metrics (/metrics) and the status report berth-ctl status reads (/status) on, e.g. 127.0.0.1:9810 (default: not served)',
   },
+  'pool-scan-interval': {
+    key: 'poolScanIntervalMs',
+    kind: 'int',
+    help: "milliseconds a pool's usage (every record read, allocation measured) is reused by metrics and /status before it is read again (default 10000)",
+  },
   'log-level': { key: 'logLevel', kind: 'string', help: 'error, warn, info or debug (default info)' },
   'shutdown-grace': { key: 'shutdownGraceMs', kind: 'int', help: 'milliseconds in-flight calls get to finish on SIGTERM (default 10000)' },
   'snapshot-metadata': {
@@ -172,6 +179,7 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     thinOverprovision: 1,
     copyWaitMs: 8_000,
     metricsAddress: '',
+    poolScanIntervalMs: 10_000,
     nfsSourcePort: 'auto',
     logLevel: 'info',
     shutdownGraceMs: 10_000,

@@ -10,6 +10,7 @@ import { KubernetesNodes } from '../controller/kubernetes-nodes.js';
 import { LocalPool } from '../controller/local-pool.js';
 import { NfsPools } from '../controller/nfs-pool.js';
 import { type NodeDirectory, SelfNode } from '../controller/nodes.js';
+import { CachedScan } from '../controller/pool-usage.js';
 import { SnapshotMetadataService } from '../controller/snapshot-metadata.js';
 import { LinuxHost } from '../host/linux-host.js';
 import { NodeService } from '../node/node-service.js';
@@ -53,12 +54,17 @@ export async function startDriver(
   const hasNfs = flags.mode !== 'local';
   const serveController = flags.mode !== 'node';
   const serveNode = flags.mode !== 'controller';
-  const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision) : undefined;
+  const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision, flags.poolScanIntervalMs) : undefined;
   await pool?.init();
   // Metrics are made first: the NFS pools and the pipeline report into them.
   let metrics: DriverMetrics | undefined;
   const nfsPools = hasNfs
-    ? new NfsPools(flags.nfsSourcePort, flags.copyWaitMs, flags.metricsAddress ? (...a) => metrics?.observeNfs(...a) : undefined)
+    ? new NfsPools({
+        sourcePort: flags.nfsSourcePort,
+        copyWaitMs: flags.copyWaitMs,
+        onReply: flags.metricsAddress ? (...a) => metrics?.observeNfs(...a) : undefined,
+        usageMaxAgeMs: flags.poolScanIntervalMs,
+      })
     : undefined;
   const nodes = await nodeDirectory(flags);
 
@@ -116,7 +122,8 @@ export async function startDriver(
       {
         pools: controller && (() => controller.poolReports()),
         nfsServers: nfsPools && serveController ? (timeoutMs) => nfsPools.servers(timeoutMs) : undefined,
-        node: node && (() => node.status()),
+        // Checking each staged volume runs a few commands: reused like a pool's scan.
+        node: node && scanOf(() => node.status(), flags.poolScanIntervalMs),
       },
     );
     const observer = metrics;
@@ -150,6 +157,12 @@ export async function startDriver(
       return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
     },
   };
+}
+
+/** A scan function whose result is reused for `maxAgeMs`. */
+function scanOf<T>(scan: () => Promise<T>, maxAgeMs: number): () => Promise<T> {
+  const cached = new CachedScan(scan, maxAgeMs);
+  return () => cached.get();
 }
 
 /**

@@ -60,7 +60,7 @@ describe('metrics scraped by a real Prometheus (128 MiB ext4 local pool, nfs-gan
     d = await DriverProcess.start({
       mode: 'all',
       poolDir: poolDir(),
-      extraArgs: ['--metrics-address', address, '--thin-overprovision', '4'],
+      extraArgs: ['--metrics-address', address, '--pool-scan-interval', '500', '--thin-overprovision', '4'],
     });
     k = new KubeletPaths(d.kubeletDir);
     prom = await Prometheus.start(dir, address);
