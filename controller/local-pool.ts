@@ -99,8 +99,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     this.copyMethod = (await reflinkSupported(this.tmpDir)) ? 'reflink' : 'sparse-copy';
     for (const name of await this.list()) {
       const rec = await this.read(name);
-      if (rec && isThin(rec)) this.thinPromised += rec.capacityBytes;
-      if (rec) this.volumeSizes.set(name, { kind: rec.kind, capacityBytes: rec.capacityBytes });
+      if (rec) this.committed(name, rec);
     }
     // A copy killed between freeze and thaw leaves its volume frozen: thaw what berth froze, nothing else.
     const frozen = (await fs.readdir(this.freezingDir)).filter(isSafeDirName);
@@ -165,6 +164,12 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   }
 
   /** Replaces a record atomically and durably; the temp file goes under .tmp, swept at start-up. */
+  /** A new volume's record is in place: what it promises is counted. */
+  private committed(dirName: string, record: VolumeRecord): void {
+    if (isThin(record)) this.thinPromised += record.capacityBytes;
+    this.volumeSizes.set(dirName, { kind: record.kind, capacityBytes: record.capacityBytes });
+  }
+
   async writeRecord(dirName: string, record: VolumeRecord): Promise<void> {
     await writeFileDurable(this.recordPath(dirName), JSON.stringify(record), {
       tmp: path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`),
@@ -217,8 +222,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       removeQuietly(tmp, false);
     }
     await this.volumesSync.sync();
-    if (isThin(record)) this.thinPromised += record.capacityBytes;
-    this.volumeSizes.set(dirName, { kind: record.kind, capacityBytes: record.capacityBytes });
+    this.committed(dirName, record);
     return true;
   }
 
@@ -279,8 +283,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     }
     await this.volumesSync.sync();
     await fs.rm(marker, { force: true });
-    if (isThin(record)) this.thinPromised += record.capacityBytes;
-    this.volumeSizes.set(dirName, { kind: record.kind, capacityBytes: record.capacityBytes });
+    this.committed(dirName, record);
     return true;
   }
 
