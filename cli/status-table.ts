@@ -57,6 +57,7 @@ export function formatStatus(r: DriverReport): string {
     ]);
     out.push(...table(['NFS SERVER', 'REACHABLE', 'PROBE', 'ERROR'], rows), '');
   }
+  if (r.nodeError) out.push(`node ${r.nodeId}: not checked: ${r.nodeError}`, '');
   if (r.node) {
     const n = r.node;
     out.push(`node ${r.nodeId}: ${n.staged} staged, ${n.published} published, ${n.abnormal.length} abnormal`);

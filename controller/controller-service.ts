@@ -70,7 +70,7 @@ import { LocalPool } from './local-pool.js';
 import { NfsPool, type NfsPools, nfsPoolKey } from './nfs-pool.js';
 import type { NodeDirectory } from './nodes.js';
 import type { ContentSource, Pool } from './pool.js';
-import type { PoolReport } from './pool-usage.js';
+import { type PoolReport, within } from './pool-usage.js';
 
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
 const SECTOR = 512;
@@ -167,15 +167,19 @@ export class ControllerService {
     return [...(this.cfg.pool ? [[LOCAL_POOL_KEY, this.cfg.pool] as [string, Pool]] : []), ...(this.cfg.nfs?.all() ?? [])];
   }
 
-  /** Every pool this controller serves and what it holds (metrics, berth-ctl status); a pool that cannot be read says why. */
-  async poolReports(): Promise<PoolReport[]> {
+  /**
+   * Every pool this controller serves and what it holds (metrics, berth-ctl
+   * status); a pool that cannot be read, or not within `timeoutMs` (a hung
+   * disk or server), says why.
+   */
+  async poolReports(timeoutMs: number): Promise<PoolReport[]> {
     return Promise.all(
       this.servedPools().map(async ([key, pool]): Promise<PoolReport> => {
         const local = key === LOCAL_POOL_KEY;
         const name = local ? `local/${this.cfg.nodeId}` : (pool as NfsPool).where;
         const type = local ? 'local' : 'nfs';
         try {
-          return { pool: name, type, usage: await pool.usage() };
+          return { pool: name, type, usage: await within(timeoutMs, `the pool ${name}`, pool.usage()) };
         } catch (err) {
           return { pool: name, type, error: (err as Error).message };
         }

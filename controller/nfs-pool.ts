@@ -43,7 +43,7 @@ import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
 import type { ContentSource, Pool, SnapshotSource } from './pool.js';
-import { addVolume, CachedScan, emptyKinds, forEachLimited, type PoolUsage } from './pool-usage.js';
+import { addVolume, CachedScan, emptyKinds, forEachLimited, type PoolUsage, within } from './pool-usage.js';
 
 const RECORDS = '.berth/volumes';
 const SNAPSHOTS = '.berth/snapshots';
@@ -620,17 +620,12 @@ export class NfsPool implements Pool {
   /** Whether the server answers a NULL call within `timeoutMs`, and how long it took. */
   async reachable(timeoutMs: number): Promise<{ reachable: boolean; seconds: number; error?: string }> {
     const started = process.hrtime.bigint();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    });
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
     try {
-      await Promise.race([this.probe(), timeout]);
-      return { reachable: true, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+      await within(timeoutMs, `NFS server ${this.where}`, this.probe());
+      return { reachable: true, seconds: seconds() };
     } catch (err) {
-      return { reachable: false, seconds: Number(process.hrtime.bigint() - started) / 1e9, error: (err as Error).message };
-    } finally {
-      clearTimeout(timer);
+      return { reachable: false, seconds: seconds(), error: (err as Error).message };
     }
   }
 

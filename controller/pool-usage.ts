@@ -58,10 +58,12 @@ export async function forEachLimited<T>(items: readonly T[], limit: number, fn: 
 
 /**
  * A scan reused while it is young: a scrape every few seconds from several
- * Prometheus servers reads the pool once, and concurrent callers share one scan.
+ * Prometheus servers reads the pool once, and concurrent callers share one
+ * scan. A scan still running is shared however old it is: one stuck in the
+ * kernel (a hung disk or NFS mount) holds one thread, not one per scrape.
  */
 export class CachedScan<T> {
-  private last: { at: number; value: Promise<T> } | undefined;
+  private last: { at: number; value: Promise<T>; settled: boolean } | undefined;
   constructor(
     private readonly scan: () => Promise<T>,
     private readonly maxAgeMs: number,
@@ -69,14 +71,33 @@ export class CachedScan<T> {
 
   get(): Promise<T> {
     const now = Date.now();
-    if (!this.last || now - this.last.at > this.maxAgeMs) {
-      const value = this.scan();
-      this.last = { at: now, value };
-      // A failed scan is not reused.
-      value.catch(() => {
-        if (this.last?.value === value) this.last = undefined;
-      });
+    if (!this.last || (this.last.settled && now - this.last.at > this.maxAgeMs)) {
+      const entry = { at: now, value: this.scan(), settled: false };
+      this.last = entry;
+      entry.value.then(
+        () => {
+          // Its age counts from when it was read: a slow scan is not stale the moment it ends.
+          entry.at = Date.now();
+          entry.settled = true;
+        },
+        () => {
+          if (this.last === entry) this.last = undefined; // a failed scan is not reused
+        },
+      );
     }
     return this.last.value;
+  }
+}
+
+/** `work`, or a rejection saying `what` did not answer within `ms` (the work itself goes on). */
+export async function within<T>(ms: number, what: string, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -120,7 +120,7 @@ export async function startDriver(
     metrics = new DriverMetrics(
       { driver: flags.driverName, version, mode: flags.mode, nodeId: flags.nodeId },
       {
-        pools: controller && (() => controller.poolReports()),
+        pools: controller && ((timeoutMs) => controller.poolReports(timeoutMs)),
         nfsServers: nfsPools && serveController ? (timeoutMs) => nfsPools.servers(timeoutMs) : undefined,
         // Checking each staged volume runs a few commands: reused like a pool's scan.
         node: node && scanOf(() => node.status(), flags.poolScanIntervalMs),

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { NfsServerHealth } from '../controller/nfs-pool.js';
-import type { PoolReport } from '../controller/pool-usage.js';
+import { type PoolReport, within } from '../controller/pool-usage.js';
 import { ABNORMAL_REASONS, type NodeStatus } from '../node/node-service.js';
 import { Code } from '../volume/errors.js';
 import { VOLUME_KINDS } from '../volume/volume-id.js';
@@ -25,17 +25,25 @@ export interface DriverReport {
   nfsServers: NfsServerHealth[];
   /** Node and all-in-one modes: what this node has staged and published. */
   node?: NodeStatus;
+  /** Why the node's part is missing (its volumes could not be checked in time). */
+  nodeError?: string;
 }
 
 /** Where the report's parts come from; a part a mode does not serve is absent. */
 export interface ReportSources {
-  pools?: () => Promise<PoolReport[]>;
+  pools?: (timeoutMs: number) => Promise<PoolReport[]>;
   nfsServers?: (timeoutMs: number) => Promise<NfsServerHealth[]>;
   node?: () => Promise<NodeStatus>;
 }
 
 /** How long a scrape waits for one NFS server's answer before calling it unreachable. */
 const NFS_PROBE_TIMEOUT_MS = 2_000;
+/**
+ * How long a scrape waits for a pool's scan or the node's checks (a hung disk
+ * or NFS mount blocks them in the kernel): under Prometheus' default 10 s
+ * scrape timeout, so the rest of the report still arrives.
+ */
+const SCAN_TIMEOUT_MS = 5_000;
 
 /** csi-lib-utils' buckets for csi_plugin_operations_seconds, with finer ones below 100 ms (berth's calls take milliseconds). */
 const OPERATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 25, 50, 120, 300, 600];
@@ -64,6 +72,7 @@ export class DriverMetrics {
   constructor(
     private readonly identity: { driver: string; version: string; mode: string; nodeId: string },
     private readonly sources: ReportSources,
+    private readonly scanTimeoutMs = SCAN_TIMEOUT_MS,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
@@ -109,9 +118,10 @@ export class DriverMetrics {
         "How long this scrape's NULL call to the server took (until it failed, when it did)",
         ['server'],
       ),
-      staged: gauge('berth_node_staged_volumes', 'Volumes staged on this node', []),
-      published: gauge('berth_node_published_volumes', 'Publications (bind mounts into pods) of the volumes staged on this node', []),
-      abnormal: gauge('berth_node_abnormal_volumes', 'Staged volumes whose condition is abnormal, by reason', ['reason']),
+      // Labelled by node so that a scrape whose checks did not finish reports none, not 0.
+      staged: gauge('berth_node_staged_volumes', 'Volumes staged on this node', ['node']),
+      published: gauge('berth_node_published_volumes', 'Publications (bind mounts into pods) of the volumes staged on this node', ['node']),
+      abnormal: gauge('berth_node_abnormal_volumes', 'Staged volumes whose condition is abnormal, by reason', ['node', 'reason']),
     };
   }
 
@@ -134,12 +144,17 @@ export class DriverMetrics {
   }
 
   private async read(): Promise<DriverReport> {
-    const [pools, nfsServers, node] = await Promise.all([
-      this.sources.pools?.() ?? [],
+    const node = this.sources.node;
+    const [pools, nfsServers, nodePart] = await Promise.all([
+      this.sources.pools?.(this.scanTimeoutMs) ?? [],
       this.sources.nfsServers?.(NFS_PROBE_TIMEOUT_MS) ?? [],
-      this.sources.node?.(),
+      node &&
+        within(this.scanTimeoutMs, "this node's volume checks", node()).then(
+          (status) => ({ node: status }),
+          (err: Error) => ({ nodeError: err.message }),
+        ),
     ]);
-    return { ...this.identity, at: new Date().toISOString(), pools, nfsServers, ...(node ? { node } : {}) };
+    return { ...this.identity, at: new Date().toISOString(), pools, nfsServers, ...nodePart };
   }
 
   /** The text format, every gauge set from a fresh report. */
@@ -173,10 +188,12 @@ export class DriverMetrics {
       g.nfsProbe.set({ server: s.server }, s.seconds);
     }
     if (report.node) {
-      g.staged.set(report.node.staged);
-      g.published.set(report.node.published);
+      const node = report.nodeId;
+      g.staged.set({ node }, report.node.staged);
+      g.published.set({ node }, report.node.published);
       // Every reason, 0 included: an alert on one reason sees it go back to 0.
-      for (const reason of ABNORMAL_REASONS) g.abnormal.set({ reason }, report.node.abnormal.filter((a) => a.reason === reason).length);
+      for (const reason of ABNORMAL_REASONS)
+        g.abnormal.set({ node, reason }, report.node.abnormal.filter((a) => a.reason === reason).length);
     }
   }
 }

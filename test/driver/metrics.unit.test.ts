@@ -2,8 +2,9 @@
 // names as csi-lib-utils labels them, the listen address, the status tables.
 import { expect } from 'chai';
 import { formatStatus, humanBytes } from '../../cli/status-table.js';
+import { CachedScan, within } from '../../controller/pool-usage.js';
 import { FlagError, parseListenAddress } from '../../driver/flags.js';
-import { type DriverReport, grpcCodeName } from '../../driver/metrics.js';
+import { DriverMetrics, type DriverReport, grpcCodeName } from '../../driver/metrics.js';
 import { Code } from '../../volume/errors.js';
 
 describe('metrics and status', () => {
@@ -75,5 +76,47 @@ describe('metrics and status', () => {
       lines.some((l) => /^local:n1:block:v\s+not_mounted\s+\/x is not mounted$/.test(l)),
       lines.join('\n'),
     ).to.equal(true);
+  });
+
+  it('reuses a young scan, shares one still running however old, and scans again after a failure', async () => {
+    let scans = 0;
+    let release: (() => void) | undefined;
+    const scan = new CachedScan(() => {
+      scans++;
+      if (scans === 1) return new Promise<number>((resolve) => (release = () => resolve(1)));
+      if (scans === 2) return Promise.reject(new Error('disk gone'));
+      return Promise.resolve(scans);
+    }, 20);
+    const first = scan.get();
+    await new Promise((r) => setTimeout(r, 40));
+    expect(scan.get(), 'a stuck scan is shared, not started again').to.equal(first);
+    expect(scans).to.equal(1);
+    release?.();
+    expect(await first).to.equal(1);
+    expect(await scan.get(), 'young: reused').to.equal(1);
+    await new Promise((r) => setTimeout(r, 40));
+    await scan.get().catch((err: Error) => expect(err.message).to.equal('disk gone'));
+    expect(await scan.get(), 'a failed scan is not reused').to.equal(3);
+  });
+
+  it('answers a scrape without the part that hangs: the node checks said late, the pools and servers still there', async () => {
+    const late = await within(10, 'x', new Promise(() => undefined)).catch((err: Error) => err.message);
+    expect(late).to.equal('x did not answer within 10 ms');
+    const hung = new Promise<never>(() => undefined);
+    const metrics = new DriverMetrics(
+      { driver: 'berth.csi.dev', version: '0', mode: 'all', nodeId: 'n1' },
+      { pools: async () => [{ pool: 'local/n1', type: 'local', error: 'x' }], nfsServers: async () => [], node: () => hung },
+      50,
+    );
+    const started = Date.now();
+    const report = await metrics.report();
+    expect(Date.now() - started).to.be.below(1000);
+    expect(report.node).to.equal(undefined);
+    expect(report.nodeError).to.equal("this node's volume checks did not answer within 50 ms");
+    expect(report.pools).to.have.length(1);
+    expect(formatStatus(report)).to.contain("node n1: not checked: this node's volume checks did not answer within 50 ms");
+    const text = await metrics.exposition();
+    expect(text).to.match(/^berth_pool_up\{pool="local\/n1",type="local"\} 0$/m);
+    expect(text).not.to.match(/^berth_node_staged_volumes /m);
   });
 });
