@@ -1,7 +1,14 @@
 # The berth driver image: Node 20 slim with the tools the node service runs.
 FROM node:20-bookworm-slim AS build
+# node-gyp builds the berth_sys addon (native/) in `npm ci`, against the
+# headers the image's Node carries.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+ENV npm_config_nodedir=/usr/local
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY native ./native
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY proto ./proto
@@ -29,4 +36,5 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/proto ./proto
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/native/build/Release/berth_sys.node ./native/build/Release/berth_sys.node
 ENTRYPOINT ["node", "/app/dist/driver/main.js"]

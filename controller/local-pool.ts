@@ -29,6 +29,7 @@ import {
   DirectorySync,
   fsyncDir,
   makeThenSync,
+  punchHole,
   reserveSpace,
   sparseOf,
   writeContent,
@@ -37,6 +38,7 @@ import {
 import { fileExtents } from '../host/extents.js';
 import { freezeImages, thawImages } from '../host/freeze.js';
 import { readLoopTable } from '../host/loop-devices.js';
+import type { SystemCalls } from '../host/native.js';
 import { exists } from '../host/paths.js';
 import { run } from '../host/run.js';
 import { exhausted, failedPrecondition } from '../volume/errors.js';
@@ -72,6 +74,8 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     readonly thinOverprovision = 1,
     /** How old a usage scan (every record read, one du) a scrape may reuse. */
     usageMaxAgeMs = 10_000,
+    /** The berth_sys addon: fallocate without a process per thick image. */
+    private readonly sys?: SystemCalls,
   ) {
     super(root);
     this.usageScan = new CachedScan(() => this.scanUsage(), usageMaxAgeMs);
@@ -197,7 +201,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
         keep(createUnsynced(tmp, writeContent(JSON.stringify(record))));
       });
       // Thick: the whole image reserved before the volume exists (unwritten extents, no data).
-      if (record.kind === 'block' && !isThin(record)) await reserveSpace(data, record.capacityBytes);
+      if (record.kind === 'block' && !isThin(record)) await reserveSpace(data, record.capacityBytes, this.sys);
     } catch (err) {
       removeQuietly(tmp, false);
       if (claimed) {
@@ -245,7 +249,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       await this.copyConsistent(content, from, copy, record.kind);
       if (record.kind === 'block') {
         if ((await fs.stat(copy)).size < record.capacityBytes) await fs.truncate(copy, record.capacityBytes);
-        if (!isThin(record)) await reserveSpace(copy, record.capacityBytes);
+        if (!isThin(record)) await reserveSpace(copy, record.capacityBytes, this.sys);
       }
       // Whatever holds the name without a record (an interrupted create that now holds data) is left alone.
       if (await exists(data)) throw Object.assign(new Error(`${data} exists`), { code: 'EEXIST' });
@@ -463,7 +467,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       const limit = (await this.totalBytes()) * this.thinOverprovision;
       if (this.thinPromised + bytes - size > limit) throw exhausted(`growing would promise more than ${limit} bytes of thin volumes`);
     } else {
-      await reserveSpace(image, bytes).catch((err: NodeJS.ErrnoException) => {
+      await reserveSpace(image, bytes, this.sys).catch((err: NodeJS.ErrnoException) => {
         throw err.code === 'ENOSPC' ? exhausted(`the local pool has no room to grow the image to ${bytes} bytes`) : err;
       });
     }
@@ -485,7 +489,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     if (record.kind !== 'block' || (isThin(record) ? 'thin' : 'thick') === to) return;
     const image = this.imagePath(dirName);
     if (to === 'thick') {
-      await reserveSpace(image, record.capacityBytes).catch((err: NodeJS.ErrnoException) => {
+      await reserveSpace(image, record.capacityBytes, this.sys).catch((err: NodeJS.ErrnoException) => {
         throw err.code === 'ENOSPC' ? exhausted(`the local pool has no room to reserve ${record.capacityBytes} bytes`) : err;
       });
       this.thinPromised -= record.capacityBytes;
@@ -494,7 +498,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       if (this.thinPromised + record.capacityBytes > limit) throw exhausted(`thin volumes here may promise ${limit} bytes in all`);
       // Reserved blocks never written (unwritten extents) go back; what was written stays.
       for (const e of (await fileExtents(image)).filter((x) => x.unwritten)) {
-        await run('fallocate', ['--punch-hole', '--offset', String(e.logical), '--length', String(e.length), '--', image]);
+        await punchHole(image, e.logical, e.length, this.sys);
       }
       this.thinPromised += record.capacityBytes;
     }

@@ -13,6 +13,8 @@ import { type NodeDirectory, SelfNode } from '../controller/nodes.js';
 import { CachedScan } from '../controller/pool-usage.js';
 import { SnapshotMetadataService } from '../controller/snapshot-metadata.js';
 import { LinuxHost } from '../host/linux-host.js';
+import { loadSystemCalls } from '../host/native.js';
+import { BUILT_ADDON } from '../host/native-addon.js';
 import { NodeService } from '../node/node-service.js';
 import { loadCsi, loadRegistration } from '../proto/load.js';
 import { type DriverFlags, FlagError, parseFlags, socketPath, usage } from './flags.js';
@@ -54,7 +56,11 @@ export async function startDriver(
   const hasNfs = flags.mode !== 'local';
   const serveController = flags.mode !== 'node';
   const serveNode = flags.mode !== 'controller';
-  const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision, flags.poolScanIntervalMs) : undefined;
+  // System calls without a process each (native/berth_sys.c); the commands when the addon is not there.
+  const { sys, reason } = loadSystemCalls(BUILT_ADDON);
+  if (sys) log.info('system calls through the berth_sys addon');
+  else log.warn('the berth_sys addon did not load: mounts, loop devices and fallocate run as commands', { reason });
+  const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision, flags.poolScanIntervalMs, sys) : undefined;
   await pool?.init();
   // Metrics are made first: the NFS pools and the pipeline report into them.
   let metrics: DriverMetrics | undefined;
@@ -109,7 +115,7 @@ export async function startDriver(
         kubeletDir: flags.kubeletDir,
         stateDir: flags.nodeStateDir,
         maxVolumesPerNode: flags.maxVolumesPerNode,
-        host: new LinuxHost(),
+        host: new LinuxHost(sys),
       })
     : undefined;
   if (node) server.add({ definition: csi.Node.service, handlers: pipeline.serve(csi.Node.service, node, NodeService.lockKeys) });

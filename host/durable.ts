@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type SystemCalls } from './native.js';
 import { CommandError, run } from './run.js';
 
 const fsyncFd = promisify(fs.fsync);
@@ -133,20 +134,39 @@ export class DirectorySync {
  * extents, no data written), durably. Throws ENOSPC-coded errors when the
  * space is not there, so a thick volume never promises what the disk lacks.
  */
-export async function reserveSpace(file: string, bytes: number): Promise<void> {
+export async function reserveSpace(file: string, bytes: number, sys?: SystemCalls): Promise<void> {
   const noRoom = () => Object.assign(new Error(`no room to reserve ${bytes} bytes for ${path.basename(file)}`), { code: 'ENOSPC' });
   const before = fs.statSync(file);
   // Refused up front when it cannot fit: a failing fallocate first takes all the free space it can
   // (other volumes' writes would fail meanwhile), and keeps it.
   const free = fs.statfsSync(path.dirname(file));
   if (bytes - before.blocks * 512 > free.bavail * free.bsize) throw noRoom();
+  const fd = fs.openSync(file, 'r+');
   try {
-    await run('fallocate', ['-l', String(bytes), '--', file], { timeoutMs: 120_000 });
+    if (sys) await sys.fallocate(fd, 0, 0, bytes);
+    else await run('fallocate', ['-l', String(bytes), '--', file], { timeoutMs: 120_000 });
   } catch (err) {
     // A failed fallocate leaves the file extended over what it did allocate: give it all back.
-    fs.truncateSync(file, before.size);
+    fs.ftruncateSync(fd, before.size);
+    fs.closeSync(fd);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw noRoom();
     if (err instanceof CommandError && /No space left|ENOSPC|Disk quota/i.test(err.stderr)) throw noRoom();
     throw err;
   }
-  await syncAndClose(fs.openSync(file, 'r'));
+  await syncAndClose(fd);
+}
+
+/** Gives back a range of a file's blocks (a hole that reads as zeros); its size stays. */
+export async function punchHole(file: string, offset: number, length: number, sys?: SystemCalls): Promise<void> {
+  if (!sys) {
+    await run('fallocate', ['--punch-hole', '--offset', String(offset), '--length', String(length), '--', file]);
+    return;
+  }
+  const fd = fs.openSync(file, 'r+');
+  try {
+    await sys.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -6,6 +6,7 @@ set -euo pipefail
 
 # package: what the tests use it for
 PACKAGES=(
+  python3 make g++  # node-gyp builds the berth_sys addon in `npm ci` (Node's headers come with nodejs)
   util-linux        # losetup, unshare, blkid, blockdev, fsfreeze
   mount             # mount, umount
   e2fsprogs         # mkfs.ext4, resize2fs, e2fsck, dumpe2fs

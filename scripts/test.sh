@@ -18,6 +18,8 @@ if [ ! -x node_modules/.bin/tsc ]; then
   echo "npm test: no node modules yet: npm ci"
   npm ci --no-audit --no-fund
 fi
+# Modules installed before the addon existed: build it as `npm ci` would.
+[ -f native/build/Release/berth_sys.node ] || npm run install --silent
 npm run lint --silent
 npm run build --silent
 npx mocha 'dist/test/**/*.unit.test.js'
