@@ -8,6 +8,7 @@ import type { DeviceContent } from './filesystems.js';
 import type { LoopDevice } from './loop-devices.js';
 import { type MountEntry, topMount } from './mount-table.js';
 import type { MountOptions } from './mounter.js';
+import type { Superblock } from './superblock.js';
 
 export interface Host {
   /** The mount table of this process's mount namespace. */
@@ -26,6 +27,8 @@ export interface Host {
   deviceSize(device: string): Promise<number>;
   /** What `blkid -p` finds on the device. */
   probe(device: string): Promise<DeviceContent>;
+  /** The device's intact ext4 or xfs superblock, read without a process; undefined when there is none. */
+  superblock(device: string): Promise<Superblock | undefined>;
   mkfs(device: string, fsType: string): Promise<void>;
   /** Size of the filesystem on `device`; xfs and btrfs need it mounted at `mountPoint`. */
   filesystemSize(fsType: string, device: string, mountPoint?: string): Promise<number>;
@@ -70,6 +73,9 @@ export async function attachImage(host: Host, image: string, opts: { readOnly?: 
   return existing ? existing.device : host.attachLoop(image, { readOnly });
 }
 
+/** Less than this between a filesystem and its device is not worth growing for. */
+const GROW_UNIT = 64 * 1024;
+
 /** Whether the filesystem is smaller than its device by at least one 64 KiB unit. */
 export async function filesystemSmallerThan(
   host: Host,
@@ -78,7 +84,7 @@ export async function filesystemSmallerThan(
   device: string,
   mountPoint?: string,
 ): Promise<boolean> {
-  return deviceBytes - (await host.filesystemSize(fsType, device, mountPoint)) >= 64 * 1024;
+  return deviceBytes - (await host.filesystemSize(fsType, device, mountPoint)) >= GROW_UNIT;
 }
 
 /** The device holds something other than the filesystem asked for. */
@@ -119,7 +125,10 @@ export async function formatAndMount(
   options: readonly string[] = [],
   guard: FormatGuard = {},
 ): Promise<{ formatted: boolean }> {
-  const content = await host.probe(device);
+  // The record knows the filesystem and its intact superblock is there: blkid need not be asked again.
+  const superblock = await host.superblock(device);
+  const intact = superblock?.fsType === fsType ? superblock : undefined;
+  const content: DeviceContent = guard.knownFilesystem === fsType && intact ? { state: 'filesystem', fsType } : await host.probe(device);
   if (content.state === 'other') {
     throw new ForeignContentError(`${device} holds ${content.description}, not a filesystem; refusing to format or mount it`);
   }
@@ -142,7 +151,8 @@ export async function formatAndMount(
   // Mounted already (the staged mount was lost while a pod's bind of it lives on): the filesystem is
   // live, so it is neither checked nor grown offline (e2fsck and resize2fs refuse), only mounted again.
   const live = !formatted && (await host.readMounts()).some((m) => m.source === device);
-  if (!formatted && !live && !guard.readonly) await host.checkFilesystem(fsType, device);
+  // e2fsck -p only when the superblock shows it has something to do (or cannot be read here).
+  if (!formatted && !live && !guard.readonly && (intact?.needsCheck ?? true)) await host.checkFilesystem(fsType, device);
   // A copy of an xfs (a snapshot restored, a clone) keeps its UUID, which xfs refuses to mount twice.
   const copyable = !formatted && fsType === 'xfs' ? ['nouuid'] : [];
   const mountOptions = guard.readonly ? [...options, ...copyable, 'ro'] : [...options, ...copyable];
@@ -150,11 +160,12 @@ export async function formatAndMount(
   // no extra privilege needed), xfs and btrfs once mounted.
   const deviceBytes = formatted ? 0 : await host.deviceSize(device);
   const grow = !formatted && !guard.readonly;
-  if (grow && !live && fsType === 'ext4' && (await filesystemSmallerThan(host, deviceBytes, 'ext4', device)))
-    await host.growOffline('ext4', device);
+  const smaller = async (mountPoint?: string) =>
+    deviceBytes - (intact?.bytes ?? (await host.filesystemSize(fsType, device, mountPoint))) >= GROW_UNIT;
+  if (grow && !live && fsType === 'ext4' && (await smaller())) await host.growOffline('ext4', device);
   await host.mount(device, target, { fstype: fsType, options: mountOptions });
   try {
-    if (grow && fsType !== 'ext4' && (await filesystemSmallerThan(host, deviceBytes, fsType, device, target))) {
+    if (grow && fsType !== 'ext4' && (await smaller(target))) {
       await host.growMounted(fsType, device, target);
     }
   } catch (err) {

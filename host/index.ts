@@ -10,3 +10,4 @@ export * from './mount-table.js';
 export * from './mounter.js';
 export * from './paths.js';
 export * from './run.js';
+export * from './superblock.js';

@@ -11,6 +11,7 @@ import { readMountTable } from './mount-table.js';
 import { bindMount, mount, unmount } from './mounter.js';
 import type { SystemCalls } from './native.js';
 import { isStale } from './paths.js';
+import { readSuperblock } from './superblock.js';
 import { SystemMounts } from './system-mounts.js';
 
 export class LinuxHost implements Host {
@@ -24,6 +25,7 @@ export class LinuxHost implements Host {
   refreshLoopSize: Host['refreshLoopSize'] = losetupRefresh;
   deviceSize = blockDeviceSize;
   probe = probeDevice;
+  superblock = (device: string) => readSuperblock(device).catch(() => undefined);
   mkfs = mkfs;
   filesystemSize = filesystemSize;
   growOffline = growOffline;

@@ -13,6 +13,7 @@ import {
   type LoopDevice,
   type MountEntry,
   type MountOptions,
+  type Superblock,
   topMount,
 } from '../../host/index.js';
 
@@ -132,8 +133,19 @@ export class FakeHost implements Host {
     return (await fs.stat(this.backing(device))).size;
   }
 
+  /** Devices probed (blkid), in order. */
+  readonly probes: string[] = [];
+
   async probe(device: string): Promise<DeviceContent> {
+    this.probes.push(device);
     return this.image(this.backing(device)).content;
+  }
+
+  /** Set: what superblock() reports for an image's device; otherwise none, so every stage probes and checks. */
+  readonly superblocks = new Map<string, Superblock>();
+
+  async superblock(device: string): Promise<Superblock | undefined> {
+    return this.superblocks.get(this.backing(device));
   }
 
   async mkfs(device: string, fsType: string): Promise<void> {

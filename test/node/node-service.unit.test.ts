@@ -206,6 +206,32 @@ describe('node service decisions (fake host, no root)', () => {
       ]);
     });
 
+    it('trusts an intact superblock of the filesystem its record names: no probe, and e2fsck only when the superblock asks', async () => {
+      const id = await localVolume('pvc-sb', 'block', 'ext4');
+      const image = pool.imagePath('pvc-sb');
+      const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');
+      const restage = async () => {
+        await call('NodeUnstageVolume', { volume_id: id, staging_target_path: staging });
+        host.probes.length = 0;
+        host.calls.length = 0;
+        await stage(id, cap);
+        return host.calls.filter((c) => !c.startsWith('losetup') && !c.startsWith('umount'));
+      };
+      const staging = await stage(id, cap); // formats, and records ext4
+      host.superblocks.set(image, { fsType: 'ext4', bytes: 64 * MiB, needsCheck: false });
+      expect(await restage()).to.deep.equal([`mount -t ext4 /dev/loop1 ${staging}`]);
+      expect(host.probes).to.deep.equal([]);
+      host.superblocks.set(image, { fsType: 'ext4', bytes: 32 * MiB, needsCheck: true });
+      expect(await restage(), 'checked, and grown by what the superblock says').to.deep.equal([
+        'fsck ext4 /dev/loop2',
+        'grow offline ext4 /dev/loop2',
+        `mount -t ext4 /dev/loop2 ${staging}`,
+      ]);
+      host.superblocks.set(image, { fsType: 'xfs', bytes: 64 * MiB, needsCheck: false });
+      await restage();
+      expect(host.probes, 'a superblock of another filesystem than the record’s: blkid decides').to.have.length(1);
+    });
+
     it('keeps a filesystem record once it formatted, and then refuses a volume that lost its signature', async () => {
       const id = await localVolume('pvc-rec', 'block', 'ext4');
       const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');

@@ -562,6 +562,19 @@ describe('node service on a local pool (root, real devices)', function () {
       await reader.unstage();
     });
 
+    it('runs e2fsck before a read-write mount when the ext4 superblock asks for one', async () => {
+      const v = await volume('pvc-fsck', 'block', mountCap('SINGLE_NODE_WRITER', 'ext4'));
+      await v.stage();
+      await v.unstage();
+      const state = async () => /^Filesystem state:\s+(.*)$/m.exec((await exec('dumpe2fs', ['-h', v.image])).stdout)?.[1];
+      expect(await state()).to.equal('clean');
+      await exec('tune2fs', ['-E', 'force_fsck', v.image]); // marks it with errors, as the kernel does on finding some
+      expect(await state()).to.equal('clean with errors');
+      await v.stage(); // a mount alone keeps the mark: only e2fsck clears it
+      await v.unstage();
+      expect(await state()).to.equal('clean');
+    });
+
     it('reports a raw device by its size, abnormal once its loop device is detached', async () => {
       const v = await volume('pvc-stats-raw', 'block', blockCap(), 16 * MiB);
       const uid = podUid();
