@@ -28,9 +28,10 @@ import path from 'node:path';
 import { csiClients } from '../cli/client.js';
 import { createUnsynced, DirectorySync, makeThenSync, writeContent } from '../host/durable.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
-import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
+import { quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { freePort } from '../test/helpers/prometheus.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
+import { option, poolFilesystem } from './options.js';
 import { cpuProfileSummary, fmt, memoryOf, runConcurrently } from './stats.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -39,19 +40,14 @@ const KINDS = (process.env.BENCH_KINDS ?? 'share,block,block-thin').split(',');
 /** Unmeasured creates per run (see create-delete.ts); they stay in the pool while the measured creates run. */
 const WARMUP = 3000;
 
-function option(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 const COMPARE = option('compare');
 /** --profile: the first run of each row runs the driver under node --cpu-prof; its busiest functions are printed. */
 const PROFILE = process.argv.includes('--profile');
 /** --metrics: each run also drives a berth serving --metrics-address, scraped every second while it creates. */
 const METRICS = process.argv.includes('--metrics');
-const POOL_FS = option('pool-fs') ?? 'ext4';
-if (!['ext4', 'xfs', 'ext4-nojournal'].includes(POOL_FS)) throw new Error('--pool-fs is ext4, xfs or ext4-nojournal');
-const freshFs = () => FreshFilesystem.make(undefined, { fsType: POOL_FS === 'xfs' ? 'xfs' : 'ext4', journal: POOL_FS === 'ext4' });
-const FS_DESCRIPTION = { ext4: 'a fresh journaled ext4', xfs: 'a fresh xfs', 'ext4-nojournal': FreshFilesystem.description }[POOL_FS];
+const POOL_FS = poolFilesystem();
+const freshFs = POOL_FS.make;
+const FS_DESCRIPTION = POOL_FS.description;
 
 function request(kind: string, i: number) {
   const mode = { access_mode: { mode: 'SINGLE_NODE_WRITER' } };
