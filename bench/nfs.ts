@@ -1,13 +1,16 @@
 // bench/nfs: NFS provisioning against nfs-ganesha on loopback.
-// - the ceiling: MKDIR+RMDIR driven directly through the nfs-client library;
+// - the server's own rate: MKDIR calls driven directly through the
+//   nfs-client library, 16 at a time (then RMDIR, untimed);
 // - CreateVolume + DeleteVolume over the CSI socket, N = 1,000, concurrency
 //   16, share and block kinds: ops/s and p50/p99 (median of runs);
 // - the NFS calls each CreateVolume and DeleteVolume costs, counted by a TCP
 //   proxy in front of the NFS port (a separate pass, so it does not slow the
-//   timed one).
-// Each run restarts ganesha on a fresh export filesystem; one more row runs
-// on the root filesystem (fresh-fs.ts says why). Run it inside a private
-// mount namespace (npm run bench:nfs).
+//   timed one), and so the NFS calls per second that creates make, beside
+//   the server's MKDIR calls per second.
+// Rounds interleave the server's rate and the rows; each run restarts
+// ganesha on a fresh export filesystem (--pool-fs, as in bench/provision);
+// one more row runs on the root filesystem (fresh-fs.ts says why). Run it
+// inside a private mount namespace (npm run bench:nfs).
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,15 +18,17 @@ import path from 'node:path';
 import { rpc } from '../cli/client.js';
 import { NfsClient } from '../nfs-client/index.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
-import { FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
+import { type FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { Ganesha } from '../test/helpers/ganesha.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
+import { poolFilesystem } from './options.js';
 import { fmt, median, runConcurrently } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 /** Unmeasured creates per run (see create-delete.ts). */
 const WARMUP = 3000;
+const EXPORT_FS = poolFilesystem();
 
 /** Counts ONC RPC records (calls) that clients send through it to `target`. */
 async function countingProxy(target: number): Promise<{ port: number; calls: () => number; reset: () => void; close: () => void }> {
@@ -71,7 +76,7 @@ class Exports {
     await this.current?.remove();
     this.current = undefined;
     await quietenFilesystems(!fresh);
-    if (fresh) this.current = await FreshFilesystem.make(this.g.exportDir);
+    if (fresh) this.current = await EXPORT_FS.make(this.g.exportDir);
     await this.g.startGanesha();
   }
 
@@ -118,6 +123,24 @@ async function callsPerOperation(kind: string, params: Record<string, string>): 
   }
 }
 
+/** The server's MKDIR calls per second through nfs-client, 16 at a time; the directories are removed afterwards. */
+async function mkdirRate(exportPath: string): Promise<number> {
+  const client = await NfsClient.connect({ host: '127.0.0.1', exportPath });
+  try {
+    const t0 = process.hrtime.bigint();
+    await runConcurrently(N, CONCURRENCY, async (i) => {
+      await client.nfs.mkdir(client.root, `ceiling-${i}`, { mode: 0o755 });
+    });
+    const rate = N / (Number(process.hrtime.bigint() - t0) / 1e9);
+    await runConcurrently(N, CONCURRENCY, async (i) => {
+      await client.nfs.rmdir(client.root, `ceiling-${i}`);
+    });
+    return rate;
+  } finally {
+    client.close();
+  }
+}
+
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsbench-'));
   const g = new Ganesha(dir);
@@ -125,48 +148,47 @@ async function main() {
   const exports = new Exports(g);
   try {
     console.log(
-      `bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} runs (${WARMUP} unmeasured warm-up creates each)`,
+      `bench/nfs: nfs-ganesha on loopback, N = ${N}, concurrency ${CONCURRENCY}, median of ${RUNS} interleaved rounds (${WARMUP} unmeasured warm-up creates per run)`,
     );
-    console.log(`export fs: fresh = ${FreshFilesystem.description}; root = this machine's /, after the earlier runs`);
-    // The ceiling: the server's MKDIR+RMDIR rate through our client.
-    const ceiling: number[] = [];
-    for (let run = 0; run < RUNS; run++) {
-      await exports.next(true);
-      const client = await NfsClient.connect({ host: '127.0.0.1', exportPath: g.exportPath });
-      const t0 = process.hrtime.bigint();
-      await runConcurrently(N, CONCURRENCY, async (i) => {
-        await client.nfs.mkdir(client.root, `ceiling-${i}`, { mode: 0o755 });
-        await client.nfs.rmdir(client.root, `ceiling-${i}`);
-      });
-      ceiling.push(N / (Number(process.hrtime.bigint() - t0) / 1e9));
-      client.close();
-    }
-    console.log(
-      `ceiling (fresh fs): MKDIR+RMDIR pairs through nfs-client   ${fmt(median(ceiling), 0)} pairs/s (${fmt(median(ceiling) * 2, 0)} calls/s)`,
-    );
-
+    console.log(`export fs: fresh = ${EXPORT_FS.description}, loop-mounted, per run; root = this machine's /, after the earlier runs`);
     const params = { pool: 'nfs', server: '127.0.0.1', share: g.exportPath };
-    console.log(
-      'kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run',
-    );
     const rows: Array<[string, boolean]> = [
       ['share', true],
       ['block', true],
       ['share', false],
     ];
-    for (const [kind, fresh] of rows) {
-      const runs: Array<{ create: Phase; del: Phase }> = [];
-      for (let run = 0; run < RUNS; run++) {
+    const mkdirs: number[] = [];
+    const runs = rows.map(() => [] as Array<{ create: Phase; del: Phase }>);
+    for (let round = 0; round < RUNS; round++) {
+      await exports.next(true);
+      mkdirs.push(await mkdirRate(g.exportPath));
+      for (const [i, [kind, fresh]] of rows.entries()) {
         await exports.next(fresh);
-        runs.push(await provisionRun(kind, params));
+        runs[i]?.push(await provisionRun(kind, params));
       }
-      const { perCreate, perDelete } = await callsPerOperation(kind, params);
-      const c = medianPhase(runs.map((r) => r.create));
-      const del = medianPhase(runs.map((r) => r.del));
-      console.log(
-        `${kind.padEnd(6)} ${(fresh ? 'fresh' : 'root').padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(perCreate, 1).padStart(16)}  ${fmt(perDelete, 1).padStart(16)}   ${runs.map((r) => fmt(r.create.rate, 0)).join(', ')}`,
-      );
     }
+    const serverRate = median(mkdirs);
+    console.log(
+      `server (fresh fs): MKDIR through nfs-client   ${fmt(serverRate, 0)} calls/s (rounds: ${mkdirs.map((r) => fmt(r, 0)).join(', ')})`,
+    );
+    console.log(
+      'kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run',
+    );
+    const ratios: string[] = [];
+    for (const [i, [kind, fresh]] of rows.entries()) {
+      await exports.next(fresh);
+      const { perCreate, perDelete } = await callsPerOperation(kind, params);
+      const c = medianPhase((runs[i] ?? []).map((r) => r.create));
+      const del = medianPhase((runs[i] ?? []).map((r) => r.del));
+      console.log(
+        `${kind.padEnd(6)} ${(fresh ? 'fresh' : 'root').padEnd(5)} ${fmt(c.rate, 0).padStart(8)}  ${fmt(c.p50, 2).padStart(6)}  ${fmt(c.p99, 2).padStart(6)}   ${fmt(del.rate, 0).padStart(8)}  ${fmt(del.p50, 2).padStart(6)}  ${fmt(del.p99, 2).padStart(6)}   ${fmt(perCreate, 1).padStart(16)}  ${fmt(perDelete, 1).padStart(16)}   ${(runs[i] ?? []).map((r) => fmt(r.create.rate, 0)).join(', ')}`,
+      );
+      if (fresh)
+        ratios.push(
+          `${kind}: ${fmt(c.rate * perCreate, 0)} NFS calls/s while creating / server MKDIR ${fmt(serverRate, 0)} calls/s = ${fmt((c.rate * perCreate) / serverRate, 2)}`,
+        );
+    }
+    for (const line of ratios) console.log(line);
   } finally {
     await exports.close();
     await g.stop();

@@ -251,7 +251,7 @@ async function main() {
       poolDir: path.join(fresh.mountpoint, 'pool'),
       ...(profileDir ? { nodeOptions: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}),
     });
-    const native = !d.stdout.includes('did not load');
+    const native = (await fs.readFile(`/proc/${d.pid}/maps`, 'utf8')).includes('berth_sys.node');
     console.log(
       `bench/node: pool on ${poolFs.description}, loop-mounted; system calls ${native ? 'through berth_sys' : 'as commands (no addon)'}`,
     );

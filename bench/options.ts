@@ -8,11 +8,11 @@ export function option(name: string): string | undefined {
 }
 
 /** --pool-fs: ext4 with a journal (what a node's disk has; the default), xfs, or ext4-nojournal (as this machine's /). */
-export function poolFilesystem(): { make: () => Promise<FreshFilesystem>; description: string } {
+export function poolFilesystem(): { make: (mountpoint?: string) => Promise<FreshFilesystem>; description: string } {
   const kind = option('pool-fs') ?? 'ext4';
   if (!['ext4', 'xfs', 'ext4-nojournal'].includes(kind)) throw new Error('--pool-fs is ext4, xfs or ext4-nojournal');
   return {
-    make: () => FreshFilesystem.make(undefined, { fsType: kind === 'xfs' ? 'xfs' : 'ext4', journal: kind === 'ext4' }),
+    make: (mountpoint?: string) => FreshFilesystem.make(mountpoint, { fsType: kind === 'xfs' ? 'xfs' : 'ext4', journal: kind === 'ext4' }),
     description: { ext4: 'a fresh journaled ext4', xfs: 'a fresh xfs', 'ext4-nojournal': FreshFilesystem.description }[kind] as string,
   };
 }

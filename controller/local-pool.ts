@@ -41,6 +41,7 @@ import { readLoopTable } from '../host/loop-devices.js';
 import type { SystemCalls } from '../host/native.js';
 import { exists } from '../host/paths.js';
 import { run } from '../host/run.js';
+import { SharedRead } from '../host/shared-read.js';
 import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
 import { type OnDelete, readRecordFile, type SnapshotRecord, type VolumeRecord } from '../volume/record.js';
@@ -511,7 +512,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
    */
   async attachedLoops(dirName: string): Promise<string[]> {
     const image = this.imagePath(dirName);
-    return (await readLoopTable()).filter((l) => l.backingFile === image && !l.backingDeleted).map((l) => l.device);
+    return (await this.loopTable.get()).filter((l) => l.backingFile === image && !l.backingDeleted).map((l) => l.device);
   }
 
   /**
@@ -590,6 +591,8 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   }
 
   private readonly usageScan: CachedScan<PoolUsage>;
+  /** Concurrent deletes share reads of the loop table (see attachedLoops). */
+  private readonly loopTable = new SharedRead(() => readLoopTable());
 
   /** What the pool holds (pool-usage.ts), from a scan at most a few seconds old. */
   usage(): Promise<PoolUsage> {

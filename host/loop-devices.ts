@@ -1,6 +1,7 @@
-// Loop devices. The table is read from sysfs (/sys/block/loopN/loop/
-// backing_file exists while a device is attached): no `losetup` process to
-// look one up. Attaching, detaching and resizing go through losetup.
+// Loop devices. The table is read from /proc/partitions and sysfs
+// (/sys/block/loopN/loop/backing_file exists while a device is attached): no
+// `losetup` process to look one up. Attaching, detaching and resizing go
+// through losetup here, by ioctl in system-mounts.ts.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { run } from './run.js';
@@ -16,15 +17,38 @@ export interface LoopDevice {
 
 const DELETED = ' (deleted)';
 
-export async function readLoopTable(sysBlock = '/sys/block'): Promise<LoopDevice[]> {
-  const names = (await fs.readdir(sysBlock).catch(() => [] as string[])).filter((n) => /^loop\d+$/.test(n));
+/**
+ * Loop devices that may be attached: those /proc/partitions lists (it
+ * leaves out devices of size 0, which every free loop device is). A node
+ * may hold thousands of free loop devices (each attach that found none free
+ * made one, and detaching keeps it): reading each one's sysfs files made
+ * every lookup cost thousands of failed opens. An attached image of 0 bytes,
+ * which holds nothing and which berth never makes, is not listed.
+ */
+async function candidates(): Promise<string[]> {
+  const partitions = await fs.readFile('/proc/partitions', 'utf8').catch(() => undefined);
+  const names =
+    partitions === undefined
+      ? await fs.readdir(SYS_BLOCK).catch(() => [] as string[])
+      : partitions.split('\n').flatMap((line) => {
+          const [major, , , name] = line.trim().split(/\s+/);
+          return major === String(LOOP_MAJOR) && name ? [name] : [];
+        });
+  return names.filter((n) => /^loop\d+$/.test(n));
+}
+
+const LOOP_MAJOR = 7;
+const SYS_BLOCK = '/sys/block';
+
+export async function readLoopTable(): Promise<LoopDevice[]> {
+  const names = await candidates();
   const found = await Promise.all(
     names.map(async (name) => {
-      const back = await fs.readFile(path.join(sysBlock, name, 'loop/backing_file'), 'utf8').catch(() => undefined);
+      const back = await fs.readFile(path.join(SYS_BLOCK, name, 'loop/backing_file'), 'utf8').catch(() => undefined);
       if (back === undefined) return undefined; // not attached
       const file = back.replace(/\n$/, '');
       const deleted = file.endsWith(DELETED);
-      const ro = (await fs.readFile(path.join(sysBlock, name, 'ro'), 'utf8').catch(() => '0')).trim() === '1';
+      const ro = (await fs.readFile(path.join(SYS_BLOCK, name, 'ro'), 'utf8').catch(() => '0')).trim() === '1';
       return {
         device: `/dev/${name}`,
         backingFile: deleted ? file.slice(0, -DELETED.length) : file,
