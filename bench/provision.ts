@@ -14,6 +14,8 @@
 //   a create must do at least (mkdir, write the record, fsync it, link it
 //   into place, one grouped directory fsync), 16 at a time, in this process,
 //   no gRPC;
+// - a CSI server that does nothing (bench/noop-csi.ts, its own process),
+//   driven by the same client: what the gRPC calls alone cost here;
 // - with --metrics, berth serving --metrics-address with /metrics scraped
 //   every second (BENCH_SCRAPE_MS) during the run: what metrics cost on the
 //   create path;
@@ -21,10 +23,12 @@
 //   same client with the same requests (its data where it keeps it: start
 //   it on a fresh filesystem of the same kind for a fair row).
 // Run it inside a private mount namespace (npm run bench:provision).
+import { spawn } from 'node:child_process';
 import { linkSync, mkdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { csiClients } from '../cli/client.js';
 import { createUnsynced, DirectorySync, makeThenSync, writeContent } from '../host/durable.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
@@ -76,6 +80,7 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
   const deletes: Phase[] = [];
   const otherCreates: Phase[] = [];
   const limits: Phase[] = [];
+  const noops: Phase[] = [];
   const withMetrics: Phase[] = [];
   let profile: string[] = [];
   let idle = 0;
@@ -116,7 +121,10 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
     }
     if (poolFs === 'fresh' && COMPARE) otherCreates.push(await compareRound(COMPARE, kind, n, run));
     if (poolFs === 'fresh' && METRICS && run % 2 === 0) withMetrics.push(await metricsRound(kind, n));
-    if (poolFs === 'fresh' && kind === 'share') limits.push(await durableCreateLimit(n));
+    if (poolFs === 'fresh' && kind === 'share') {
+      limits.push(await durableCreateLimit(n));
+      noops.push(await noopRound(kind, n, run));
+    }
   }
   const c = medianPhase(creates);
   const del = medianPhase(deletes);
@@ -144,6 +152,13 @@ async function measure(kind: string, n: number, poolFs: PoolFs): Promise<number>
       `${kind.padEnd(6)} ${String(n).padEnd(6)} limit ${fmt(l.rate, 0).padStart(9)}  (durable creates in-process, runs: ${limits.map((p) => fmt(p.rate, 0)).join(', ')})`,
     );
     console.log(`  berth / durable-create limit = ${fmt(c.rate / l.rate, 2)}`);
+  }
+  if (noops.length) {
+    const o = medianPhase(noops);
+    console.log(
+      `${kind.padEnd(6)} ${String(n).padEnd(6)} no-op ${fmt(o.rate, 0).padStart(9)}  ${fmt(o.p50, 2).padStart(6)}  ${fmt(o.p99, 2).padStart(6)}   (a CSI server that answers at once, same client; runs: ${noops.map((p) => fmt(p.rate, 0)).join(', ')})`,
+    );
+    console.log(`  berth / no-op server = ${fmt(c.rate / o.rate, 2)}`);
   }
   return c.rate;
 }
@@ -201,6 +216,26 @@ async function compareRound(endpoint: string, kind: string, n: number, run: numb
     return r.create;
   } finally {
     clients.close();
+  }
+}
+
+/** One round against bench/noop-csi.ts in its own process: what the gRPC calls cost without any work. */
+async function noopRound(kind: string, n: number, run: number): Promise<Phase> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-noop-'));
+  const socket = path.join(dir, 'csi.sock');
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./noop-csi.js', import.meta.url)), socket], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (b: Buffer) => b.toString().includes('listening') && resolve());
+      child.once('exit', (code) => reject(new Error(`noop-csi exited (${code})`)));
+    });
+    return await compareRound(`unix://${socket}`, kind, n, run);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
+    await fs.rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -31,6 +31,7 @@ import {
   makeThenSync,
   punchHole,
   reserveSpace,
+  reserveUnsynced,
   sparseOf,
   writeContent,
   writeFileDurable,
@@ -193,16 +194,23 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     const data = record.kind === 'share' ? this.dataDir(dirName) : this.imagePath(dirName);
     const tmp = path.join(this.tmpDir, `${dirName}${RECORD}.${this.uniqueSuffix()}`);
     let claimed = false;
+    let image = -1;
     try {
-      // Sync metadata calls (see durable.ts); the data entry claims the name.
-      await makeThenSync((keep) => {
-        if (record.kind === 'share') mkdirSync(data, { mode: mountPermissions });
-        else keep(createUnsynced(data, sparseOf(record.capacityBytes))); // no blocks written
-        claimed = true;
-        keep(createUnsynced(tmp, writeContent(JSON.stringify(record))));
-      });
-      // Thick: the whole image reserved before the volume exists (unwritten extents, no data).
-      if (record.kind === 'block' && !isThin(record)) await reserveSpace(data, record.capacityBytes, this.sys);
+      // Sync metadata calls (see durable.ts); the data entry claims the name. Thick: the whole
+      // image reserved before the volume exists (unwritten extents, no data), under the same fsyncs.
+      const thick = record.kind === 'block' && !isThin(record);
+      await makeThenSync(
+        (keep) => {
+          if (record.kind === 'share') mkdirSync(data, { mode: mountPermissions });
+          else {
+            image = createUnsynced(data, sparseOf(record.capacityBytes)); // no blocks written
+            keep(image);
+          }
+          claimed = true;
+          keep(createUnsynced(tmp, writeContent(JSON.stringify(record))));
+        },
+        thick ? () => reserveUnsynced(image, data, record.capacityBytes, this.sys) : undefined,
+      );
     } catch (err) {
       removeQuietly(tmp, false);
       if (claimed) {
