@@ -86,9 +86,9 @@ class Exports {
   }
 }
 
-/** One run (see create-delete.ts) on a new driver. */
+/** One run (see create-delete.ts) on a new driver (all-in-one: the central controller would want the API server's CSINode objects). */
 async function provisionRun(kind: string, params: Record<string, string>): Promise<{ create: Phase; del: Phase }> {
-  const d = await DriverProcess.start({ mode: 'controller' });
+  const d = await DriverProcess.start({ mode: 'all' });
   try {
     return await createDeleteRun({ controller: d.clients.controller, n: N, warmup: WARMUP, request: (i) => request(kind, i, params) });
   } finally {
@@ -99,7 +99,7 @@ async function provisionRun(kind: string, params: Record<string, string>): Promi
 /** NFS calls per CreateVolume and DeleteVolume, counted by a proxy in front of the NFS port. */
 async function callsPerOperation(kind: string, params: Record<string, string>): Promise<{ perCreate: number; perDelete: number }> {
   const proxy = await countingProxy(2049);
-  const d = await DriverProcess.start({ mode: 'controller' });
+  const d = await DriverProcess.start({ mode: 'all' });
   try {
     const counted = { ...params, nfsPort: String(proxy.port) };
     const M = 100;
