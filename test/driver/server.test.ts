@@ -27,11 +27,16 @@ describe('driver process', () => {
     });
 
     for (const authority of ['localhost', 'SOCKET']) {
-      it(`answers a client sending :authority ${authority === 'SOCKET' ? 'the socket path' : authority}`, async () => {
+      it(`answers a client sending :authority ${authority === 'SOCKET' ? 'the socket path' : authority}, call after call on one connection`, async () => {
         const c = csiClients(d.socket, authority === 'SOCKET' ? d.socket : authority);
         try {
-          const info = await rpc<{ name: string }>(c.identity, 'GetPluginInfo');
-          expect(info.name).to.equal('berth.csi.dev');
+          // Later calls reuse the client's HPACK table: the headers must still decode, rewritten or passed through.
+          for (let i = 0; i < 20; i++) {
+            const info = await rpc<{ name: string }>(c.identity, 'GetPluginInfo');
+            expect(info.name).to.equal('berth.csi.dev');
+          }
+          const many = await Promise.all(Array.from({ length: 20 }, () => rpc<{ name: string }>(c.identity, 'GetPluginInfo')));
+          expect(many.map((m) => m.name)).to.deep.equal(Array(20).fill('berth.csi.dev'));
         } finally {
           c.close();
         }
