@@ -36,5 +36,6 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/proto ./proto
 COPY --from=build /app/dist ./dist
+COPY bin ./bin
 COPY --from=build /app/native/build/Release/berth_sys.node ./native/build/Release/berth_sys.node
-ENTRYPOINT ["node", "/app/dist/driver/main.js"]
+ENTRYPOINT ["node", "/app/bin/berth.cjs"]

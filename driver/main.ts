@@ -250,16 +250,17 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  // More than libuv's default 4 threads, so that a few calls stuck in the
-  // kernel (a dead disk or NFS server under a pool) cannot take every thread
-  // and stall all other fs work. (Throughput: 4, 8 and 16 measured the same
-  // here.) Must be set before the first fs call.
-  process.env.UV_THREADPOOL_SIZE ??= '16';
+/** Runs the driver process: bin/berth.cjs calls this, with the thread pool sized first (it says why). */
+export function run(): void {
   // Every file and directory the driver makes gets an explicit mode.
   process.umask(0);
   main().catch((err: unknown) => {
     process.stderr.write(`berth: ${(err as Error).message}\n`);
     process.exit(1);
   });
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  process.stderr.write("berth: started as dist/driver/main.js, with libuv's default 4 threads: start bin/berth.cjs\n");
+  run();
 }

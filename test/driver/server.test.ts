@@ -57,6 +57,17 @@ describe('driver process', () => {
   });
 
   describe('start-up', () => {
+    it('runs with 16 libuv threads: the entry point sizes the pool before the first module loads', async () => {
+      const threads = async (pid: number) => (await fs.readdir(`/proc/${pid}/task`)).length;
+      const four = await DriverProcess.start({ env: { UV_THREADPOOL_SIZE: '4' } });
+      try {
+        // The same process and load either way: only the pool's size differs.
+        expect((await threads(d.pid)) - (await threads(four.pid))).to.equal(12);
+      } finally {
+        await four.cleanup();
+      }
+    });
+
     it('removes a stale socket left by a dead process', async () => {
       const dir = path.join(d.dir, 'stale');
       await fs.mkdir(dir);

@@ -1,4 +1,4 @@
-// Starts the real driver (dist/driver/main.js) as a child process on a
+// Starts the real driver (bin/berth.cjs, which runs dist/driver/main.js) as a child process on a
 // temporary socket, pool and kubelet directory, and stops it by PID. Used by
 // the tests and the benchmarks.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -28,7 +28,8 @@ export async function undoUnder(dir: string): Promise<void> {
   }
 }
 
-export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../driver/main.js');
+/** The driver's entry point (it sizes the thread pool, then runs dist/driver/main.js). */
+export const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/berth.cjs');
 
 export interface DriverOptions {
   mode?: Mode;
