@@ -17,6 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type SystemCalls } from './native.js';
 import { CommandError, run } from './run.js';
+import { SharedRead } from './shared-read.js';
 
 const fsyncFd = promisify(fs.fsync);
 
@@ -103,31 +104,20 @@ export async function writeFileDurable(
 /**
  * Group commit for one directory: sync() resolves once an fsync that
  * started after the call has completed, so it covers the caller's changes;
- * callers arriving while an fsync runs share the next one.
+ * callers arriving while an fsync runs share the next one (SharedRead).
  */
 export class DirectorySync {
-  private running: Promise<void> | undefined;
-  private queued: Promise<void> | undefined;
+  private readonly shared: SharedRead<void>;
 
   constructor(
     readonly dir: string,
-    private readonly fsync: (dir: string) => Promise<void> = fsyncDir,
-  ) {}
+    fsync: (dir: string) => Promise<void> = fsyncDir,
+  ) {
+    this.shared = new SharedRead(() => fsync(dir));
+  }
 
   sync(): Promise<void> {
-    if (!this.running) {
-      this.running = this.fsync(this.dir).finally(() => (this.running = undefined));
-      return this.running;
-    }
-    // An fsync is already running and may have started before our change:
-    // wait for the next one, shared by everyone who arrives meanwhile.
-    this.queued ??= this.running
-      .catch(() => undefined)
-      .then(() => {
-        this.queued = undefined;
-        return this.sync();
-      });
-    return this.queued;
+    return this.shared.get();
   }
 }
 

@@ -1,7 +1,8 @@
-// One read shared by the callers that want it at the same time, of
-// something that changes (the loop table): a caller never gets a read that
-// began before its call, so what it sees is at least as new as its request.
-// Sixteen deletes in flight then cost two reads, not sixteen.
+// One run of an operation shared by the callers that want it at the same
+// time: a caller never gets a run that began before its call, so what it
+// sees (a read of the loop table) or what it waits for (a directory's fsync,
+// DirectorySync) covers everything up to its request. Sixteen deletes in
+// flight then cost two reads, not sixteen.
 export class SharedRead<T> {
   private running: Promise<T> | undefined;
   private next: Promise<T> | undefined;
