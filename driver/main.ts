@@ -56,10 +56,11 @@ export async function startDriver(
   const hasNfs = flags.mode !== 'local';
   const serveController = flags.mode !== 'node';
   const serveNode = flags.mode !== 'controller';
-  // System calls without a process each (native/berth_sys.c); the commands when the addon is not there.
-  const { sys, reason } = loadSystemCalls(BUILT_ADDON);
+  // System calls without a process each (native/berth_sys.c), for the local pool and the node
+  // service (the central NFS controller makes none); the commands when the addon is not there.
+  const { sys, reason } = hasLocalPool || serveNode ? loadSystemCalls(BUILT_ADDON) : {};
   if (sys) log.info('system calls through the berth_sys addon');
-  else log.warn('the berth_sys addon did not load: mounts, loop devices and fallocate run as commands', { reason });
+  else if (reason) log.warn('the berth_sys addon did not load: mounts, loop devices and fallocate run as commands', { reason });
   const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision, flags.poolScanIntervalMs, sys) : undefined;
   await pool?.init();
   // Metrics are made first: the NFS pools and the pipeline report into them.

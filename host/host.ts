@@ -160,8 +160,9 @@ export async function formatAndMount(
   // no extra privilege needed), xfs and btrfs once mounted.
   const deviceBytes = formatted ? 0 : await host.deviceSize(device);
   const grow = !formatted && !guard.readonly;
+  // The size the superblock gave, or the tools' (xfs and btrfs once mounted).
   const smaller = async (mountPoint?: string) =>
-    deviceBytes - (intact?.bytes ?? (await host.filesystemSize(fsType, device, mountPoint))) >= GROW_UNIT;
+    intact ? deviceBytes - intact.bytes >= GROW_UNIT : filesystemSmallerThan(host, deviceBytes, fsType, device, mountPoint);
   if (grow && !live && fsType === 'ext4' && (await smaller())) await host.growOffline('ext4', device);
   await host.mount(device, target, { fstype: fsType, options: mountOptions });
   try {

@@ -32,7 +32,6 @@ export const MS = {
   NOATIME: 1024,
   NODIRATIME: 2048,
   BIND: 4096,
-  SILENT: 32768,
   RELATIME: 1 << 21,
   STRICTATIME: 1 << 24,
   LAZYTIME: 1 << 25,

@@ -85,15 +85,16 @@ export class SystemMounts {
   }
 
   async bindMount(source: string, target: string, readonly: boolean): Promise<void> {
-    if (!isLocal(mountHolding(await readMountTable(), source))) return bindMount(source, target, readonly);
+    const holding = mountHolding(await readMountTable(), source);
+    if (!holding || !isLocal(holding)) return bindMount(source, target, readonly);
     await this.sys.mount(target, source, null, null, MS.BIND).catch((err: Error) => {
       throw new Error(`bind mount of ${source} at ${target} failed: ${reason(err)}`);
     });
     if (!readonly) return;
     try {
-      // A bind remount sets every per-mount flag at once: keep the ones the bind has (nosuid, nodev...).
-      const bound = topMount(await readMountTable(), target);
-      const kept = systemMountArguments((bound?.options ?? []).filter((o) => o in FLAG_OPTIONS))?.flags ?? 0;
+      // A bind remount sets every per-mount flag at once: keep the ones the bind has (nosuid,
+      // nodev...), which are those of the mount it was taken from.
+      const kept = systemMountArguments(holding.options.filter((o) => o in FLAG_OPTIONS))?.flags ?? 0;
       await this.sys.mount(target, null, null, null, MS.REMOUNT | MS.BIND | MS.RDONLY | kept);
       if (!topMount(await readMountTable(), target)?.options.includes('ro'))
         throw new Error(`${target} did not become read-only after remount`);

@@ -96,7 +96,7 @@ describe('system calls through the berth_sys addon', function () {
     expect((await fs.stat(file)).blocks, 'nothing written to the image').to.equal(0);
   });
 
-  it('gives two attaches at once two devices', async () => {
+  it('gives three attaches at once three devices', async () => {
     const files = await Promise.all([image('a.img', MiB), image('b.img', MiB), image('c.img', MiB)]);
     const devices = await Promise.all(files.map((f) => attach(f)));
     expect(new Set(devices).size).to.equal(3);
