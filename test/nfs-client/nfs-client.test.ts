@@ -316,6 +316,30 @@ describe('nfs-client against a misbehaving peer (fake TCP server)', function () 
     }
   });
 
+  it('calls made in one turn of the event loop leave in one write to the socket', async () => {
+    const peer = await fakeServer((xid, socket) => socket.write(record(acceptedHeader(xid).toBuffer())));
+    const rpc = new RpcClient({ host: '127.0.0.1', port: peer.port, timeoutMs: 5000 });
+    // Count what reaches the socket's writes for this peer (net.Socket's _write and _writev).
+    const proto = net.Socket.prototype as unknown as Record<'_write' | '_writev', (this: net.Socket, ...a: unknown[]) => unknown>;
+    const original = { _write: proto._write, _writev: proto._writev };
+    let writes = 0;
+    for (const name of ['_write', '_writev'] as const)
+      proto[name] = function (this: net.Socket, ...a: unknown[]) {
+        if (this.remotePort === peer.port) writes++;
+        return original[name].apply(this, a);
+      };
+    try {
+      await rpc.call(100003, 3, 0, Buffer.alloc(0)); // connected
+      writes = 0;
+      await Promise.all(Array.from({ length: 20 }, () => rpc.call(100003, 3, 0, Buffer.alloc(0))));
+      expect(writes).to.equal(1);
+    } finally {
+      Object.assign(proto, original);
+      rpc.close();
+      await peer.close();
+    }
+  });
+
   it('a truncated record, then a closed connection: a typed transport error, no hang', async () => {
     await withPeer(
       (xid, s) => {
