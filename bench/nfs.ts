@@ -1,6 +1,11 @@
 // bench/nfs: NFS provisioning against nfs-ganesha on loopback.
 // - the server's own rate: MKDIR calls driven directly through the
 //   nfs-client library, 16 at a time (then RMDIR, untimed);
+// - the server's rate on the calls one create makes (SYMLINK, MKDIR, CREATE,
+//   WRITE FILE_SYNC, in series per create), driven the same way;
+// - the same creates made by bench/noop-csi.ts --nfs, a CSI server that makes
+//   those calls and nothing else, through the same CSI client: what any
+//   controller built on gRPC and this client reaches on this machine;
 // - CreateVolume + DeleteVolume over the CSI socket, N = 1,000, concurrency
 //   16, share and block kinds: ops/s and p50/p99 (median of runs);
 // - the NFS calls each CreateVolume and DeleteVolume costs, counted by a TCP
@@ -15,12 +20,13 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { rpc } from '../cli/client.js';
-import { NfsClient } from '../nfs-client/index.js';
+import { csiClients, rpc } from '../cli/client.js';
+import { type FileHandle, NfsClient } from '../nfs-client/index.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { type FreshFilesystem, quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { Ganesha } from '../test/helpers/ganesha.js';
-import { CONCURRENCY, createDeleteRun, medianPhase, type Phase } from './create-delete.js';
+import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
+import { withNoopCsi } from './noop-process.js';
 import { poolFilesystem } from './options.js';
 import { fmt, median, runConcurrently } from './stats.js';
 
@@ -141,6 +147,40 @@ async function mkdirRate(exportPath: string): Promise<number> {
   }
 }
 
+/** The server's rate on a create's NFS calls (a claim SYMLINK, MKDIR, CREATE and FILE_SYNC WRITE of a record), in creates/s. */
+async function createCallsRate(exportPath: string): Promise<number> {
+  const client = await NfsClient.connect({ host: '127.0.0.1', exportPath });
+  try {
+    const [claims, volumes, records] = (await Promise.all(['claims', 'volumes', 'records'].map((d) => client.mkdirp(d, 0o700)))) as [
+      FileHandle,
+      FileHandle,
+      FileHandle,
+    ];
+    const record = JSON.stringify({ version: 1, name: 'x'.repeat(40), parameters: { kind: 'share' }, attachments: {} });
+    const phase = await timedPhase(N, async (i) => {
+      await client.nfs.symlink(claims, `c${i}`, `v${i}`);
+      await client.nfs.mkdir(volumes, `v${i}`, { mode: 0o777 });
+      await client.writeFileAt(records, `v${i}.json`, record, { mode: 0o600, exclusive: true });
+    });
+    return phase.rate;
+  } finally {
+    client.close();
+  }
+}
+
+/** The same creates through bench/noop-csi.ts --nfs and the bench's CSI client (same warm-up as berth's runs). */
+async function minimalControllerRun(exportPath: string): Promise<Phase> {
+  return withNoopCsi(['--nfs', '127.0.0.1', exportPath], async (socket) => {
+    const clients = csiClients(socket);
+    try {
+      return (await createDeleteRun({ controller: clients.controller, n: N, warmup: WARMUP, request: (i) => request('share', i, {}) }))
+        .create;
+    } finally {
+      clients.close();
+    }
+  });
+}
+
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-nfsbench-'));
   const g = new Ganesha(dir);
@@ -158,18 +198,31 @@ async function main() {
       ['share', false],
     ];
     const mkdirs: number[] = [];
+    const createCalls: number[] = [];
+    const minimal: Phase[] = [];
     const runs = rows.map(() => [] as Array<{ create: Phase; del: Phase }>);
     for (let round = 0; round < RUNS; round++) {
       await exports.next(true);
       mkdirs.push(await mkdirRate(g.exportPath));
+      await exports.next(true);
+      createCalls.push(await createCallsRate(g.exportPath));
+      await exports.next(true);
+      minimal.push(await minimalControllerRun(g.exportPath));
       for (const [i, [kind, fresh]] of rows.entries()) {
         await exports.next(fresh);
         runs[i]?.push(await provisionRun(kind, params));
       }
     }
     const serverRate = median(mkdirs);
+    const createCallRate = median(createCalls);
+    const minimalRate = medianPhase(minimal).rate;
+    const rounds = (rates: number[]) => rates.map((r) => fmt(r, 0)).join(', ');
+    console.log(`server (fresh fs): MKDIR through nfs-client   ${fmt(serverRate, 0)} calls/s (rounds: ${rounds(mkdirs)})`);
     console.log(
-      `server (fresh fs): MKDIR through nfs-client   ${fmt(serverRate, 0)} calls/s (rounds: ${mkdirs.map((r) => fmt(r, 0)).join(', ')})`,
+      `server (fresh fs): a create's 4 calls through nfs-client   ${fmt(createCallRate, 0)} creates/s = ${fmt(createCallRate * 4, 0)} calls/s, ${fmt((createCallRate * 4) / serverRate, 2)}x MKDIR's (rounds: ${rounds(createCalls)})`,
+    );
+    console.log(
+      `minimal CSI controller (noop-csi --nfs: those 4 calls per CreateVolume, nothing else; same client)   ${fmt(minimalRate, 0)} creates/s = ${fmt(minimalRate * 4, 0)} calls/s, ${fmt((minimalRate * 4) / serverRate, 2)}x MKDIR's (rounds: ${rounds(minimal.map((p) => p.rate))})`,
     );
     console.log(
       'kind   fs     create/s  p50 ms  p99 ms   delete/s  p50 ms  p99 ms   NFS calls/create  NFS calls/delete   create/s per run',
@@ -185,7 +238,7 @@ async function main() {
       );
       if (fresh)
         ratios.push(
-          `${kind}: ${fmt(c.rate * perCreate, 0)} NFS calls/s while creating / server MKDIR ${fmt(serverRate, 0)} calls/s = ${fmt((c.rate * perCreate) / serverRate, 2)}`,
+          `${kind}: ${fmt(c.rate * perCreate, 0)} NFS calls/s while creating / server MKDIR ${fmt(serverRate, 0)} calls/s = ${fmt((c.rate * perCreate) / serverRate, 2)}; creates / the server's create-call rate ${fmt(c.rate / createCallRate, 2)}; / the minimal controller's ${fmt(c.rate / minimalRate, 2)}`,
         );
     }
     for (const line of ratios) console.log(line);

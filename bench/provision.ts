@@ -23,18 +23,17 @@
 //   same client with the same requests (its data where it keeps it: start
 //   it on a fresh filesystem of the same kind for a fair row).
 // Run it inside a private mount namespace (npm run bench:provision).
-import { spawn } from 'node:child_process';
 import { linkSync, mkdirSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { csiClients } from '../cli/client.js';
 import { createUnsynced, DirectorySync, makeThenSync, writeContent } from '../host/durable.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { quietenFilesystems } from '../test/helpers/fresh-fs.js';
 import { freePort } from '../test/helpers/prometheus.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
+import { withNoopCsi } from './noop-process.js';
 import { option, poolFilesystem } from './options.js';
 import { cpuProfileSummary, fmt, memoryOf, runConcurrently } from './stats.js';
 
@@ -220,23 +219,8 @@ async function compareRound(endpoint: string, kind: string, n: number, run: numb
 }
 
 /** One round against bench/noop-csi.ts in its own process: what the gRPC calls cost without any work. */
-async function noopRound(kind: string, n: number, run: number): Promise<Phase> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-noop-'));
-  const socket = path.join(dir, 'csi.sock');
-  const child = spawn(process.execPath, [fileURLToPath(new URL('./noop-csi.js', import.meta.url)), socket], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (b: Buffer) => b.toString().includes('listening') && resolve());
-      child.once('exit', (code) => reject(new Error(`noop-csi exited (${code})`)));
-    });
-    return await compareRound(`unix://${socket}`, kind, n, run);
-  } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+function noopRound(kind: string, n: number, run: number): Promise<Phase> {
+  return withNoopCsi([], (socket) => compareRound(`unix://${socket}`, kind, n, run));
 }
 
 /**
