@@ -12,6 +12,7 @@
 //   proxy in front of the NFS port (a separate pass, so it does not slow the
 //   timed one), and so the NFS calls per second that creates make, beside
 //   the server's MKDIR calls per second.
+// With --profile, the first share run's driver runs under node --cpu-prof.
 // Rounds interleave the server's rate and the rows; each run restarts
 // ganesha on a fresh export filesystem (--pool-fs, as in bench/provision);
 // one more row runs on the root filesystem (fresh-fs.ts says why). Run it
@@ -28,13 +29,15 @@ import { Ganesha } from '../test/helpers/ganesha.js';
 import { CONCURRENCY, createDeleteRun, medianPhase, type Phase, timedPhase } from './create-delete.js';
 import { withNoopCsi } from './noop-process.js';
 import { poolFilesystem } from './options.js';
-import { fmt, median, runConcurrently } from './stats.js';
+import { cpuProfileSummary, fmt, median, runConcurrently } from './stats.js';
 
 const N = Number(process.env.BENCH_N ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 /** Unmeasured creates per run (see create-delete.ts). */
 const WARMUP = 3000;
 const EXPORT_FS = poolFilesystem();
+/** --profile: the first share run's driver under node --cpu-prof; its busiest functions are printed. */
+const PROFILE = process.argv.includes('--profile');
 
 /** Counts ONC RPC records (calls) that clients send through it to `target`. */
 async function countingProxy(target: number): Promise<{ port: number; calls: () => number; reset: () => void; close: () => void }> {
@@ -92,13 +95,30 @@ class Exports {
   }
 }
 
-/** One run (see create-delete.ts) on a new driver (all-in-one: the central controller would want the API server's CSINode objects). */
-async function provisionRun(kind: string, params: Record<string, string>): Promise<{ create: Phase; del: Phase }> {
-  const d = await DriverProcess.start({ mode: 'all' });
+/**
+ * One run (see create-delete.ts) on a new driver (all-in-one: the central
+ * controller would want the API server's CSINode objects). With a profile
+ * directory the driver runs under node --cpu-prof and its busiest functions
+ * are returned too.
+ */
+async function provisionRun(
+  kind: string,
+  params: Record<string, string>,
+  profileDir?: string,
+): Promise<{ create: Phase; del: Phase; profile?: string[] }> {
+  const d = await DriverProcess.start({
+    mode: 'all',
+    ...(profileDir ? { nodeOptions: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}),
+  });
   try {
-    return await createDeleteRun({ controller: d.clients.controller, n: N, warmup: WARMUP, request: (i) => request(kind, i, params) });
+    const run = await createDeleteRun({ controller: d.clients.controller, n: N, warmup: WARMUP, request: (i) => request(kind, i, params) });
+    if (!profileDir) return run;
+    await d.stop('SIGTERM'); // a clean exit writes the profile
+    const [file] = await fs.readdir(profileDir);
+    return { ...run, profile: cpuProfileSummary(path.join(profileDir, file as string)) };
   } finally {
     await d.cleanup();
+    if (profileDir) await fs.rm(profileDir, { recursive: true, force: true });
   }
 }
 
@@ -197,6 +217,7 @@ async function main() {
       ['block', true],
       ['share', false],
     ];
+    let profile: string[] = [];
     const mkdirs: number[] = [];
     const createCalls: number[] = [];
     const minimal: Phase[] = [];
@@ -210,7 +231,10 @@ async function main() {
       minimal.push(await minimalControllerRun(g.exportPath));
       for (const [i, [kind, fresh]] of rows.entries()) {
         await exports.next(fresh);
-        runs[i]?.push(await provisionRun(kind, params));
+        const profileDir = PROFILE && round === 0 && i === 0 ? await fs.mkdtemp(path.join(os.tmpdir(), 'berth-profile-')) : undefined;
+        const run = await provisionRun(kind, params, profileDir);
+        profile = run.profile ?? profile;
+        runs[i]?.push(run);
       }
     }
     const serverRate = median(mkdirs);
@@ -242,6 +266,7 @@ async function main() {
         );
     }
     for (const line of ratios) console.log(line);
+    if (profile.length) console.log(`the driver's busiest functions, share creates and deletes (first run):\n  ${profile.join('\n  ')}`);
   } finally {
     await exports.close();
     await g.stop();
