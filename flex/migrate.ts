@@ -7,7 +7,7 @@
 // its name, capacity, access modes, reclaim policy, class and claimRef, so
 // the existing PVC binds to it again. Nothing is copied or moved.
 import { parseAllDocuments, stringify } from 'yaml';
-import { type NfsVolumeSource, nfsVolumeSource, mountOptions as parseMountOptions } from '../volume/nfs.js';
+import { layeredMountOptions, type NfsVolumeSource, nfsVolumeSource, mountOptions as parseMountOptions } from '../volume/nfs.js';
 import { formatVolumeId, volumeDirName } from '../volume/volume-id.js';
 
 /** The CSI driver that serves NFS volumes (the chart's driverName): migrated PVs name it. */
@@ -57,10 +57,11 @@ function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
         server,
         share: shareOpt && !shareOpt.startsWith('/') ? `/${shareOpt}` : shareOpt,
         subDir: typeof options.subDir === 'string' ? options.subDir : '',
-        mountOptions: [
-          ...parseMountOptions(typeof options.mountOptions === 'string' ? options.mountOptions : ''),
-          ...parseMountOptions(Array.isArray(spec.mountOptions) ? spec.mountOptions.map(String) : [], 'PV mount option'),
-        ].join(','),
+        // The PV's own mountOptions win over the driver's option, as at a CSI stage.
+        mountOptions: layeredMountOptions(
+          parseMountOptions(typeof options.mountOptions === 'string' ? options.mountOptions : ''),
+          parseMountOptions(Array.isArray(spec.mountOptions) ? spec.mountOptions.map(String) : [], 'PV mount option'),
+        ).join(','),
       },
       { allowRoot: true },
     );
@@ -79,7 +80,7 @@ function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
     return 'server, share and name make a volume id longer than 128 bytes';
   }
   const volumeAttributes: Record<string, string> = { pool: 'nfs', kind: 'share', static: 'true', server, share, subDir };
-  if (mountOptions.length) volumeAttributes.mountOptions = [...new Set(mountOptions)].join(',');
+  if (mountOptions.length) volumeAttributes.mountOptions = mountOptions.join(',');
   if (opts.mountedAt) volumeAttributes.mountedAt = opts.mountedAt;
 
   for (const k of DROP_METADATA) delete metadata[k];

@@ -4,7 +4,7 @@
 // and read-only from kubernetes.io/readwrite.
 import fs from 'node:fs/promises';
 import { type Host, mountAt, NFS_MOUNT_TIMEOUT_MS } from '../host/index.js';
-import { nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
+import { layeredMountOptions, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
 import { FlexFailure, type FlexOptions, fsGroup, notSupported, type Reply, readOnly, required, secrets, success } from './protocol.js';
 
 /**
@@ -17,8 +17,7 @@ export function nfsMountArgs(opts: FlexOptions): { source: string; options: stri
   required(opts, 'share');
   const share = opts.share && !opts.share.startsWith('/') ? `/${opts.share}` : opts.share;
   const nfs = nfsVolumeSource({ server: opts.server, share, subDir: opts.subDir, mountOptions: opts.mountOptions }, { allowRoot: true });
-  const options = [...nfs.mountOptions];
-  if (readOnly(opts) && !options.includes('ro')) options.push('ro');
+  const options = layeredMountOptions(nfs.mountOptions, readOnly(opts) ? ['ro'] : []);
   return { source: nfsDevice(nfs.server, nfs.share, nfs.subDir), options };
 }
 

@@ -44,7 +44,7 @@ import type {
 import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange, unavailable } from '../volume/errors.js';
 import type { LocalPoolLayout } from '../volume/local-layout.js';
-import { mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
+import { layeredMountOptions, mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
 import { type FilesystemRecord, readRecordFile } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
@@ -286,7 +286,7 @@ export class NodeService {
     // Read-only by its access mode, or because the controller published it read-only (PUBLISH_READONLY).
     const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || req.publish_context?.readonly === 'true';
     if (src.kind === 'share') {
-      await this.stageShare(src, staging, readonly, mounts);
+      await this.stageShare(src, staging, readonly, flags, mounts);
     } else {
       if (src.export) await this.ensureExportMounted(src.export, mounts);
       if (accessType === 'block') await this.stageRaw(src.image, staging, readonly, mounts);
@@ -296,11 +296,19 @@ export class NodeService {
     return {};
   }
 
-  /** A share's directory at the staging path: bound, or NFS-mounted; read-only for read-only access modes. */
+  /**
+   * A share's directory at the staging path: bound, or NFS-mounted; read-only
+   * for read-only access modes. An NFS mount takes the class's `mountOptions`
+   * parameter, then the capability's mount flags (the PV's standard
+   * `mountOptions`), which win where both set one thing: the PV's field is
+   * the operator's, may be edited on an existing PV and is read at every
+   * stage, while the parameter was fixed in the volume context at create.
+   */
   private async stageShare(
     src: Extract<VolumeSource, { kind: 'share' }>,
     staging: string,
     readonly: boolean,
+    flags: string[],
     mounts: MountEntry[],
   ): Promise<void> {
     const current = topMount(mounts, staging);
@@ -319,11 +327,7 @@ export class NodeService {
       if (!(await this.host.isStale(staging))) return;
       await this.host.unmount(staging);
     }
-    await this.mountNfs(
-      src.nfs.device,
-      staging,
-      readonly && !src.nfs.options.includes('ro') ? [...src.nfs.options, 'ro'] : src.nfs.options,
-    );
+    await this.mountNfs(src.nfs.device, staging, layeredMountOptions(src.nfs.options, flags, readonly ? ['ro'] : []));
   }
 
   /** `mount -t nfs`, with a timeout; an unreachable server is UNAVAILABLE (retryable). */

@@ -77,6 +77,32 @@ export function mountOptions(value: string | readonly string[] | undefined, fiel
   return out;
 }
 
+/** Options that set one thing under two spellings, or its two opposite values. */
+const SAME_SETTING: Record<string, string> = { nfsvers: 'vers', soft: 'hard', rw: 'ro', async: 'sync', softerr: 'hard' };
+
+/** The setting an option sets: `vers=4.1` and `nfsvers=3` set `vers`; `nolock` and `lock` set `lock`; `soft` and `hard` set `hard`. */
+function settingOf(option: string): string {
+  const name = option.split('=')[0].toLowerCase();
+  const positive = !option.includes('=') && name.startsWith('no') && name.length > 2 ? name.slice(2) : name;
+  return SAME_SETTING[positive] ?? positive;
+}
+
+/**
+ * Mount options from layers, later layers winning: an option of a later layer
+ * replaces every earlier option that sets the same thing (so `nfsvers=4.1`
+ * after `vers=3` leaves only `nfsvers=4.1`, and `soft` after `hard` only
+ * `soft`), rather than leaving both for mount.nfs to resolve by position.
+ */
+export function layeredMountOptions(...layers: ReadonlyArray<readonly string[]>): string[] {
+  const out: string[] = [];
+  for (const layer of layers) {
+    const settings = new Set(layer.map(settingOf));
+    const kept = out.filter((o) => !settings.has(settingOf(o)));
+    out.splice(0, out.length, ...kept, ...layer.filter((o, i) => layer.indexOf(o) === i));
+  }
+  return out;
+}
+
 /** Where every node already has the export mounted: absolute and normalised. */
 export function mountedAt(value: string | undefined, field = 'mountedAt'): string | undefined {
   if (value === undefined || value === '') return undefined;

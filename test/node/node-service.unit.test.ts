@@ -374,6 +374,13 @@ describe('node service decisions (fake host, no root)', () => {
       expect(host.calls).to.deep.equal([`mount -t nfs -o nfsvers=4.1,hard 127.0.0.1:/export/team/pvc-n ${staging}`]);
     });
 
+    it("mounts a share with the PV's mountOptions (the capability's mount flags), which win over the class parameter", async () => {
+      const id = nfsId('share', 'pvc-flags');
+      const cap = mountCap('MULTI_NODE_MULTI_WRITER', '', ['nfsvers=4.2', 'nconnect=2']);
+      const staging = await stage(id, cap, { subDir: 'pvc-flags', mountOptions: 'vers=3,hard' });
+      expect(host.calls).to.deep.equal([`mount -t nfs -o hard,nfsvers=4.2,nconnect=2 127.0.0.1:/export/pvc-flags ${staging}`]);
+    });
+
     for (const [label, context] of [
       ['a subDir with an empty component (a//b)', { subDir: 'a//b' }],
       ['a subDir with a "." component', { subDir: 'a/./b' }],

@@ -2,7 +2,7 @@
 // the FlexVolume shim and migrate all call it, so one table covers them.
 import { expect } from 'chai';
 import { Code, CsiError } from '../../volume/errors.js';
-import { mountedAt, mountOptions, nfsDevice, nfsServer, nfsShare, nfsSubDir } from '../../volume/nfs.js';
+import { layeredMountOptions, mountedAt, mountOptions, nfsDevice, nfsServer, nfsShare, nfsSubDir } from '../../volume/nfs.js';
 
 function refused(fn: () => unknown): string {
   try {
@@ -90,5 +90,13 @@ describe('NFS input validator', () => {
     expect(nfsDevice('nas', '/', 'pvc-1')).to.equal('nas:/pvc-1');
     expect(nfsDevice('fd00::5', '/e')).to.equal('[fd00::5]:/e');
     expect(nfsDevice('[fd00::5]', '/e')).to.equal('[fd00::5]:/e');
+  });
+
+  it('layers mount options: a later layer replaces what sets the same thing, under any spelling', () => {
+    expect(layeredMountOptions(['nfsvers=3', 'hard', 'nolock'], ['vers=4.1', 'soft'])).to.deep.equal(['nolock', 'vers=4.1', 'soft']);
+    expect(layeredMountOptions(['rw', 'noac'], ['ac'], ['ro'])).to.deep.equal(['ac', 'ro']);
+    expect(layeredMountOptions(['async', 'timeo=600'], ['sync'])).to.deep.equal(['timeo=600', 'sync']);
+    expect(layeredMountOptions(['hard', 'hard'], [])).to.deep.equal(['hard']);
+    expect(layeredMountOptions([], ['nconnect=4'])).to.deep.equal(['nconnect=4']);
   });
 });
