@@ -59,11 +59,25 @@ export async function bindMount(source: string, target: string, readonly: boolea
   }
 }
 
+/**
+ * How long umount(8) may take. Past it the command is killed; on a network
+ * filesystem whose server is gone, the kernel has by then detached the mount
+ * and is waiting on the server to end the session (an NFSv4.1 unmount waits
+ * there for minutes): the kill ends that wait, and the mount is gone.
+ */
+export const UNMOUNT_TIMEOUT_MS = 15_000;
+
 export async function unmount(target: string): Promise<void> {
+  // -c: no canonicalisation, which stats the target first, and a stat of a
+  // hard NFS mount whose server is down never returns. -i: no umount.nfs
+  // helper, which would first ask an NFSv3 server's mountd (down too) to
+  // forget the mount; the kernel needs nothing from it.
   try {
-    await run('umount', ['--', target], { timeoutMs: 60_000 });
+    await run('umount', ['-i', '-c', '--', target], { timeoutMs: UNMOUNT_TIMEOUT_MS });
   } catch (err) {
     if (err instanceof CommandError && /busy/i.test(err.stderr)) throw new BusyError(target, err.stderr.trim());
+    // Timed out: done if the kernel detached it (see UNMOUNT_TIMEOUT_MS); the caller's retry sees the table.
+    if (err instanceof CommandError && err.timedOut && !(await readMountTable()).some((m) => m.target === target)) return;
     throw err;
   }
 }

@@ -2,7 +2,6 @@
 // kubelet directory, with no symbolic link anywhere on the way (the path
 // itself included), and no component longer than a filesystem allows. So no
 // request can make the driver create, mount or delete anywhere else.
-import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isStaleError } from '../host/paths.js';
@@ -38,17 +37,21 @@ async function requireNoSymlinkBelow(field: string, value: string, root: string,
   let at = root;
   for (const part of parts) {
     at = path.join(at, part);
-    let st: Stats;
+    // readlink, not lstat: at a mount point lstat asks the mounted filesystem
+    // for attributes, and a hard NFS mount whose server is down never answers
+    // (an unpublish or unstage would hang); readlink answers EINVAL for
+    // anything that is not a link without a word to the server.
     try {
-      st = await fs.lstat(at);
+      await fs.readlink(at);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EINVAL') continue;
       if (code === 'ENOENT') return;
       if (isStaleError(err)) return; // a stale NFS mount point: a mount, not a link (NodeStage remounts it)
       if (code === 'ENAMETOOLONG') throw invalid(`${field} ${value} is too long for the filesystem`);
       throw err;
     }
-    if (st.isSymbolicLink()) throw invalid(`${field} ${value} goes through a symbolic link (${at}); refusing to follow it`);
+    throw invalid(`${field} ${value} goes through a symbolic link (${at}); refusing to follow it`);
   }
 }
 
