@@ -330,8 +330,25 @@ export class NodeService {
     await this.mountNfs(src.nfs.device, staging, layeredMountOptions(src.nfs.options, flags, readonly ? ['ro'] : []));
   }
 
-  /** `mount -t nfs`, with a timeout; an unreachable server is UNAVAILABLE (retryable). */
+  /**
+   * `mount -t nfs`, checked: a mount of a directory that was recreated on the
+   * server can still reach the old one (ESTALE). The node's other mounts of
+   * that server share one superblock, whose cached names (trusted for up to
+   * acdirmax) still lead to the gone directory. Such a mount is made again
+   * with `nosharecache`: a superblock of its own, which looks the path up anew.
+   */
   private async mountNfs(device: string, target: string, options: string[]): Promise<void> {
+    await this.mountNfsOnce(device, target, options);
+    if (!(await this.host.isStale(target))) return;
+    await this.host.unmount(target);
+    await this.mountNfsOnce(device, target, layeredMountOptions(options, ['nosharecache']));
+    if (!(await this.host.isStale(target))) return;
+    await this.host.unmount(target);
+    throw unavailable(`${device} answers with a stale file handle even to a fresh mount; try again later`);
+  }
+
+  /** `mount -t nfs`, with a timeout; an unreachable server is UNAVAILABLE (retryable). */
+  private async mountNfsOnce(device: string, target: string, options: string[]): Promise<void> {
     try {
       await this.host.mount(device, target, { fstype: 'nfs', options, timeoutMs: NFS_MOUNT_TIMEOUT_MS });
     } catch (err) {

@@ -32,8 +32,14 @@ export class FakeHost implements Host {
   readonly calls: string[] = [];
   /** Targets whose unmount fails as busy. */
   readonly busy = new Set<string>();
-  /** Targets whose stat fails with ESTALE. */
+  /** Targets whose stat fails with ESTALE (until unmounted). */
   readonly stale = new Set<string>();
+  /**
+   * NFS sources whose directory was recreated on the server while another
+   * mount of that server is cached: a mount of them is stale again unless it
+   * has a cache of its own (`nosharecache`).
+   */
+  readonly staleInSharedCache = new Set<string>();
   /** Images holding written data (for the extent check). */
   readonly withData = new Set<string>();
   /** Sources whose mount fails, with the stderr mount(8) would print. */
@@ -68,6 +74,7 @@ export class FakeHost implements Host {
     this.record(`mount -t ${opts.fstype ?? '?'}${opts.options?.length ? ` -o ${opts.options.join(',')}` : ''} ${source} ${target}`);
     const failure = this.mountFailures.get(source);
     if (failure !== undefined) throw new CommandError('mount', ['-o', '<redacted>', '--', source, target], 32, failure, '', false);
+    if (this.staleInSharedCache.has(source) && !opts.options?.includes('nosharecache')) this.stale.add(path.resolve(target));
     if (source.startsWith('/dev/loop')) {
       const content = this.image(this.backing(source)).content;
       if (content.state !== 'filesystem' || content.fsType !== opts.fstype) {
@@ -104,6 +111,7 @@ export class FakeHost implements Host {
     const i = this.mounts.map((m) => m.target).lastIndexOf(want);
     if (i < 0) throw new CommandError('umount', ['--', target], 32, `umount: ${target}: not mounted.`, '', false);
     this.mounts.splice(i, 1);
+    this.stale.delete(want);
   }
 
   async readLoops(): Promise<LoopDevice[]> {

@@ -426,6 +426,22 @@ describe('node service decisions (fake host, no root)', () => {
       expect(host.calls.slice(1)).to.deep.equal([`umount ${staging}`, `mount -t nfs 127.0.0.1:/export/pvc-s ${staging}`]);
     });
 
+    it('mounts a recreated directory with a cache of its own when the shared one still holds the old handle', async () => {
+      const id = nfsId('share', 'pvc-sc');
+      const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+      const staging = await stage(id, cap, { subDir: 'pvc-sc', mountOptions: 'vers=4.1' });
+      host.stale.add(staging);
+      host.staleInSharedCache.add('127.0.0.1:/export/pvc-sc');
+      await stage(id, cap, { subDir: 'pvc-sc', mountOptions: 'vers=4.1' });
+      expect(host.calls.slice(1)).to.deep.equal([
+        `umount ${staging}`,
+        `mount -t nfs -o vers=4.1 127.0.0.1:/export/pvc-sc ${staging}`,
+        `umount ${staging}`,
+        `mount -t nfs -o vers=4.1,nosharecache 127.0.0.1:/export/pvc-sc ${staging}`,
+      ]);
+      expect(await host.isStale(staging)).to.equal(false);
+    });
+
     it('answers UNAVAILABLE when mount.nfs cannot reach the server', async () => {
       host.mountFailures.set('127.0.0.1:/export/pvc-u', 'mount.nfs: Connection refused');
       await expectCode(stage(nfsId('share', 'pvc-u'), mountCap('MULTI_NODE_MULTI_WRITER'), { subDir: 'pvc-u' }), Code.UNAVAILABLE);
