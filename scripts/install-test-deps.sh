@@ -20,6 +20,8 @@ PACKAGES=(
   unzip             # unpacks the pinned Helm for the chart tests
   yamllint          # lints values, examples and rendered charts
   prometheus        # the real Prometheus the metrics test scrapes the driver with
+  qemu-system-x86   # the kernel tier's VM: Debian's kernel under emulation (scripts/kernel-vm)
+  debootstrap       # the kernel tier's root filesystem, from Debian's packages
 )
 
 missing=()

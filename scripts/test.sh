@@ -23,4 +23,8 @@ fi
 npm run lint --silent
 npm run build --silent
 npx mocha 'dist/test/**/*.unit.test.js'
-unshare --mount --propagation private npx mocha --ignore 'dist/test/**/*.unit.test.js' 'dist/test/**/*.test.js'
+unshare --mount --propagation private npx mocha --ignore 'dist/test/**/*.unit.test.js' --ignore 'dist/test/**/*.kernel.test.js' 'dist/test/**/*.test.js'
+# The kernel tier: one VM (Debian's kernel under qemu, built and cached by
+# scripts/kernel-vm/build.sh) runs every *.kernel.test.ts with a real NFS
+# client, device-mapper, quotas and online growth.
+npm run test:kernel --silent

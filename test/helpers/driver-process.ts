@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type CsiClients, csiClients, rpc } from '../../cli/client.js';
 import type { Mode } from '../../driver/flags.js';
+import { SLOWDOWN } from './kernel-vm.js';
 
 const exec = promisify(execFile);
 
@@ -117,7 +118,7 @@ export class DriverProcess {
     this.child.stdout!.on('data', (b: Buffer) => (this.stdout += b.toString()));
     this.child.stderr!.on('data', (b: Buffer) => (this.stderr += b.toString()));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 15_000 * SLOWDOWN;
     for (;;) {
       if (this.child.exitCode !== null) throw new Error(`driver exited early (${this.child.exitCode}): ${this.stderr}`);
       if (this.stdout.includes('listening on')) break;

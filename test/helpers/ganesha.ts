@@ -5,6 +5,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { SLOWDOWN } from './kernel-vm.js';
 
 const exec = promisify(execFile);
 
@@ -83,7 +84,7 @@ EXPORT {
       ['-F', '-f', path.join(this.dir, 'ganesha.conf'), '-L', log, '-p', path.join(this.dir, 'ganesha.pid')],
       { stdio: 'ignore' },
     );
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 20_000 * SLOWDOWN;
     for (;;) {
       if ((await fs.readFile(log, 'utf8')).includes('NFS SERVER INITIALIZED')) {
         const ok = await exec('rpcinfo', ['-T', 'tcp', '127.0.0.1', 'mountd', '3']).then(
@@ -93,7 +94,7 @@ EXPORT {
         if (ok) return;
       }
       if (this.ganesha.exitCode !== null) throw new Error(`ganesha exited: ${await fs.readFile(log, 'utf8')}`);
-      if (Date.now() > deadline) throw new Error('ganesha did not start in 20 s');
+      if (Date.now() > deadline) throw new Error(`ganesha did not start in ${20 * SLOWDOWN} s`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
