@@ -27,9 +27,15 @@ COPY scripts ./scripts
 RUN npm run gen && npx tsc -p tsconfig.build.json && node scripts/build-flex.mjs && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
+# The tools the node service runs: losetup and mount (mount), blkid and
+# fsfreeze (util-linux), mkfs, e2fsck, resize2fs and filefrag (e2fsprogs),
+# mkfs.xfs and xfs_growfs (xfsprogs), mkfs.btrfs (btrfs-progs), mount.nfs
+# (nfs-common), cp --reflink (coreutils). netbase holds /etc/protocols and
+# /etc/rpc, without which mount.nfs fails ("Protocol not supported") for
+# NFSv3; a slim image lacks them.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      nfs-common util-linux mount e2fsprogs xfsprogs btrfs-progs \
+      nfs-common netbase util-linux mount e2fsprogs xfsprogs btrfs-progs \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json

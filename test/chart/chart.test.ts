@@ -249,10 +249,60 @@ const MATRIX: Record<string, object> = {
   'custom kubelet dir': { kubeletDir: '/var/snap/microk8s/common/var/lib/kubelet', image: { digest: `sha256:${'a'.repeat(64)}` } },
 };
 
-async function valuesFile(dir: string, name: string, values: object): Promise<string> {
+/** Where an operator pushed berth's image: the chart renders nothing without it. */
+const IMAGE_REPOSITORY = 'registry.example.com/storage/berth';
+
+/** A values file of `values`, naming berth's image unless `withImage` is false. */
+async function valuesFile(dir: string, name: string, values: object, withImage = true): Promise<string> {
   const file = path.join(dir, `${name.replace(/\W+/g, '-')}.yaml`);
-  await fs.writeFile(file, stringify(values));
+  const image = { repository: IMAGE_REPOSITORY, ...(values as { image?: object }).image };
+  await fs.writeFile(file, stringify(withImage ? { ...values, image } : values));
   return file;
+}
+
+/**
+ * The user each image the chart names runs as when the pod does not say,
+ * from the image's Dockerfile at that tag: the kubernetes-csi sidecars are
+ * built FROM gcr.io/distroless/static with no USER line (so root), as is
+ * pause 3.10's uid 65535 set in its own Dockerfile (USER 65535:65535), and
+ * berth's own Dockerfile has no USER (the node plugin must be root).
+ * An image missing here counts as root, as the kubelet would find it.
+ */
+const IMAGE_USERS: Record<string, number> = {
+  'registry.k8s.io/sig-storage/csi-provisioner:v6.3.0': 0,
+  'registry.k8s.io/sig-storage/csi-attacher:v4.12.0': 0,
+  'registry.k8s.io/sig-storage/csi-resizer:v2.2.1': 0,
+  'registry.k8s.io/sig-storage/livenessprobe:v2.19.0': 0,
+  'registry.k8s.io/sig-storage/csi-snapshotter:v8.6.0': 0,
+  'registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.17.0': 0,
+  'registry.k8s.io/pause:3.10': 65535,
+};
+
+type SecurityContext = { runAsNonRoot?: boolean; runAsUser?: number };
+type PodContainer = Container & {
+  image: string;
+  securityContext?: SecurityContext;
+  ports?: Array<{ name?: string; containerPort: number }>;
+  resources?: Resources;
+};
+type PodSpec = {
+  hostNetwork?: boolean;
+  dnsPolicy?: string;
+  securityContext?: SecurityContext;
+  containers: PodContainer[];
+  initContainers?: PodContainer[];
+};
+type Resources = { requests?: Record<string, string>; limits?: Record<string, string> };
+
+/**
+ * Why the kubelet would refuse to start `c` (pkg/kubelet/kuberuntime
+ * verifyRunAsNonRoot): under runAsNonRoot, the container's or else the pod's
+ * runAsUser must be non-zero, or, with neither, the image's numeric USER.
+ */
+function runAsNonRootRefusal(pod: PodSpec, c: PodSpec['containers'][number]): string | undefined {
+  if (!(c.securityContext?.runAsNonRoot ?? pod.securityContext?.runAsNonRoot)) return undefined;
+  const uid = c.securityContext?.runAsUser ?? pod.securityContext?.runAsUser ?? IMAGE_USERS[c.image] ?? 0;
+  return uid === 0 ? `container has runAsNonRoot and image will run as root (container ${c.name}, image ${c.image})` : undefined;
 }
 
 function parseDocs(text: string): K8sObject[] {
@@ -534,15 +584,16 @@ describe('Helm chart (real helm binary)', function () {
           (berth.args ?? []).map((a) => a.replace(/\$\([A-Z_]+\)/g, 'node-1')),
           {},
         );
-        expect(flags.metricsAddress, `${name}: ${w.metadata.name}`).to.equal(on ? ':9810' : '');
-        expect(berth.ports.some((p) => p.name === 'metrics' && p.containerPort === 9810)).to.equal(on);
+        const port = w.metadata.name.endsWith('-local') ? 9811 : 9810;
+        expect(flags.metricsAddress, `${name}: ${w.metadata.name}`).to.equal(on ? `:${port}` : '');
+        expect(berth.ports.some((p) => p.name === 'metrics' && p.containerPort === port)).to.equal(on);
         const labels = (w.spec.template as unknown as { metadata: { labels: Record<string, string> } }).metadata.labels;
         const selecting = services.filter((svc) => Object.entries(svc.spec.selector).every(([k, v]) => labels[k] === v));
         expect(selecting.length, `${name}: one Service selects ${w.metadata.name}`).to.equal(on ? 1 : 0);
         if (on)
           expect(selecting[0]?.spec).to.deep.include({
             clusterIP: 'None',
-            ports: [{ name: 'metrics', port: 9810, targetPort: 'metrics', protocol: 'TCP' }],
+            ports: [{ name: 'metrics', port, targetPort: 'metrics', protocol: 'TCP' }],
           });
       }
       if (!on) expect(services, name).to.deep.equal([]);
@@ -653,6 +704,89 @@ describe('Helm chart (real helm binary)', function () {
       expect(sc.volumeBindingMode, sc.metadata.name).to.equal(sc.parameters.pool === 'nfs' ? 'Immediate' : 'WaitForFirstConsumer');
       expect(sc.allowVolumeExpansion, sc.metadata.name).to.equal(sc.parameters.kind === 'block');
     }
+  });
+
+  const podsOf = (objects: K8sObject[]) =>
+    objects
+      .filter((x): x is Workload => x.kind === 'DaemonSet' || x.kind === 'Deployment')
+      .map((w) => ({ name: w.metadata.name, pod: w.spec.template.spec as unknown as PodSpec }));
+
+  it('admits every pod as the kubelet would: under runAsNonRoot, each container runs as a non-zero uid', () => {
+    for (const [name, objects] of rendered) {
+      for (const { name: workload, pod } of podsOf(objects)) {
+        for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+          expect(runAsNonRootRefusal(pod, c), `${name}: ${workload}`).to.equal(undefined);
+        }
+      }
+    }
+    // The rule itself, on the controller pod as the chart had it: only berth's container set a user.
+    const before: PodSpec = {
+      securityContext: { runAsNonRoot: true },
+      containers: [
+        { name: 'berth', image: `${IMAGE_REPOSITORY}:0.1.0`, securityContext: { runAsUser: 65532 } },
+        { name: 'csi-provisioner', image: 'registry.k8s.io/sig-storage/csi-provisioner:v6.3.0' },
+      ],
+    };
+    expect(runAsNonRootRefusal(before, before.containers[0]!)).to.equal(undefined);
+    expect(runAsNonRootRefusal(before, before.containers[1]!)).to.contain('image will run as root');
+  });
+
+  it('runs the node plugins on the host network with cluster DNS, no two containers of a node on one port', () => {
+    for (const [name, objects] of rendered) {
+      const owner = new Map<string, string>();
+      for (const { name: workload, pod } of podsOf(objects).filter((p) => /-(node|local)$/.test(p.name))) {
+        expect(pod.hostNetwork, `${name}: ${workload}`).to.equal(true);
+        expect(pod.dnsPolicy, `${name}: ${workload}`).to.equal('ClusterFirstWithHostNet');
+        const berth = pod.containers.find((c) => c.name === 'berth')!;
+        const probe = pod.containers.find((c) => c.name === 'liveness-probe')!;
+        const healthz = berth.ports?.find((p) => p.name === 'healthz')?.containerPort;
+        expect(probe.args, `${name}: ${workload}'s livenessprobe serves the port its liveness check asks`).to.include(
+          `--health-port=${healthz}`,
+        );
+        const ports = new Set<string>();
+        for (const c of pod.containers) {
+          for (const p of c.ports ?? []) ports.add(`${p.containerPort}`);
+          for (const a of c.args ?? []) {
+            const m = /^--(?:health-port=|metrics-address=:|http-endpoint=:)(\d+)$/.exec(a);
+            if (m) ports.add(m[1]!);
+          }
+        }
+        for (const p of ports) {
+          expect(owner.get(p), `${name}: port ${p} of ${workload} is also taken on the node by`).to.equal(undefined);
+          owner.set(p, workload);
+        }
+      }
+    }
+  });
+
+  it('gives every container cpu and memory requests and a memory limit, settable in values', async () => {
+    for (const [name, objects] of rendered) {
+      for (const { name: workload, pod } of podsOf(objects)) {
+        for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
+          const r = c.resources ?? {};
+          expect(r.requests, `${name}: ${workload}/${c.name}`).to.have.keys('cpu', 'memory');
+          expect(r.limits, `${name}: ${workload}/${c.name}`).to.have.property('memory');
+        }
+      }
+    }
+    const f = await valuesFile(dir, 'resources', {
+      controller: { resources: { requests: { cpu: '1', memory: '1Gi' }, limits: { memory: '2Gi' } } },
+    });
+    const { stdout } = await exec(HELM, ['template', 'berth', CHART, '-f', f]);
+    const controller = podsOf(parseDocs(stdout)).find((p) => p.name === 'berth-controller')!;
+    expect(controller.pod.containers.find((c) => c.name === 'berth')?.resources).to.deep.equal({
+      requests: { cpu: '1', memory: '1Gi' },
+      limits: { memory: '2Gi' },
+    });
+  });
+
+  it('refuses to render until image.repository names where berth was pushed, saying how to get there', async () => {
+    const f = await valuesFile(dir, 'no-image', {}, false);
+    const err = await exec(HELM, ['template', 'berth', CHART, '-f', f]).then(
+      () => '',
+      (e: { stderr: string }) => e.stderr,
+    );
+    expect(err).to.contain('image.repository is not set').and.contain('Dockerfile');
   });
 
   it('values.schema.json rejects bad values', async () => {

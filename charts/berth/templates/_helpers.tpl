@@ -21,8 +21,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .digest -}}{{ .repository }}@{{ .digest }}{{- else -}}{{ .repository }}:{{ .tag }}{{- end -}}
 {{- end -}}
 
+{{/*
+berth's image. There is no public registry to default to: the chart refuses
+to render until image.repository names where the operator pushed the image
+built from the repository's Dockerfile.
+*/}}
 {{- define "berth.image" -}}
-{{- include "berth.imageRef" (dict "repository" .Values.image.repository "tag" (.Values.image.tag | default .Chart.AppVersion) "digest" .Values.image.digest) -}}
+{{- $repository := required "image.repository is not set: build berth's image from the repository's Dockerfile, push it to a registry your nodes can pull from, and set image.repository (and image.tag) to it" .Values.image.repository -}}
+{{- include "berth.imageRef" (dict "repository" $repository "tag" (.Values.image.tag | default .Chart.AppVersion) "digest" .Values.image.digest) -}}
 {{- end -}}
 
 {{/* Where a node plugin's CSI socket lives: the same path on the host and in the pod. */}}
@@ -34,8 +40,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 A node plugin's pod body shared by the NFS node DaemonSet and the local one:
 dict Values, driver (CSI driver name), mode (node or local), local (bool).
 */}}
+{{/*
+A node plugin's ports: its pods use the host's network, so the NFS node
+plugin and the local driver on one node must not share a port.
+*/}}
+{{- define "berth.nodePorts" -}}
+{{- if .local -}}
+{{- dict "health" .Values.localPools.healthPort "metrics" .Values.localPools.metricsPort | toJson -}}
+{{- else -}}
+{{- dict "health" .Values.sidecars.livenessProbe.port "metrics" .Values.metrics.port | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pod settings of a node plugin: the host's network (see berth.nodeContainer), DNS that still resolves cluster names. */}}
+{{- define "berth.nodePodNetwork" -}}
+# A kernel NFS mount's transport belongs to the network namespace that made
+# it: made in a pod's own namespace, every NFS volume on the node would hang
+# once the plugin pod is replaced. On the host's network the mounts outlive it.
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end -}}
+
 {{- define "berth.nodeContainer" -}}
 {{- $pluginDir := include "berth.pluginDir" . -}}
+{{- $ports := include "berth.nodePorts" . | fromJson -}}
 - name: berth
   image: {{ include "berth.image" .root }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -63,8 +91,8 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
     - --self-register={{ .Values.node.selfRegistration }}
     - --kubelet-registration-path={{ $pluginDir }}/csi.sock
     {{- if .Values.metrics.enabled }}
-    # Every address of the pod (no host network): berth-ctl status in the container reads 127.0.0.1.
-    - --metrics-address=:{{ .Values.metrics.port }}
+    # Every address of the node (host network), as csi-driver-nfs serves its metrics; berth-ctl status reads 127.0.0.1.
+    - --metrics-address=:{{ $ports.metrics }}
     {{- end }}
   env:
     - name: KUBE_NODE_NAME
@@ -75,11 +103,11 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
     privileged: true
   ports:
     - name: healthz
-      containerPort: {{ .Values.sidecars.livenessProbe.port }}
+      containerPort: {{ $ports.health }}
       protocol: TCP
     {{- if .Values.metrics.enabled }}
     - name: metrics
-      containerPort: {{ .Values.metrics.port }}
+      containerPort: {{ $ports.metrics }}
       protocol: TCP
     {{- end }}
   livenessProbe:
@@ -115,7 +143,7 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
 
 {{/* The node plugin's sidecars: livenessprobe, and node-driver-registrar when berth does not register itself. */}}
 {{- define "berth.nodeSidecars" -}}
-{{ include "berth.livenessProbeContainer" (dict "Values" .Values "socket" "/csi/csi.sock" "volume" "plugin-dir") }}
+{{ include "berth.livenessProbeContainer" (dict "Values" .Values "socket" "/csi/csi.sock" "volume" "plugin-dir" "port" (include "berth.nodePorts" . | fromJson).health) }}
 {{- if not .Values.node.selfRegistration }}
 - name: node-driver-registrar
   image: {{ include "berth.imageRef" .Values.sidecars.nodeDriverRegistrar }}
@@ -174,7 +202,11 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
   imagePullPolicy: {{ .Values.sidecars.livenessProbe.pullPolicy }}
   args:
     - --csi-address={{ .socket }}
-    - --health-port={{ .Values.sidecars.livenessProbe.port }}
+    - --health-port={{ .port | default .Values.sidecars.livenessProbe.port }}
+  {{- with .securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with .Values.sidecars.livenessProbe.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
@@ -202,6 +234,10 @@ dict Values, driver (CSI driver name), mode (node or local), local (bool).
         fieldRef:
           fieldPath: {{ get (dict "NODE_NAME" "spec.nodeName" "NAMESPACE" "metadata.namespace" "POD_NAME" "metadata.name") . }}
     {{- end }}
+  {{- end }}
+  {{- with .securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
   {{- end }}
   {{- with .image.resources }}
   resources:
