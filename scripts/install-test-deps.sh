@@ -21,7 +21,9 @@ PACKAGES=(
   yamllint          # lints values, examples and rendered charts
   prometheus        # the real Prometheus the metrics test scrapes the driver with
   qemu-system-x86   # the kernel tier's VM: Debian's kernel under emulation (scripts/kernel-vm)
-  debootstrap       # the kernel tier's root filesystem, from Debian's packages
+  debootstrap       # the kernel tier's root and the image tests' stand-in base, from Debian's packages
+  podman            # builds berth's image from the Dockerfile and runs the chart's pods (test/image)
+  runc              # podman's runtime here (crun refuses these machines' cgroups)
 )
 
 missing=()
