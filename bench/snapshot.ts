@@ -20,7 +20,7 @@ import { type CsiClients, csiClients, rpc, rpcStream } from '../cli/client.js';
 import { DriverProcess } from '../test/helpers/driver-process.js';
 import { FreshFilesystem } from '../test/helpers/fresh-fs.js';
 import { Ganesha } from '../test/helpers/ganesha.js';
-import { fmt, median } from './stats.js';
+import { fmt, median, memoryOf } from './stats.js';
 
 const exec = promisify(execFile);
 const GiB = 2 ** 30;
@@ -205,6 +205,7 @@ async function berthOn(fsType: 'xfs' | 'ext4') {
     };
     for (let run = 0; run < RUNS; run++) await runOnce(target, run);
     await machineLimit(where, pfs.mountpoint, fsType === 'xfs');
+    console.log(`${where}: the driver's peak RSS ${fmt(memoryOf(d.pid).peakMiB)} MB`);
   } finally {
     await d.cleanup();
     await pfs.remove();
@@ -231,6 +232,7 @@ async function berthOnNfs() {
     };
     for (let run = 0; run < RUNS; run++) await runOnce(target, run);
     await machineLimit(where, g.exportDir, false, `nfs://127.0.0.1${g.exportPath}`);
+    console.log(`${where}: the driver's peak RSS ${fmt(memoryOf(d.pid).peakMiB)} MB`);
   } finally {
     await d.cleanup();
     await g.stop();

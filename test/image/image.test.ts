@@ -35,7 +35,9 @@ describe('the berth image, built from the Dockerfile with podman (on a stand-in 
     const { stdout } = await podman(['run', '--rm', '--entrypoint', 'node', tag, '-e', script]);
     expect(stdout.trim().split(',')).to.include.members(['mount', 'umount', 'loopAttach', 'loopDetach', 'fallocate']);
     // As the chart's FlexVolume installer runs it, then as the kubelet calls the installed driver.
-    const flex = await shell('mkdir /tmp/plugins && /app/dist/berth-flex install /tmp/plugins >/dev/null && /tmp/plugins/berth~nfs/nfs init');
+    const flex = await shell(
+      'mkdir /tmp/plugins && /app/dist/berth-flex install /tmp/plugins >/dev/null && /tmp/plugins/berth~nfs/nfs init',
+    );
     expect(JSON.parse(flex.stdout)).to.deep.include({ status: 'Success' });
   });
 
