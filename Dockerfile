@@ -1,4 +1,18 @@
 # The berth driver image: Node 20 slim with the tools the node service runs.
+# Every step that needs the network comes first (the runtime tools, the
+# compiler, npm ci); after npm ci the build needs none.
+FROM node:20-bookworm-slim AS runtime
+# The tools the node service runs: losetup and mount (mount), blkid and
+# fsfreeze (util-linux), mkfs, e2fsck, resize2fs and filefrag (e2fsprogs),
+# mkfs.xfs and xfs_growfs (xfsprogs), mkfs.btrfs (btrfs-progs), mount.nfs
+# (nfs-common), cp --reflink (coreutils). netbase holds /etc/protocols and
+# /etc/rpc, without which mount.nfs fails ("Protocol not supported") for
+# NFSv3; a slim image lacks them.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      nfs-common netbase util-linux mount e2fsprogs xfsprogs btrfs-progs \
+ && rm -rf /var/lib/apt/lists/*
+
 FROM node:20-bookworm-slim AS build
 # node-gyp builds the berth_sys addon (native/) in `npm ci`, against the
 # headers the image's Node carries.
@@ -26,17 +40,7 @@ COPY scripts ./scripts
 # installer runs.
 RUN npm run gen && npx tsc -p tsconfig.build.json && node scripts/build-flex.mjs && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
-# The tools the node service runs: losetup and mount (mount), blkid and
-# fsfreeze (util-linux), mkfs, e2fsck, resize2fs and filefrag (e2fsprogs),
-# mkfs.xfs and xfs_growfs (xfsprogs), mkfs.btrfs (btrfs-progs), mount.nfs
-# (nfs-common), cp --reflink (coreutils). netbase holds /etc/protocols and
-# /etc/rpc, without which mount.nfs fails ("Protocol not supported") for
-# NFSv3; a slim image lacks them.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      nfs-common netbase util-linux mount e2fsprogs xfsprogs btrfs-progs \
- && rm -rf /var/lib/apt/lists/*
+FROM runtime
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
