@@ -31,6 +31,24 @@ export async function mountTargets(): Promise<string[]> {
   return ((JSON.parse(stdout) as { filesystems: Array<{ target: string }> }).filesystems ?? []).map((f) => f.target).sort();
 }
 
+export interface MountRow {
+  target: string;
+  source: string;
+  fstype: string;
+  options: string;
+}
+
+/** The mount table with sources, types and options (findmnt reads mountinfo and stats no mount point, so a dead NFS server cannot stall it). */
+export async function mountRows(): Promise<MountRow[]> {
+  const { stdout } = await exec('findmnt', ['-J', '-l', '-o', 'TARGET,SOURCE,FSTYPE,OPTIONS']);
+  return (JSON.parse(stdout) as { filesystems: MountRow[] }).filesystems;
+}
+
+/** The topmost mount at `target`, if any. */
+export async function mountRowAt(target: string): Promise<MountRow | undefined> {
+  return (await mountRows()).filter((m) => m.target === target).at(-1);
+}
+
 /** Mount targets on berth's test paths. */
 export async function ourMountTargets(): Promise<string[]> {
   return (await mountTargets()).filter(ours);

@@ -8,15 +8,8 @@ import { expect } from 'chai';
 import { FLEX_EXECUTABLE } from '../helpers/flex-executable.js';
 import { FlexKubelet, type FlexPV } from '../helpers/flex-kubelet.js';
 import { Ganesha } from '../helpers/ganesha.js';
-import { exec, HostState } from '../helpers/host.js';
+import { exec, HostState, mountRowAt } from '../helpers/host.js';
 import { requireKernelVm } from '../helpers/kernel-vm.js';
-
-async function nfsMountAt(target: string): Promise<{ source: string; fstype: string; options: string } | undefined> {
-  const { stdout } = await exec('findmnt', ['-J', '-l', '-o', 'TARGET,SOURCE,FSTYPE,OPTIONS']);
-  return (JSON.parse(stdout) as { filesystems: Array<{ target: string; source: string; fstype: string; options: string }> }).filesystems
-    .filter((m) => m.target === target)
-    .at(-1);
-}
 
 describe('kernel VM: the FlexVolume berth/nfs driver mounts with the kernel client', function () {
   this.timeout(600_000);
@@ -70,7 +63,7 @@ describe('kernel VM: the FlexVolume berth/nfs driver mounts with the kernel clie
       const mounted = await kubelet.call('berth/nfs', ['mount', podDir, kubelet.options(v, pod)]);
       try {
         expect(mounted.reply, mounted.stderr).to.deep.include({ status: 'Success' });
-        const m = await nfsMountAt(podDir);
+        const m = await mountRowAt(podDir);
         expect(m?.source).to.equal(`127.0.0.1:${g.exportDir}/${subDir}`);
         expect(m?.options.split(',')).to.include(`vers=${version}`);
         await fs.writeFile(path.join(podDir, 'from-the-pod'), version);
@@ -80,7 +73,7 @@ describe('kernel VM: the FlexVolume berth/nfs driver mounts with the kernel clie
       } finally {
         expect((await kubelet.call('berth/nfs', ['unmount', podDir])).reply.status).to.equal('Success');
       }
-      expect(await nfsMountAt(podDir)).to.equal(undefined);
+      expect(await mountRowAt(podDir)).to.equal(undefined);
     });
   }
 

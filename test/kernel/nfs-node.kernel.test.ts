@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { Code, expectCode, mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { Ganesha } from '../helpers/ganesha.js';
-import { exec, HostState } from '../helpers/host.js';
+import { exec, HostState, mountRowAt, mountRows } from '../helpers/host.js';
 import { requireKernelVm } from '../helpers/kernel-vm.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
 
@@ -18,23 +18,6 @@ interface Volume {
   volume_id: string;
   volume_context: Record<string, string>;
 }
-interface Mount {
-  target: string;
-  source: string;
-  fstype: string;
-  options: string;
-}
-
-/** The mount table as the kernel has it (findmnt reads mountinfo; it stats no mount point, so a dead server cannot stall it). */
-async function kernelMounts(): Promise<Mount[]> {
-  const { stdout } = await exec('findmnt', ['-J', '-l', '-o', 'TARGET,SOURCE,FSTYPE,OPTIONS']);
-  return (JSON.parse(stdout) as { filesystems: Mount[] }).filesystems;
-}
-
-async function mountAt(target: string): Promise<Mount | undefined> {
-  return (await kernelMounts()).filter((m) => m.target === target).at(-1);
-}
-
 describe('kernel VM: the node service mounts NFS with the kernel client', function () {
   this.timeout(600_000);
   let dir: string;
@@ -103,8 +86,8 @@ describe('kernel VM: the node service mounts NFS with the kernel client', functi
   async function unpublishUnstage(v: Volume, staging: string, target?: string): Promise<void> {
     if (target) await rpc(d.clients.node, 'NodeUnpublishVolume', { volume_id: v.volume_id, target_path: target });
     await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: v.volume_id, staging_target_path: staging });
-    expect(await mountAt(staging), 'staging unmounted').to.equal(undefined);
-    if (target) expect(await mountAt(target), 'target unmounted').to.equal(undefined);
+    expect(await mountRowAt(staging), 'staging unmounted').to.equal(undefined);
+    if (target) expect(await mountRowAt(target), 'target unmounted').to.equal(undefined);
   }
 
   for (const version of ['3', '4.1', '4.2']) {
@@ -115,7 +98,7 @@ describe('kernel VM: the node service mounts NFS with the kernel client', functi
       const name = `pvc-v${version.replace('.', '')}`;
       const v = await provision(name, nfsClass({ mountOptions: `vers=${classVersion},retry=0,acdirmax=17` }), cap);
       const staging = await stage(v, cap);
-      const staged = await mountAt(staging);
+      const staged = await mountRowAt(staging);
       expect(staged?.fstype).to.equal(version === '3' ? 'nfs' : 'nfs4');
       expect(staged?.source).to.equal(`127.0.0.1:${g.exportDir}/${name}`);
       expect(staged?.options.split(',')).to.include(`vers=${version}`).and.include('acdirmax=17');
@@ -135,7 +118,7 @@ describe('kernel VM: the node service mounts NFS with the kernel client', functi
     const cap = mountCap('MULTI_NODE_READER_ONLY');
     const staging = await stage(v, cap);
     const target = await publish(v, cap, staging, true);
-    expect((await mountAt(staging))?.options.split(',')).to.include('ro');
+    expect((await mountRowAt(staging))?.options.split(',')).to.include('ro');
     expect(await fs.readFile(path.join(target, 'kept'), 'utf8')).to.equal('kept');
     for (const where of [staging, target]) {
       const err = await fs.writeFile(path.join(where, 'new'), 'x').then(
@@ -156,7 +139,7 @@ describe('kernel VM: the node service mounts NFS with the kernel client', functi
       await provision('pvc-img-b', params, cap, 64 * MiB),
       await provision('pvc-img-foreign', params, cap, 64 * MiB),
     ];
-    const exportMounts = async () => (await kernelMounts()).filter((m) => m.target.startsWith(`${path.join(d.dir, 'nfs')}/`));
+    const exportMounts = async () => (await mountRows()).filter((m) => m.target.startsWith(`${path.join(d.dir, 'nfs')}/`));
 
     const stagingA = await stage(a, cap);
     const stagingB = await stage(b, cap);
@@ -164,7 +147,7 @@ describe('kernel VM: the node service mounts NFS with the kernel client', functi
     expect(exports.map((m) => [m.source, m.fstype])).to.deep.equal([[`127.0.0.1:${g.exportDir}`, 'nfs4']]);
     const { stdout: loops } = await exec('losetup', ['-l', '-n', '-O', 'BACK-FILE']);
     expect(loops).to.contain(path.join(exports[0].target, 'pvc-img-a', 'disk.img'));
-    expect((await mountAt(stagingA))?.fstype).to.equal('ext4');
+    expect((await mountRowAt(stagingA))?.fstype).to.equal('ext4');
     await fs.writeFile(path.join(stagingA, 'kept'), 'written before unstage');
 
     // An image with foreign bytes is never formatted.
@@ -257,8 +240,8 @@ describe('kernel VM: the node service mounts NFS with the kernel client', functi
         () => rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: v.volume_id, staging_target_path: staging }, deadline),
         'NodeUnstageVolume',
       );
-      expect(await mountAt(target)).to.equal(undefined);
-      expect(await mountAt(staging)).to.equal(undefined);
+      expect(await mountRowAt(target)).to.equal(undefined);
+      expect(await mountRowAt(staging)).to.equal(undefined);
     } finally {
       await g.startGanesha();
     }
