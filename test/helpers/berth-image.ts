@@ -4,8 +4,9 @@
 // stand-in (Debian 12 from debootstrap plus this machine's Node 20) and tags
 // it as the Dockerfile's FROM; the Dockerfile builds unchanged with
 // --pull=never. podman's settings come from scripts/image/containers.conf.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -21,16 +22,24 @@ export function podman(args: string[], opts: { timeoutMs?: number } = {}): Promi
 
 let built: Promise<{ tag: string; sizeMB: number }> | undefined;
 
-/** Builds the image once per process (scripts/image/build.sh: the stand-in base when not cached, then podman build). */
+/**
+ * Builds the image once per process (scripts/image/build.sh: the stand-in
+ * base when not cached, then podman build), passing its progress lines on
+ * as they come: a first build takes minutes.
+ */
 export function berthImage(): Promise<{ tag: string; sizeMB: number }> {
   built ??= (async () => {
-    const out = await execFileAsync('bash', [path.join(ROOT, 'scripts/image/build.sh')], { env: PODMAN_ENV, maxBuffer: 16 << 20 }).catch(
-      (err: { stderr?: string; message: string }) => {
-        throw new Error(`building the image failed: ${err.message}\n${(err.stderr ?? '').slice(-6000)}`);
-      },
-    );
-    for (const line of out.stderr.split('\n').filter((l) => /^(stand-in base|image):/.test(l))) console.log(`      ${line}`);
-    const tag = out.stdout.trim().split('\n').at(-1) as string;
+    const child = spawn('bash', [path.join(ROOT, 'scripts/image/build.sh')], { env: PODMAN_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      stderr += `${line}\n`;
+      if (/^(stand-in base|image):/.test(line)) console.log(`      ${line}`);
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    if (code !== 0) throw new Error(`building the image failed (exit ${code}):\n${stderr.slice(-6000)}`);
+    const tag = stdout.trim().split('\n').at(-1) as string;
     const size = Number((await podman(['image', 'inspect', tag, '--format', '{{.Size}}'])).stdout.trim());
     return { tag, sizeMB: Math.round(size / 1e6) };
   })();
