@@ -258,7 +258,6 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
       `--csi.stagingdir=${path.join(work, 'staging')}`,
       `--csi.mountdir=${path.join(work, 'mount')}`,
       `--csi.testvolumeparameters=${paramsFile}`,
-      '--csi.testvolumesize=67108864',
       ...extra,
     ];
     const run = await execFileAsync(CSI_SANITY as string, args, { maxBuffer: 64 << 20 }).then(
