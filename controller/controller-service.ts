@@ -57,6 +57,7 @@ import {
 import type { SnapshotRecord, VolumeRecord } from '../volume/record.js';
 import { parseRange, requireName, requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
+import { encodePublishContext, encodeVolumeContext, staticNfsShareOf, type VolumeContext } from '../volume/volume-context.js';
 import {
   encodeNode,
   formatSnapshotId,
@@ -229,8 +230,8 @@ export class ControllerService {
 
     const dirName = volumeDirName(name);
     const identity = identityParameters(req.parameters ?? {});
-    const { pool, ref, volumeContext, subDir } = this.placement(params, name, dirName);
-    if (fsType) volumeContext.fsType = fsType;
+    const { pool, ref, context, subDir } = this.placement(params, name, dirName);
+    const volumeContext = encodeVolumeContext({ ...context, ...(fsType ? { fsType } : {}) });
     const record: VolumeRecord = {
       version: 1,
       name,
@@ -273,8 +274,8 @@ export class ControllerService {
   private placement(params: VolumeParameters, name: string, dirName: string) {
     if (params.pool === 'local') {
       const ref: VolumeRef = { pool: 'local', node: encodeNode(this.cfg.nodeId), kind: params.kind, dirName };
-      const volumeContext: Record<string, string> = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
-      return { pool: this.localPool() as Pool, ref, volumeContext, subDir: undefined };
+      const context: VolumeContext = { pool: 'local', kind: params.kind, node: this.cfg.nodeId };
+      return { pool: this.localPool() as Pool, ref, context, subDir: undefined };
     }
     const { nfs } = params;
     const subDir = expandSubDir(nfs.subDir, params, name);
@@ -288,12 +289,18 @@ export class ControllerService {
       kind: params.kind,
       dirName,
     };
-    const volumeContext: Record<string, string> = { pool: 'nfs', kind: params.kind, server: nfs.server, share: nfs.share, subDir };
-    if (nfs.mountOptions.length) volumeContext.mountOptions = nfs.mountOptions.join(',');
-    if (nfs.mountedAt) volumeContext.mountedAt = nfs.mountedAt;
+    const context: VolumeContext = {
+      pool: 'nfs',
+      kind: params.kind,
+      server: nfs.server,
+      share: nfs.share,
+      subDir,
+      mountOptions: nfs.mountOptions,
+      ...(nfs.mountedAt ? { mountedAt: nfs.mountedAt } : {}),
+    };
     if (Buffer.byteLength(formatVolumeId(ref)) > 128)
       throw invalid('server, share and name together make a volume id longer than 128 bytes');
-    return { pool: this.nfsPools().get(nfs) as Pool, ref, volumeContext, subDir };
+    return { pool: this.nfsPools().get(nfs) as Pool, ref, context, subDir };
   }
 
   /**
@@ -471,7 +478,7 @@ export class ControllerService {
     const nodes = this.attachDirectory();
     const found = await this.lookup(id);
     if (!found) {
-      if (this.isStaticNfsVolume(id, req.volume_context ?? {})) return { publish_context: { kind: 'share' } };
+      if (this.isStaticNfsVolume(id, req.volume_context)) return { publish_context: encodePublishContext({ kind: 'share' }) };
       const ref = parseVolumeId(id);
       throw notFound(ref && !this.poolOf(ref) ? this.notHeld(ref, id) : `volume ${id} does not exist`);
     }
@@ -485,7 +492,7 @@ export class ControllerService {
     const accessMode = req.volume_capability.access_mode?.mode as string; // capabilityProblem made sure there is one
     const wanted = { accessMode, readonly: Boolean(req.readonly) };
     // The node stages a volume published read-only read-only, whatever the pod asks.
-    const publishContext: Record<string, string> = { kind: rec.kind, ...(wanted.readonly ? { readonly: 'true' } : {}) };
+    const publishContext = encodePublishContext({ kind: rec.kind, readonly: wanted.readonly });
 
     const mine = rec.attachments[nodeId];
     if (mine) {
@@ -521,17 +528,10 @@ export class ControllerService {
    * it is. It may be published to any node; nothing needs recording, since a
    * share is multi-node. Its id and attributes must agree.
    */
-  private isStaticNfsVolume(id: string, ctx: Record<string, string>): boolean {
+  private isStaticNfsVolume(id: string, ctx: Record<string, string> | undefined): boolean {
     const ref = parseVolumeId(id);
-    return (
-      ref?.pool === 'nfs' &&
-      ref.kind === 'share' &&
-      ctx.pool === 'nfs' &&
-      ctx.static === 'true' &&
-      ctx.kind === 'share' &&
-      ctx.server === ref.server &&
-      ctx.share === ref.share
-    );
+    const at = staticNfsShareOf(ctx);
+    return ref?.pool === 'nfs' && ref.kind === 'share' && at?.server === ref.server && at.share === ref.share;
   }
 
   async ControllerUnpublishVolume(req: ControllerUnpublishVolumeRequest): Promise<Record<string, never>> {

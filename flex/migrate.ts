@@ -8,6 +8,7 @@
 // the existing PVC binds to it again. Nothing is copied or moved.
 import { parseAllDocuments, stringify } from 'yaml';
 import { layeredMountOptions, type NfsVolumeSource, nfsVolumeSource, mountOptions as parseMountOptions } from '../volume/nfs.js';
+import { encodeVolumeContext } from '../volume/volume-context.js';
 import { formatVolumeId, volumeDirName } from '../volume/volume-id.js';
 
 /** The CSI driver that serves NFS volumes (the chart's driverName): migrated PVs name it. */
@@ -79,9 +80,16 @@ function migrateOne(pv: Obj, opts: MigrationOptions): Obj | string {
   } catch {
     return 'server, share and name make a volume id longer than 128 bytes';
   }
-  const volumeAttributes: Record<string, string> = { pool: 'nfs', kind: 'share', static: 'true', server, share, subDir };
-  if (mountOptions.length) volumeAttributes.mountOptions = mountOptions.join(',');
-  if (opts.mountedAt) volumeAttributes.mountedAt = opts.mountedAt;
+  const volumeAttributes = encodeVolumeContext({
+    pool: 'nfs',
+    kind: 'share',
+    static: true,
+    server,
+    share,
+    subDir,
+    mountOptions,
+    ...(opts.mountedAt ? { mountedAt: opts.mountedAt } : {}),
+  });
 
   for (const k of DROP_METADATA) delete metadata[k];
   const annotations = isObj(metadata.annotations) ? { ...(metadata.annotations as Record<string, string>) } : {};

@@ -44,10 +44,11 @@ import type {
 import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange, unavailable } from '../volume/errors.js';
 import type { LocalPoolLayout } from '../volume/local-layout.js';
-import { layeredMountOptions, mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice, nfsVolumeSource } from '../volume/nfs.js';
+import { layeredMountOptions, mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice } from '../volume/nfs.js';
 import { type FilesystemRecord, readRecordFile } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
+import { fsTypeOf, nfsSourceOf, publishedReadOnly } from '../volume/volume-context.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
 import { requireAllowedMountedAt, requireKubeletPath } from './kubelet-paths.js';
 import { StageRecords, stageDifference, stageRecordOf } from './stage-records.js';
@@ -173,14 +174,13 @@ export class NodeService {
    * subDir; mountedAt when the export is pre-mounted on every node), checked
    * by the same validator as the controller's.
    */
-  private async locate(id: string, context: Record<string, string> = {}): Promise<Located> {
+  private async locate(id: string, context?: Record<string, string>): Promise<Located> {
     const ref = parseVolumeId(id);
     if (ref?.pool === 'nfs') {
       if (!this.cfg.servesNfs) throw notFound(`volume ${id} is on an NFS pool: NFS volumes are served by the NFS driver, not this one`);
-      const located: Located = { ref, kind: ref.kind, fsType: context.fsType ?? '', volumeId: id };
-      if (context.subDir === undefined) return located;
-      // '' is the export's root (a share migrated from FlexVolume may be the whole export).
-      const nfs = nfsVolumeSource({ ...context, server: ref.server, share: ref.share }, { allowRoot: true });
+      const located: Located = { ref, kind: ref.kind, fsType: fsTypeOf(context), volumeId: id };
+      const nfs = nfsSourceOf(context, ref);
+      if (!nfs) return located;
       if (nfs.mountedAt) {
         // volume_context is untrusted: mountedAt must be where this node's operator pre-mounts exports.
         const base = await requireAllowedMountedAt(path.join(nfs.mountedAt, nfs.subDir), this.cfg.mountedAtDirs);
@@ -284,7 +284,7 @@ export class NodeService {
     const staged = topMount(mounts, staging) || topMount(mounts, path.join(staging, RAW_DEVICE_FILE));
     if (staged && was && differ.length > 0) throw alreadyExists(`${staging} is already staged with another ${differ.join(', ')}`);
     // Read-only by its access mode, or because the controller published it read-only (PUBLISH_READONLY).
-    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || req.publish_context?.readonly === 'true';
+    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || publishedReadOnly(req.publish_context);
     if (src.kind === 'share') {
       await this.stageShare(src, staging, readonly, flags, mounts);
     } else {
@@ -513,7 +513,7 @@ export class NodeService {
     const mounts = await this.host.readMounts();
     const staged = topMount(mounts, source);
     if (!staged) throw failedPrecondition(`volume ${v.volumeId} is not staged at ${staging}`);
-    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || req.publish_context?.readonly === 'true';
+    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || publishedReadOnly(req.publish_context);
     // Raw block: the image behind the staged device; a read-only publish gets a read-only device of its own.
     const stagedDevice = raw ? boundDevice(staged) : undefined;
     const stagedLoop = stagedDevice ? await loopDevice(this.host, stagedDevice) : undefined;
