@@ -18,7 +18,7 @@ import {
   exists,
   ForeignContentError,
   filesystemSmallerThan,
-  formatAndMount,
+  formatOnceAndMount,
   type Host,
   loopDevice,
   loopDevicesOf,
@@ -190,19 +190,12 @@ export class BlockDriver {
       throw new FlexFailure(`${target} already has ${current.source} mounted`);
     }
     await fs.mkdir(target, { recursive: true, mode: 0o750 });
-    const recordPath = path.join(v.pool, '.flex', 'filesystems', `${v.image}.json`);
-    const known = await fs.readFile(recordPath, 'utf8').then(
-      (text) => JSON.parse(text) as { fsType: string },
-      () => undefined,
-    );
     try {
-      const guard = { knownFilesystem: known?.fsType, image: v.imagePath, readonly: readOnly(opts) };
-      await formatAndMount(this.host, device, target, v.fsType, [], guard);
-      if (!known) {
-        // As the CSI node does: from now on this image is never taken for blank.
-        await fs.mkdir(path.dirname(recordPath), { recursive: true, mode: 0o700 });
-        await writeFileDurable(recordPath, JSON.stringify({ fsType: v.fsType, since: new Date().toISOString() }));
-      }
+      await formatOnceAndMount(this.host, device, target, v.fsType, [], {
+        recordPath: path.join(v.pool, '.flex', 'filesystems', `${v.image}.json`),
+        image: v.imagePath,
+        readonly: readOnly(opts),
+      });
     } catch (err) {
       // Leave nothing attached: the kubelet retries from waitforattach.
       if (mountsOfDevice(await this.host.readMounts(), device).length === 0) await this.host.detachLoop(device).catch(() => undefined);

@@ -87,9 +87,25 @@ export async function filesystemSmallerThan(
   return deviceBytes - (await host.filesystemSize(fsType, device, mountPoint)) >= GROW_UNIT;
 }
 
+/** Why a device was refused (as mount-utils types its MountError). */
+export type ForeignContentReason =
+  /** Something that is not a filesystem (a partition table, LUKS, LVM...). */
+  | 'not-a-filesystem'
+  /** Another filesystem than the one asked for. */
+  | 'other-filesystem'
+  /** A filesystem berth recorded is gone from its superblock. */
+  | 'recorded-filesystem-gone'
+  /** Blank, but the stage is read-only. */
+  | 'blank-read-only'
+  /** No signature, but data written (a raw device's bytes). */
+  | 'data-without-filesystem';
+
 /** The device holds something other than the filesystem asked for. */
 export class ForeignContentError extends Error {
-  constructor(message: string) {
+  constructor(
+    readonly reason: ForeignContentReason,
+    message: string,
+  ) {
     super(message);
     this.name = 'ForeignContentError';
   }
@@ -130,22 +146,32 @@ export async function formatAndMount(
   const intact = superblock?.fsType === fsType ? superblock : undefined;
   const content: DeviceContent = guard.knownFilesystem === fsType && intact ? { state: 'filesystem', fsType } : await host.probe(device);
   if (content.state === 'other') {
-    throw new ForeignContentError(`${device} holds ${content.description}, not a filesystem; refusing to format or mount it`);
+    throw new ForeignContentError(
+      'not-a-filesystem',
+      `${device} holds ${content.description}, not a filesystem; refusing to format or mount it`,
+    );
   }
   if (content.state === 'filesystem' && content.fsType !== fsType) {
-    throw new ForeignContentError(`${device} holds a ${content.fsType} filesystem, asked for ${fsType}; refusing to reformat it`);
+    throw new ForeignContentError(
+      'other-filesystem',
+      `${device} holds a ${content.fsType} filesystem, asked for ${fsType}; refusing to reformat it`,
+    );
   }
   const formatted = content.state === 'blank';
   if (formatted) {
     if (guard.knownFilesystem) {
       throw new ForeignContentError(
+        'recorded-filesystem-gone',
         `${device} held a ${guard.knownFilesystem} filesystem that berth made or mounted, and now shows no signature (its superblock was damaged or overwritten); refusing to format it: the data may still be there`,
       );
     }
-    if (guard.readonly) throw new ForeignContentError(`${device} is blank; a read-only stage never formats it`);
+    if (guard.readonly) throw new ForeignContentError('blank-read-only', `${device} is blank; a read-only stage never formats it`);
     const hasData = (guard.image ? await host.imageHasData(guard.image) : undefined) ?? (await host.deviceHasData(device, DATA_SCAN_BYTES));
     if (hasData)
-      throw new ForeignContentError(`${device} holds data but no filesystem signature (written as a raw device?); refusing to format it`);
+      throw new ForeignContentError(
+        'data-without-filesystem',
+        `${device} holds data but no filesystem signature (written as a raw device?); refusing to format it`,
+      );
     await host.mkfs(device, fsType);
   }
   // Mounted already (the staged mount was lost while a pod's bind of it lives on): the filesystem is

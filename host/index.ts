@@ -3,6 +3,7 @@
 export * from './data-check.js';
 export * from './durable.js';
 export * from './filesystems.js';
+export * from './format-once.js';
 export * from './host.js';
 export * from './linux-host.js';
 export * from './loop-devices.js';

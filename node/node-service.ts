@@ -16,7 +16,7 @@ import {
   exists,
   ForeignContentError,
   filesystemSmallerThan,
-  formatAndMount,
+  formatOnceAndMount,
   type Host,
   isStaleError,
   loopBehind,
@@ -28,7 +28,6 @@ import {
   NFS_MOUNT_TIMEOUT_MS,
   sameThing,
   topMount,
-  writeFileDurable,
 } from '../host/index.js';
 import { capabilityProblem, DEFAULT_FS_TYPE } from '../volume/capabilities.js';
 import type {
@@ -45,7 +44,6 @@ import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound, outOfRange, unavailable } from '../volume/errors.js';
 import type { LocalPoolLayout } from '../volume/local-layout.js';
 import { layeredMountOptions, mountOptions, NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice } from '../volume/nfs.js';
-import { type FilesystemRecord, readRecordFile } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
 import { fsTypeOf, nfsSourceOf, publishedReadOnly } from '../volume/volume-context.js';
@@ -420,20 +418,9 @@ export class NodeService {
     }
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
-    const known = await readRecordFile<FilesystemRecord>(src.filesystemRecord);
     const device = await attachImage(this.host, image, { readOnly: readonly });
     try {
-      const { formatted } = await formatAndMount(this.host, device, staging, fsType, flags, {
-        knownFilesystem: known?.fsType,
-        image,
-        readonly,
-      });
-      if (!known) {
-        // From now on this volume is never taken for blank, whatever its signature shows.
-        const record: FilesystemRecord = { volumeId, fsType, since: new Date().toISOString(), madeByBerth: formatted };
-        await fs.mkdir(path.dirname(src.filesystemRecord), { recursive: true, mode: 0o700 });
-        await writeFileDurable(src.filesystemRecord, JSON.stringify(record));
-      }
+      await formatOnceAndMount(this.host, device, staging, fsType, flags, { recordPath: src.filesystemRecord, image, readonly, volumeId });
     } catch (err) {
       if ((await mountAt(this.host, staging))?.source === device) await this.host.unmount(staging).catch(() => undefined);
       await this.detachIfUnused(device);

@@ -63,20 +63,6 @@ export interface SnapshotRecord {
   sourceSubDir?: string;
 }
 
-/**
- * The node's record that a block volume holds a filesystem berth made or
- * mounted: from then on the volume is never taken for blank, whatever its
- * signature shows. Kept apart from the volume record, which the controller
- * writes, so the two never race.
- */
-export interface FilesystemRecord {
-  volumeId: string;
-  fsType: string;
-  /** When berth made it, or first mounted one it found. */
-  since: string;
-  madeByBerth: boolean;
-}
-
 /** A record's content, or undefined when there is no such file (any other failure is thrown). */
 export async function readRecordFile<T>(file: string): Promise<T | undefined> {
   try {
