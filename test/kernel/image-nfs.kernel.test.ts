@@ -1,6 +1,6 @@
 // berth's image mounts NFS with a real kernel: the VM has no container
 // runtime, so the image's root filesystem (unpacked by
-// scripts/image/export-root.sh into .tools/image-root before the VM boots)
+// scripts/image/export-root.sh into .tools/image/root before the VM boots)
 // is entered with chroot, and its own mount.nfs mounts from nfs-ganesha on
 // the guest's loopback, as the node plugin's container would.
 import fs from 'node:fs/promises';
@@ -12,7 +12,8 @@ import { Ganesha } from '../helpers/ganesha.js';
 import { exec } from '../helpers/host.js';
 import { requireKernelVm } from '../helpers/kernel-vm.js';
 
-const IMAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../.tools/image-root');
+const IMAGE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../.tools/image');
+const IMAGE_ROOT = path.join(IMAGE, 'root');
 
 describe("kernel VM: berth's image mounts NFS with its own mount.nfs (the image's root in a chroot)", function () {
   this.timeout(600_000);
@@ -22,7 +23,7 @@ describe("kernel VM: berth's image mounts NFS with its own mount.nfs (the image'
 
   before(async () => {
     requireKernelVm();
-    await fs.access(path.join(IMAGE_ROOT, '.image-id'));
+    await fs.access(path.join(IMAGE, 'image-id'));
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-kimage-'));
     g = new Ganesha(dir);
     await g.start();
