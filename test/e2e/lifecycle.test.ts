@@ -4,29 +4,21 @@
 // these machines; the harnesses follow the kubelet's and the sidecars'
 // source (named in test/helpers).
 
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
+import { AllInOne } from '../helpers/all-in-one.js';
 import { DriverProcess } from '../helpers/driver-process.js';
 import { HostState, mountTargets } from '../helpers/host.js';
-import { KubeletHarness, type Pod } from '../helpers/kubelet-harness.js';
+import { KubeletHarness, newPod } from '../helpers/kubelet-harness.js';
 import { rawGrpcCall } from '../helpers/raw-h2.js';
-import { type Claim, ExternalAttacher, ExternalProvisioner, type StorageClass } from '../helpers/sidecars.js';
+import { type Claim, type ExternalAttacher, type ExternalProvisioner, newClaim, type StorageClass } from '../helpers/sidecars.js';
 
 const DRIVER = 'berth.csi.dev';
 const MiB = 1024 * 1024;
 
-const pod = (name: string): Pod => ({ uid: randomUUID(), name, namespace: 'default', serviceAccount: 'default' });
-const claim = (name: string, over: Partial<Claim> = {}): Claim => ({
-  uid: randomUUID(),
-  name,
-  namespace: 'default',
-  accessModes: ['ReadWriteOnce'],
-  storage: 64 * MiB,
-  volumeMode: 'Filesystem',
-  ...over,
-});
+const pod = newPod;
+const claim = newClaim;
 const sc = (parameters: Record<string, string>, mountOptions?: string[]): StorageClass => ({
   name: 'berth',
   provisioner: DRIVER,
@@ -36,6 +28,7 @@ const sc = (parameters: Record<string, string>, mountOptions?: string[]): Storag
 
 describe('end to end: sidecars, kubelet registration and pod lifecycles', function () {
   this.timeout(120_000);
+  let cluster: AllInOne;
   let d: DriverProcess;
   let kubelet: KubeletHarness;
   let provisioner: ExternalProvisioner;
@@ -44,17 +37,12 @@ describe('end to end: sidecars, kubelet registration and pod lifecycles', functi
 
   before(async () => {
     host = await HostState.capture();
-    d = await DriverProcess.start({ mode: 'all' });
-    kubelet = new KubeletHarness(d.kubeletDir, 'node-a');
-    await kubelet.start();
-    await kubelet.waitRegistered(DRIVER);
-    provisioner = new ExternalProvisioner(() => d.clients);
-    attacher = new ExternalAttacher(() => d.clients);
+    cluster = await AllInOne.start();
+    ({ driver: d, kubelet, provisioner, attacher } = cluster);
   });
 
   after(async () => {
-    await kubelet.stop();
-    await d.stop('SIGKILL');
+    await cluster.stop();
     const leaks = await host.leaks();
     await d.cleanup();
     expect(leaks, 'loop devices or mounts left behind').to.deep.equal({ loops: [], mounts: [] });

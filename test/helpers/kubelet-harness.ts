@@ -7,6 +7,7 @@
 // operations, and retries on the "uncertain" codes. State lives on disk, as
 // the kubelet's does, so a restarted harness picks up where one left off.
 
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -33,6 +34,9 @@ export interface Pod {
   namespace: string;
   serviceAccount: string;
 }
+
+/** A new pod in the default namespace. */
+export const newPod = (name: string): Pod => ({ uid: randomUUID(), name, namespace: 'default', serviceAccount: 'default' });
 
 const UNCERTAIN = new Set([
   grpc.status.CANCELLED,

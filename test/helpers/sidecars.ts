@@ -2,7 +2,7 @@
 // controller service: external-provisioner (with --extra-create-metadata;
 // kubernetes-csi/external-provisioner pkg/controller/controller.go) and
 // external-attacher (kubernetes-csi/external-attacher pkg/attacher).
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { type CsiClients, rpc } from '../../cli/client.js';
 
 export type AccessMode = 'ReadWriteOnce' | 'ReadOnlyMany' | 'ReadWriteMany' | 'ReadWriteOncePod';
@@ -24,6 +24,17 @@ export interface Claim {
   /** The claim's dataSource, resolved as the provisioner does: a VolumeSnapshot's bound content's snapshot handle. */
   dataSource?: { snapshotHandle: string };
 }
+
+/** A new claim: ReadWriteOnce, 64 MiB, a filesystem, unless `over` says otherwise. */
+export const newClaim = (name: string, over: Partial<Claim> = {}): Claim => ({
+  uid: randomUUID(),
+  name,
+  namespace: 'default',
+  accessModes: ['ReadWriteOnce'],
+  storage: 64 * 1024 * 1024,
+  volumeMode: 'Filesystem',
+  ...over,
+});
 
 export interface PersistentVolume {
   name: string;

@@ -6,6 +6,7 @@
 // With BERTH_CSI_SANITY naming a csi-sanity binary, the upstream suite also
 // runs against the containerized drivers.
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,22 +15,17 @@ import { expect } from 'chai';
 import { stringify } from 'yaml';
 import { berthImage } from '../helpers/berth-image.js';
 import { ChartPod, renderChart, type Workload } from '../helpers/chart-pods.js';
-import { blockCap, type CsiClients, csiClients, mountCap, rpc } from '../helpers/csi-client.js';
+import { type CsiClients, csiClients } from '../helpers/csi-client.js';
 import { undoUnder } from '../helpers/driver-process.js';
 import { Ganesha } from '../helpers/ganesha.js';
 import { exec, HostState } from '../helpers/host.js';
-import { KubeletPaths, podUid } from '../helpers/kubelet.js';
-import { KubeletHarness } from '../helpers/kubelet-harness.js';
+import { KubeletHarness, type Pod } from '../helpers/kubelet-harness.js';
+import { type Claim, ExternalAttacher, ExternalProvisioner, type StorageClass } from '../helpers/sidecars.js';
 import { StandInApiServer } from '../helpers/stand-in-api-server.js';
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 const CSI_SANITY = process.env.BERTH_CSI_SANITY;
-
-interface Volume {
-  volume_id: string;
-  volume_context: Record<string, string>;
-}
 
 describe("the chart's berth pods under podman, as the kubelet runs them (berth's image on a stand-in base; kubelet and sidecars played)", function () {
   this.timeout(900_000);
@@ -85,28 +81,30 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
     return c;
   };
 
-  async function stagePublishWrite(c: CsiClients, v: Volume, cap: object, raw = false): Promise<() => Promise<void>> {
-    const k = new KubeletPaths(kubeletDir);
-    const uid = podUid();
-    const staging = raw ? k.blockStaging(`pv-${uid}`) : k.staging(v.volume_id);
-    const target = raw ? k.blockTarget(`pv-${uid}`, uid) : k.target(uid, 'pv');
-    await k.prepareStage(staging);
-    await rpc(c.node, 'NodeStageVolume', {
-      volume_id: v.volume_id,
-      staging_target_path: staging,
-      volume_capability: cap,
-      volume_context: v.volume_context,
+  /**
+   * A pod on node-a uses a claim of `sc`: the sidecars' and the kubelet's
+   * calls (the attacher's only for the NFS driver: the local one has no
+   * attach step, its CSIDriver says attachRequired: false); the host writes
+   * through the pod's mount.
+   */
+  async function podWritesThrough(kubelet: KubeletHarness, clients: () => CsiClients, sc: StorageClass, c: Partial<Claim>) {
+    const attachRequired = sc.provisioner === 'berth.csi.dev';
+    const provisioner = new ExternalProvisioner(clients);
+    const attacher = new ExternalAttacher(clients);
+    const pv = await provisioner.provision(sc, {
+      uid: randomUUID(),
+      name: 'data',
+      namespace: 'default',
+      accessModes: ['ReadWriteOnce'],
+      storage: 64 * MiB,
+      volumeMode: 'Filesystem',
+      ...c,
     });
-    await k.preparePublish(target);
-    await rpc(c.node, 'NodePublishVolume', {
-      volume_id: v.volume_id,
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: cap,
-      volume_context: v.volume_context,
-    });
+    const ctx = attachRequired ? await attacher.attach(pv, 'node-a') : {};
+    const pod: Pod = { uid: randomUUID(), name: 'app', namespace: 'default', serviceAccount: 'default' };
+    const target = await kubelet.mountPod(pod, pv, ctx);
     // The container's mounts reach the host (Bidirectional): the host writes through them.
-    if (raw) {
+    if (pv.volumeMode === 'Block') {
       const fd = await fs.open(target, 'r+');
       await fd.write(Buffer.from('written on the host'), 0, 19, 0);
       await fd.close();
@@ -114,8 +112,9 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
       await fs.writeFile(path.join(target, 'from-the-host'), 'written on the host');
     }
     return async () => {
-      await rpc(c.node, 'NodeUnpublishVolume', { volume_id: v.volume_id, target_path: target });
-      await rpc(c.node, 'NodeUnstageVolume', { volume_id: v.volume_id, staging_target_path: staging });
+      await kubelet.unmountPod(pod, pv);
+      if (attachRequired) await attacher.detach(pv, 'node-a');
+      await provisioner.delete(pv);
     };
   }
 
@@ -127,30 +126,30 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
       const plugin = await kubelet.waitRegistered('local.berth.csi.dev', 60_000);
       expect(plugin.nodeId).to.equal('node-a');
       expect(plugin.endpoint).to.equal(socketOf('local.berth.csi.dev'));
+      const c = connect(socketOf('local.berth.csi.dev'));
+      const local = (parameters: Record<string, string>): StorageClass => ({
+        name: 'local',
+        provisioner: 'local.berth.csi.dev',
+        parameters,
+      });
+      for (const [sc, claim] of [
+        [local({ kind: 'share' }), {}],
+        [local({ kind: 'block', 'csi.storage.k8s.io/fstype': 'ext4' }), {}],
+        [local({ kind: 'block' }), { volumeMode: 'Block' }],
+      ] as const) {
+        const undo = await podWritesThrough(kubelet, () => c, sc, claim);
+        await undo();
+      }
     } finally {
       await kubelet.stop();
-    }
-    const c = connect(socketOf('local.berth.csi.dev'));
-    for (const [kind, cap, raw] of [
-      ['share', mountCap(), false],
-      ['block', mountCap('SINGLE_NODE_WRITER', 'ext4'), false],
-      ['block', blockCap(), true],
-    ] as const) {
-      const { volume } = await rpc<{ volume: Volume }>(c.controller, 'CreateVolume', {
-        name: `pvc-pod-${kind}-${raw ? 'raw' : 'fs'}`,
-        capacity_range: { required_bytes: 64 * MiB },
-        volume_capabilities: [cap],
-        parameters: { kind },
-      });
-      const undo = await stagePublishWrite(c, volume, cap, raw);
-      await undo();
-      await rpc(c.controller, 'DeleteVolume', { volume_id: volume.volume_id });
     }
     expect(await host.loopsLeft()).to.deep.equal([]);
   });
 
   it('runs the controller as the kubelet admits it (uid 65532, read-only root, no capabilities) beside berth-node, and provisions, attaches, stages and publishes an NFS volume from nfs-ganesha', async () => {
     const api = await StandInApiServer.start();
+    const kubelet = new KubeletHarness(kubeletDir, 'node-a');
+    await kubelet.start();
     try {
       api.setDriver('node-a', { name: 'berth.csi.dev', nodeID: 'node-a' });
       const controllerDir = path.join(dir, 'pods/controller');
@@ -160,11 +159,10 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
         serviceAccount: { kubeconfig: api.kubeconfig },
       });
       pods.push(controller);
-      const node = await ChartPod.start(workload('berth-node'), 'berth', { nodeName: 'node-a', dir: path.join(dir, 'pods/node') });
-      pods.push(node);
+      pods.push(await ChartPod.start(workload('berth-node'), 'berth', { nodeName: 'node-a', dir: path.join(dir, 'pods/node') }));
       const controllerSocket = path.join(controllerDir, 'empty-dirs/socket-dir/csi.sock');
       await controller.waitFor(controllerSocket, 60_000);
-      await node.waitFor(socketOf('berth.csi.dev'), 60_000);
+      expect((await kubelet.waitRegistered('berth.csi.dev', 60_000)).endpoint).to.equal(socketOf('berth.csi.dev'));
       const status = await controller.exec(['sh', '-c', 'id -u; grep CapEff /proc/1/status; touch /app/x 2>&1 || true']);
       expect(status)
         .to.match(/^65532\n/)
@@ -172,26 +170,17 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
         .and.contain('Read-only file system');
 
       const ctl = connect(controllerSocket);
-      const nodeClients = connect(socketOf('berth.csi.dev'));
-      const cap = mountCap('MULTI_NODE_MULTI_WRITER');
-      const { volume } = await rpc<{ volume: Volume }>(ctl.controller, 'CreateVolume', {
-        name: 'pvc-pod-nfs',
-        volume_capabilities: [cap],
-        parameters: { pool: 'nfs', server: '127.0.0.1', share: g.exportDir, mountedAt: g.exportDir },
-      });
-      const published = await rpc<{ publish_context: Record<string, string> }>(ctl.controller, 'ControllerPublishVolume', {
-        volume_id: volume.volume_id,
-        node_id: 'node-a',
-        volume_capability: cap,
-      });
-      expect(published.publish_context).to.be.an('object');
-      const undo = await stagePublishWrite({ ...ctl, node: nodeClients.node } as CsiClients, volume, cap);
+      const sc: StorageClass = {
+        name: 'nfs',
+        provisioner: 'berth.csi.dev',
+        parameters: { pool: 'nfs', server: '127.0.0.1', share: g.exportDir, mountedAt: g.exportDir, subDir: 'pvc-pod-nfs' },
+      };
+      const undo = await podWritesThrough(kubelet, () => ctl, sc, { accessModes: ['ReadWriteMany'] });
       expect(await fs.readFile(path.join(g.exportDir, 'pvc-pod-nfs', 'from-the-host'), 'utf8')).to.equal('written on the host');
       await undo();
-      await rpc(ctl.controller, 'ControllerUnpublishVolume', { volume_id: volume.volume_id, node_id: 'node-a' });
-      await rpc(ctl.controller, 'DeleteVolume', { volume_id: volume.volume_id });
       await expectGone(path.join(g.exportDir, 'pvc-pod-nfs'));
     } finally {
+      await kubelet.stop();
       await api.stop();
     }
   });
