@@ -11,14 +11,15 @@
 // than that is a create a crash interrupted; its retry removes those
 // members and takes them all again, under one freeze.
 
+import type { GroupControllerDefinition, LockKeysOf } from '../volume/csi.js';
 import { aborted, alreadyExists, invalid, notFound } from '../volume/errors.js';
 import { parseSnapshotParameters } from '../volume/parameters.js';
 import type { SnapshotRecord } from '../volume/record.js';
 import { requireName, requireString } from '../volume/request-fields.js';
 import { formatGroupSnapshotId, formatSnapshotId, parseGroupSnapshotId, type VolumeRef, volumeDirName } from '../volume/volume-id.js';
-import { type ControllerService, toSnapshot } from './controller-service.js';
-import { LocalPool } from './local-pool.js';
+import { toSnapshot } from './csi-answers.js';
 import type { Pool } from './pool.js';
+import type { PoolDirectory } from './pool-directory.js';
 
 interface GroupRequest {
   group_snapshot_id?: string;
@@ -36,12 +37,12 @@ export class GroupSnapshotService {
     CreateVolumeGroupSnapshot: lockByName,
     DeleteVolumeGroupSnapshot: lockById,
     GetVolumeGroupSnapshot: lockById,
-  };
+  } satisfies LockKeysOf<GroupControllerDefinition>;
 
-  constructor(private readonly controller: ControllerService) {}
+  constructor(private readonly pools: PoolDirectory) {}
 
   async GroupControllerGetCapabilities() {
-    return { capabilities: [{ rpc: { type: 'CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT' } }] };
+    return { capabilities: [{ rpc: { type: 'CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT' as const } }] };
   }
 
   async CreateVolumeGroupSnapshot(req: { name?: string; source_volume_ids?: string[]; parameters?: Record<string, string> }) {
@@ -51,7 +52,7 @@ export class GroupSnapshotService {
     const { freeze } = parseSnapshotParameters(req.parameters ?? {});
     const sources = [];
     for (const id of sourceIds) {
-      const found = await this.controller.lookup(id);
+      const found = await this.pools.lookup(id);
       if (!found) throw notFound(`source volume ${id} does not exist`);
       sources.push(found);
     }
@@ -92,10 +93,9 @@ export class GroupSnapshotService {
       // Interrupted: taken at different instants if completed now. All again.
       for (const m of existing) await pool.removeSnapshot(m.key, m.rec);
     }
-    const thaw =
-      pool instanceof LocalPool && freeze
-        ? await pool.freezeVolumes(sources.filter((s) => s.rec.kind === 'block').map((s) => s.ref.dirName))
-        : async () => undefined;
+    const thaw = freeze
+      ? await pool.freezeVolumes(sources.filter((s) => s.rec.kind === 'block').map((s) => s.ref.dirName))
+      : async () => undefined;
     try {
       for (const m of members) await pool.createSnapshot(m.key, m.record, m.source, { freeze: false });
     } finally {
@@ -108,7 +108,7 @@ export class GroupSnapshotService {
   private async find(req: GroupRequest) {
     const id = requireString('group_snapshot_id', req.group_snapshot_id);
     const ref = parseGroupSnapshotId(id);
-    const pool = ref ? this.controller.poolOf(ref) : undefined;
+    const pool = ref ? this.pools.poolOf(ref) : undefined;
     if (!ref || !pool) return { id, found: undefined };
     const members = (await this.membersOf(pool, ref)).filter((m) => m.rec.groupSnapshotId === id);
     if (members.length === 0) return { id, found: undefined };
@@ -146,7 +146,7 @@ export class GroupSnapshotService {
 
   private async toGroup(pool: Pool, id: string, members: Array<{ key: string; rec: SnapshotRecord }>) {
     // In parallel: NFS members still copying are waited for together, not one copy wait after another.
-    const snapshots = (await Promise.all(members.map((m) => this.controller.settled(pool, m.key, m.rec)))).map(toSnapshot);
+    const snapshots = (await Promise.all(members.map((m) => pool.settleSnapshot(m.key, m.rec)))).map(toSnapshot);
     const first = Math.min(...members.map((m) => Date.parse(m.rec.createdAt)));
     return {
       group_snapshot_id: id,

@@ -51,6 +51,7 @@ import type { ContentSource, Pool, SnapshotSource } from './pool.js';
 import { addVolume, CachedScan, emptyKinds, type PoolUsage } from './pool-usage.js';
 
 export class LocalPool extends LocalPoolLayout implements Pool {
+  readonly type = 'local';
   private readonly tmpDir: string;
   private readonly trashDir: string;
   private readonly volumesSync: DirectorySync;
@@ -158,6 +159,10 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     }
   }
 
+  get where(): string {
+    return this.root;
+  }
+
   /** Throws FAILED_PRECONDITION with the reason when the pool cannot serve. */
   async probe(): Promise<void> {
     try {
@@ -169,7 +174,6 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     }
   }
 
-  /** Replaces a record atomically and durably; the temp file goes under .tmp, swept at start-up. */
   /** A new volume's record is in place: what it promises is counted. */
   private committed(dirName: string, record: VolumeRecord): void {
     if (isThin(record)) this.thinPromised += record.capacityBytes;
@@ -415,6 +419,11 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     }
   }
 
+  /** Local snapshots are whole when their record is: nothing to wait for. */
+  async settleSnapshot(_key: string, record: SnapshotRecord): Promise<SnapshotRecord> {
+    return record;
+  }
+
   /** The snapshot's image (block kind), for changed-block tracking. */
   snapshotImagePath(key: string): string {
     return this.snapshotEntry(key, IMAGE);
@@ -466,7 +475,6 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     this.trash = this.trash.then(() => fs.rm(entry, { recursive: true, force: true }).catch(() => undefined));
   }
 
-  /** Grows a block image (never shrinks). */
   /** Grows a block image (never shrinks); a thick one has its growth reserved first. */
   async growImage(dirName: string, record: VolumeRecord, bytes: number): Promise<void> {
     const image = this.imagePath(dirName);
@@ -514,13 +522,15 @@ export class LocalPool extends LocalPoolLayout implements Pool {
   }
 
   /**
-   * The loop devices this node has attached to a block volume's image: the
-   * volume is staged here. The local driver records no attachments (it has
-   * no attach step), so this is how its DeleteVolume knows a volume is in use.
+   * Whether the volume is staged on this node: a loop device on a block
+   * volume's image. The local driver records no attachments (it has no
+   * attach step), so this is how its DeleteVolume knows a volume is in use.
    */
-  async attachedLoops(dirName: string): Promise<string[]> {
+  async inUseHere(dirName: string, record: VolumeRecord): Promise<string | undefined> {
+    if (record.kind !== 'block') return undefined;
     const image = this.imagePath(dirName);
-    return (await this.loopTable.get()).filter((l) => l.backingFile === image && !l.backingDeleted).map((l) => l.device);
+    const loops = (await this.loopTable.get()).filter((l) => l.backingFile === image && !l.backingDeleted).map((l) => l.device);
+    return loops.length > 0 ? `${loops.join(', ')} attached to its image` : undefined;
   }
 
   /**

@@ -38,7 +38,7 @@ import {
   type SourcePort,
   XdrError,
 } from '../nfs-client/index.js';
-import { aborted, alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, unavailable } from '../volume/errors.js';
+import { aborted, alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, invalid, unavailable } from '../volume/errors.js';
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
@@ -56,10 +56,6 @@ const USAGE_MAX_AGE_MS = 10_000;
 /** One claim per volume directory: a symlink named by the directory's hash, whose text is the owner's key. */
 const CLAIMS = '.berth/claims';
 const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
-
-export function nfsPoolKey(l: NfsLocation): string {
-  return `${l.server}|${l.share}|${l.nfsPort ?? ''}|${l.mountPort ?? ''}|${l.uid ?? ''}.${l.gid ?? ''}`;
-}
 
 /** Maps what the NFS client throws to the CSI code a caller should see. */
 export function nfsFailure(err: unknown, where: string, identity = 'uid 0 (root)'): Error {
@@ -90,6 +86,7 @@ export function nfsFailure(err: unknown, where: string, identity = 'uid 0 (root)
 const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.status === status;
 
 export class NfsPool implements Pool {
+  readonly type = 'nfs';
   private client: Promise<NfsClient> | undefined;
   /** Handles of berth's own directories on the export (.berth/...), made on first use and kept. */
   private readonly dirs = new Map<string, Promise<FileHandle>>();
@@ -421,6 +418,25 @@ export class NfsPool implements Pool {
     return (await this.readSnapshot(key)) ?? rec;
   }
 
+  /** Changed-block tracking reads images in place: not over NFS. */
+  snapshotImagePath(): undefined {
+    return undefined;
+  }
+
+  async changeProvisioning(): Promise<void> {
+    throw invalid('mutable parameter "provisioning" applies to local block volumes only (NFS images are always thin)');
+  }
+
+  /** The controller does not see nodes' NFS mounts: the attachments in the record say where a volume is used. */
+  async inUseHere(): Promise<string | undefined> {
+    return undefined;
+  }
+
+  /** NFS has no freeze: a group's members are copied one after another. */
+  async freezeVolumes(): Promise<() => Promise<void>> {
+    return async () => undefined;
+  }
+
   /** Removes a snapshot: a copy still running is stopped, the data removed, the record last. */
   async removeSnapshot(key: string): Promise<void> {
     const running = this.copies.get(`snapshot/${key}`);
@@ -638,92 +654,4 @@ export class NfsPool implements Pool {
       if ((await c.stat(p)).size < bytes) await c.truncate(p, bytes);
     });
   }
-}
-
-/**
- * The NFS pools of this controller. A pool is kept (listed by ListVolumes,
- * its connection reused) once it holds a volume this controller made or
- * found; a server a request merely names (a mistyped StorageClass, a
- * DeleteVolume of a volume long gone) is never kept, so it cannot make
- * later calls fail. Pools not kept are reused for a while, a few at a time.
- */
-export interface NfsPoolsOptions {
-  /** Where the controller's NFS connections come from (see nfs-client's sourcePort). */
-  sourcePort?: SourcePort;
-  /** How long a call waits for a copy before it goes on in the background. */
-  copyWaitMs?: number;
-  /** Told of every NFS RPC of every pool, by server (metrics). */
-  onReply?: (server: string, what: string, seconds: number, replied: boolean) => void;
-  /** How old a usage scan of a pool may be reused (metrics). */
-  usageMaxAgeMs?: number;
-}
-
-export class NfsPools {
-  private readonly kept = new Map<string, NfsPool>();
-
-  constructor(private readonly opts: NfsPoolsOptions = {}) {}
-
-  private readonly passing = new Map<string, NfsPool>();
-  static readonly PASSING_MAX = 16;
-
-  get(location: NfsLocation): NfsPool {
-    const key = nfsPoolKey(location);
-    const known = this.kept.get(key) ?? this.passing.get(key);
-    if (known) return known;
-    const { server, share, nfsPort, mountPort, uid, gid } = location;
-    const { onReply, sourcePort, copyWaitMs, usageMaxAgeMs } = this.opts;
-    const label = serverLabel(location);
-    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, sourcePort, 30_000, copyWaitMs, {
-      onReply: onReply && ((what, seconds, replied) => onReply(label, what, seconds, replied)),
-      usageMaxAgeMs,
-    });
-    this.passing.set(key, pool);
-    if (this.passing.size > NfsPools.PASSING_MAX) {
-      const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];
-      this.passing.delete(oldestKey);
-      oldest.close();
-    }
-    return pool;
-  }
-
-  /** Keeps a pool that holds a volume. */
-  keep(pool: NfsPool): void {
-    const key = nfsPoolKey(pool.location);
-    if (this.kept.has(key)) return;
-    this.passing.delete(key);
-    this.kept.set(key, pool);
-  }
-
-  /** Kept pools in a stable order (for listing). */
-  all(): Array<[string, NfsPool]> {
-    return [...this.kept.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  }
-
-  close(): void {
-    for (const p of [...this.kept.values(), ...this.passing.values()]) p.close();
-  }
-
-  /** The servers of the kept pools, each probed through one of its pools (all at once, each bounded by `timeoutMs`). */
-  async servers(timeoutMs: number): Promise<NfsServerHealth[]> {
-    const byServer = new Map<string, NfsPool>();
-    for (const [, pool] of this.all()) {
-      const label = serverLabel(pool.location);
-      if (!byServer.has(label)) byServer.set(label, pool);
-    }
-    return Promise.all([...byServer].map(async ([server, pool]) => ({ server, ...(await pool.reachable(timeoutMs)) })));
-  }
-}
-
-export interface NfsServerHealth {
-  /** The server as StorageClasses name it, with its NFS port when one is given. */
-  server: string;
-  reachable: boolean;
-  /** How long the probe took (until it failed, when it did). */
-  seconds: number;
-  error?: string;
-}
-
-/** A server's name in metrics and status: as StorageClasses name it, with its NFS port when one is given. */
-function serverLabel(l: NfsLocation): string {
-  return l.nfsPort ? `${l.server}:${l.nfsPort}` : l.server;
 }

@@ -14,6 +14,9 @@ export interface SnapshotSource {
 }
 
 export interface Pool {
+  readonly type: 'local' | 'nfs';
+  /** Where the pool is, as messages name it: its directory, or `<server>:<export>`. */
+  readonly where: string;
   /** Throws FAILED_PRECONDITION (or UNAVAILABLE) with the reason when the pool cannot serve. */
   probe(): Promise<void>;
   read(key: string): Promise<VolumeRecord | undefined>;
@@ -50,4 +53,21 @@ export interface Pool {
     opts?: { freeze?: boolean },
   ): Promise<SnapshotRecord | undefined>;
   removeSnapshot(key: string, record: SnapshotRecord): Promise<void>;
+  /**
+   * A snapshot's record once its bytes are whole, or as it is when they are
+   * still being copied (NFS: waited for up to the copy wait when `waitForIt`).
+   */
+  settleSnapshot(key: string, record: SnapshotRecord, waitForIt?: boolean): Promise<SnapshotRecord>;
+  /** A snapshot's image, readable by this process for changed-block tracking; undefined where it is not (NFS). */
+  snapshotImagePath(key: string): string | undefined;
+
+  /**
+   * Makes a block image thick or thin; the caller records the change.
+   * INVALID_ARGUMENT where the pool cannot (NFS images are always thin).
+   */
+  changeProvisioning(key: string, record: VolumeRecord, to: 'thick' | 'thin'): Promise<void>;
+  /** Why a volume is in use on this machine (staged here), or undefined; what DeleteVolume refuses on. */
+  inUseHere(key: string, record: VolumeRecord): Promise<string | undefined>;
+  /** Freezes the staged filesystems of these block volumes for a group's copies; returns the thaw (nothing to freeze over NFS). */
+  freezeVolumes(keys: readonly string[]): Promise<() => Promise<void>>;
 }

@@ -17,8 +17,7 @@ import { allocatedRanges, changedRanges, fileExtents, merge, type Range } from '
 import { failedPrecondition, invalid, notFound, outOfRange } from '../volume/errors.js';
 import type { SnapshotRecord } from '../volume/record.js';
 import { requireString } from '../volume/request-fields.js';
-import type { ControllerService } from './controller-service.js';
-import { LocalPool } from './local-pool.js';
+import type { PoolDirectory } from './pool-directory.js';
 
 type MetadataType = 'FIXED_LENGTH' | 'VARIABLE_LENGTH';
 interface MetadataResponse {
@@ -33,18 +32,19 @@ const DEFAULT_MAX_RESULTS = 1024;
 const COMPARE_CHUNK = 1 << 20;
 
 export class SnapshotMetadataService {
-  constructor(private readonly controller: ControllerService) {}
+  constructor(private readonly pools: PoolDirectory) {}
 
   /** A block snapshot in a local pool this driver serves, and its image. */
   private async image(field: string, id: string | undefined): Promise<{ rec: SnapshotRecord; image: string }> {
     const snapshotId = requireString(field, id);
-    const found = await this.controller.findSnapshot(snapshotId);
+    const found = await this.pools.findSnapshot(snapshotId);
     if (!found) throw notFound(`snapshot ${snapshotId} does not exist`);
     if (found.rec.kind !== 'block')
       throw invalid(`snapshot ${snapshotId} is of a share volume: block metadata exists for block volumes only`);
-    if (!(found.pool instanceof LocalPool))
+    const image = found.pool.snapshotImagePath(found.ref.dirName);
+    if (!image)
       throw failedPrecondition(`changed block tracking is not enabled for NFS pools (snapshot ${snapshotId}): take a full backup`);
-    return { rec: found.rec, image: found.pool.snapshotImagePath(found.ref.dirName) };
+    return { rec: found.rec, image };
   }
 
   async GetMetadataAllocated(req: { snapshot_id?: string; starting_offset?: string | number; max_results?: number }, send: Send) {

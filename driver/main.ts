@@ -8,9 +8,10 @@ import { ControllerService } from '../controller/controller-service.js';
 import { GroupSnapshotService } from '../controller/group-snapshots.js';
 import { KubernetesNodes } from '../controller/kubernetes-nodes.js';
 import { LocalPool } from '../controller/local-pool.js';
-import { NfsPools } from '../controller/nfs-pool.js';
+import { NfsPools } from '../controller/nfs-pools.js';
 import { type NodeDirectory, SelfNode } from '../controller/nodes.js';
 import { CachedScan } from '../controller/pool-usage.js';
+import type { ControllerRole } from '../controller/role.js';
 import { SnapshotMetadataService } from '../controller/snapshot-metadata.js';
 import { LinuxHost } from '../host/linux-host.js';
 import { loadSystemCalls } from '../host/native.js';
@@ -89,7 +90,8 @@ export async function startDriver(
     probe: async () => pool?.probe(),
   });
   server.add({ definition: csi.Identity.service, handlers: pipeline.serve(csi.Identity.service, identity) });
-  const controller = serveController ? new ControllerService({ nodeId: flags.nodeId, pool, nfs: nfsPools, nodes }) : undefined;
+  const role = controllerRole(flags, pool, nfsPools, nodes);
+  const controller = role && new ControllerService(role);
   if (controller) {
     server.add({
       definition: csi.Controller.service,
@@ -97,10 +99,10 @@ export async function startDriver(
     });
     server.add({
       definition: csi.GroupController.service,
-      handlers: pipeline.serve(csi.GroupController.service, new GroupSnapshotService(controller), GroupSnapshotService.lockKeys),
+      handlers: pipeline.serve(csi.GroupController.service, new GroupSnapshotService(controller.pools), GroupSnapshotService.lockKeys),
     });
     if (hasLocalPool && flags.snapshotMetadata) {
-      const metadata = new SnapshotMetadataService(controller);
+      const metadata = new SnapshotMetadataService(controller.pools);
       server.add({ definition: csi.SnapshotMetadata.service, handlers: pipeline.serve(csi.SnapshotMetadata.service, metadata) });
     }
   }
@@ -164,6 +166,20 @@ export async function startDriver(
       return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
     },
   };
+}
+
+/** What the controller of this process is (controller/role.ts); undefined when it serves none (a node plugin). */
+function controllerRole(
+  flags: DriverFlags,
+  local: LocalPool | undefined,
+  nfs: NfsPools | undefined,
+  nodes: NodeDirectory | undefined,
+): ControllerRole | undefined {
+  const { nodeId } = flags;
+  if (flags.mode === 'all' && local && nfs && nodes) return { kind: 'all-in-one', nodeId, local, nfs, nodes };
+  if (flags.mode === 'controller' && nfs && nodes) return { kind: 'nfs-controller', nodeId, nfs, nodes };
+  if (flags.mode === 'local' && local) return { kind: 'local-driver', nodeId, local };
+  return undefined;
 }
 
 /** A scan function whose result is reused for `maxAgeMs`. */

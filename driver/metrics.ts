@@ -6,7 +6,7 @@
 // on the create path but one histogram observation.
 import http from 'node:http';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { NfsServerHealth } from '../controller/nfs-pool.js';
+import type { NfsServerHealth } from '../controller/nfs-pools.js';
 import { type PoolReport, within } from '../controller/pool-usage.js';
 import { ABNORMAL_REASONS, type NodeStatus } from '../node/node-service.js';
 import { Code } from '../volume/errors.js';

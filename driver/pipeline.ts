@@ -4,6 +4,7 @@
 // storage logic only.
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
+import type { LockKeysOf, RpcsOf, StrayRpcs } from '../volume/csi.js';
 import { aborted, Code, unimplemented } from '../volume/errors.js';
 import type { KeyedLocks } from './locks.js';
 import { type Logger, redact } from './log.js';
@@ -13,9 +14,6 @@ export type Handler<Req, Res> = (req: Req) => Promise<Res>;
 
 /** A server-streaming handler: sends each message through `send` (which waits while the client is slow). */
 export type StreamHandler<Req, Res> = (req: Req, send: (msg: Res) => Promise<void>) => Promise<void>;
-
-/** Per RPC, the key a call must hold exclusively (e.g. its volume). */
-export type LockKeys = Partial<Record<string, (req: never) => string | undefined>>;
 
 export interface PipelineOptions<Req> {
   /** The key this call must hold exclusively (e.g. the volume), if any. */
@@ -159,9 +157,16 @@ export class Pipeline {
   /**
    * Handlers for every method of a gRPC service definition: the service
    * object's method of the same name (the method is the RPC), or
-   * UNIMPLEMENTED where it has none.
+   * UNIMPLEMENTED where it has none. The compiler checks the service
+   * against the generated definition: each handler's request and answer,
+   * the lock keys' RPC names, and no capitalised method the definition
+   * lacks (a misspelled RPC would otherwise answer UNIMPLEMENTED).
    */
-  serve(definition: grpc.ServiceDefinition, service: object, lockKeys: LockKeys = {}): grpc.UntypedServiceImplementation {
+  serve<D extends grpc.ServiceDefinition, S extends RpcsOf<D>>(
+    definition: D,
+    service: S & Record<StrayRpcs<S, D>, never>,
+    lockKeys: LockKeysOf<D> = {},
+  ): grpc.UntypedServiceImplementation {
     const handlers: grpc.UntypedServiceImplementation = {};
     for (const method of Object.keys(definition)) {
       const fn = (service as Record<string, unknown>)[method];
@@ -172,7 +177,10 @@ export class Pipeline {
               throw unimplemented(`${method} is not supported by berth`);
             };
       const def = definition[method] as grpc.MethodDefinition<unknown, unknown>;
-      const opts = { lockKey: lockKeys[method] as ((req: unknown) => string | undefined) | undefined, path: def.path };
+      const opts = {
+        lockKey: (lockKeys as Record<string, unknown>)[method] as ((req: unknown) => string | undefined) | undefined,
+        path: def.path,
+      };
       handlers[method] = def.responseStream
         ? this.stream(method, (req, send) => (typeof fn === 'function' ? fn.call(service, req, send) : handler(req)), opts)
         : this.unary(method, handler, opts);

@@ -31,6 +31,8 @@ import {
 } from '../host/index.js';
 import { capabilityProblem, DEFAULT_FS_TYPE } from '../volume/capabilities.js';
 import type {
+  LockKeysOf,
+  NodeDefinition,
   NodeExpandVolumeRequest,
   NodeGetVolumeStatsRequest,
   NodeGetVolumeStatsResponse,
@@ -138,7 +140,7 @@ export class NodeService {
     NodePublishVolume: byId,
     NodeUnpublishVolume: byId,
     NodeExpandVolume: byId,
-  };
+  } satisfies LockKeysOf<NodeDefinition>;
 
   private readonly host: Host;
   private readonly stages: StageRecords;
@@ -154,7 +156,7 @@ export class NodeService {
     return this.cfg.pool;
   }
 
-  async NodeGetCapabilities(): Promise<{ capabilities: Array<{ rpc: { type: string } }> }> {
+  async NodeGetCapabilities() {
     return { capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })) };
   }
 

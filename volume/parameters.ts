@@ -200,3 +200,11 @@ export function parseSnapshotParameters(params: Record<string, string>): { freez
   }
   return { freeze: oneOf('freeze', params.freeze, ['true', 'false'] as const, 'true') === 'true' };
 }
+
+/**
+ * The parameter keys whose values differ, named without their values:
+ * values such as mountOptions may carry credentials, and messages are logged.
+ */
+export function differingKeys(a: Record<string, string>, b: Record<string, string>): string[] {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]).sort();
+}

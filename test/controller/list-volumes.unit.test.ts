@@ -5,9 +5,10 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { ControllerService, listToken } from '../../controller/controller-service.js';
+import { ControllerService } from '../../controller/controller-service.js';
+import { volumeListToken as listToken } from '../../controller/list-pages.js';
 import { LocalPool } from '../../controller/local-pool.js';
-import { NfsPools } from '../../controller/nfs-pool.js';
+import { NfsPools } from '../../controller/nfs-pools.js';
 import { SelfNode } from '../../controller/nodes.js';
 import { Code, CsiError } from '../../volume/errors.js';
 
@@ -24,7 +25,13 @@ describe('ListVolumes tokens and pages', () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'berth-list-unit-'));
     const pool = new LocalPool(dir);
     await pool.init();
-    controller = new ControllerService({ nodeId: 'node-a', pool, nfs: new NfsPools(), nodes: new SelfNode('node-a', 0) });
+    controller = new ControllerService({
+      kind: 'all-in-one',
+      nodeId: 'node-a',
+      local: pool,
+      nfs: new NfsPools(),
+      nodes: new SelfNode('node-a', 0),
+    });
     for (let i = 0; i < 25; i++) await create(`pvc-${String(i).padStart(2, '0')}`);
   });
   after(async () => fs.rm(dir, { recursive: true, force: true }));
