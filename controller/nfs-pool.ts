@@ -10,6 +10,10 @@
 //   <share>/.berth/snapshot-data/<key>/   a snapshot's copy: the tree, or disk.img
 //   <share>/.berth/populating/<key>       a volume being copied from a snapshot or a volume
 //
+// This file holds the decisions (claims, adoption of what an interrupted
+// attempt left, copies, capacity); what is on the export is reached through
+// the export store (nfs-export-store.ts), and copies run as CopyJobs.
+//
 // Snapshots, restores and clones are copies made by the controller over
 // NFS (no mount): sparse (zero chunks are not written), several READs and
 // WRITEs in flight. A copy that outlasts copyWaitMs goes on in the
@@ -23,225 +27,85 @@
 // and the retry adopts what the failed attempt made, so nothing half-made
 // remains. Two volumes can never share a directory: the claim is made
 // first, and a delete removes data only while its claim names the volume.
-import { createHash } from 'node:crypto';
-import path from 'node:path';
-import {
-  type FileHandle,
-  FileType,
-  MountError,
-  NFS3ERR,
-  Nfs3Error,
-  NfsClient,
-  type NfsClientOptions,
-  RpcError,
-  RpcTransportError,
-  type SourcePort,
-  XdrError,
-} from '../nfs-client/index.js';
-import { aborted, alreadyExists, Code, CsiError, exhausted, failedPrecondition, internal, invalid, unavailable } from '../volume/errors.js';
+import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, invalid } from '../volume/errors.js';
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
+import { CopyJobs } from './nfs-copies.js';
+import type { ExportStore } from './nfs-export-store.js';
 import type { ContentSource, Pool, SnapshotSource } from './pool.js';
 import { addVolume, CachedScan, emptyKinds, forEachLimited, type PoolUsage, within } from './pool-usage.js';
 
-const RECORDS = '.berth/volumes';
-const SNAPSHOTS = '.berth/snapshots';
 const SNAPSHOT_DATA = '.berth/snapshot-data';
-const POPULATING = '.berth/populating';
-/** READs and WRITEs a copy keeps in flight. */
-const COPY_PARALLEL = 8;
 /** How old a usage scan a scrape may reuse, by default: a scan reads every record over the wire. */
 const USAGE_MAX_AGE_MS = 10_000;
-/** One claim per volume directory: a symlink named by the directory's hash, whose text is the owner's key. */
-const CLAIMS = '.berth/claims';
-const claimName = (subDir: string) => createHash('sha256').update(subDir).digest('hex').slice(0, 40);
 
-/** Maps what the NFS client throws to the CSI code a caller should see. */
-export function nfsFailure(err: unknown, where: string, identity = 'uid 0 (root)'): Error {
-  if (err instanceof CsiError) return err;
-  if (err instanceof RpcTransportError || err instanceof XdrError) return unavailable(`NFS server ${where}: ${err.message}`);
-  if (err instanceof RpcError && err.reason === 'AUTH_ERROR') {
-    // knfsd's default `secure` (ganesha: PrivilegedPort) refuses clients on ports above 1023.
-    return failedPrecondition(
-      `NFS server ${where} refused berth's credentials (${err.message}): an export marked secure (the Linux default) accepts only reserved source ports: run the controller with CAP_NET_BIND_SERVICE (the chart grants it), or export with insecure`,
-    );
-  }
-  if (err instanceof RpcError) return unavailable(`NFS server ${where}: ${err.message}`);
-  if (err instanceof MountError) return failedPrecondition(`NFS export ${where}: ${err.message}`);
-  if (err instanceof Nfs3Error) {
-    if (err.status === NFS3ERR.NOSPC || err.status === NFS3ERR.DQUOT) return exhausted(`NFS ${where}: ${err.message}`);
-    if (err.status === NFS3ERR.ACCES || err.status === NFS3ERR.PERM) {
-      // Most often root_squash (the Linux default): berth's root is mapped to nobody.
-      return failedPrecondition(
-        `NFS ${where}: ${err.message} acting as ${identity}: on a root_squash export (the Linux default) set the StorageClass parameters nfsUid and nfsGid to the owner of the export's directory, or export with no_root_squash`,
-      );
-    }
-    if (err.status === NFS3ERR.STALE || err.status === NFS3ERR.JUKEBOX) return unavailable(`NFS ${where}: ${err.message}`);
-    return internal(`NFS ${where}: ${err.message}`);
-  }
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-const isNfs = (err: unknown, status: number) => err instanceof Nfs3Error && err.status === status;
+const imageOf = (subDir: string) => `${subDir}/${NFS_IMAGE}`;
 
 export class NfsPool implements Pool {
   readonly type = 'nfs';
-  private client: Promise<NfsClient> | undefined;
-  /** Handles of berth's own directories on the export (.berth/...), made on first use and kept. */
-  private readonly dirs = new Map<string, Promise<FileHandle>>();
-  private sequence = 0;
   private free: { bytes: number; at: number } | undefined;
-
   /** Copies running in this process, by `snapshot/<key>` or `volume/<key>`. */
-  private readonly copies = new Map<string, { done: Promise<void>; abort: AbortController }>();
+  private readonly copies: CopyJobs;
+  private readonly usageScan: CachedScan<PoolUsage>;
 
   constructor(
     readonly location: NfsLocation,
-    private readonly sourcePort: SourcePort = 'auto',
-    private readonly timeoutMs = 30_000,
-    private readonly copyWaitMs = 8_000,
-    private readonly observe: { onReply?: NfsClientOptions['onReply']; usageMaxAgeMs?: number } = {},
+    private readonly store: ExportStore,
+    copyWaitMs = 8_000,
+    usageMaxAgeMs = USAGE_MAX_AGE_MS,
   ) {
-    this.usageScan = new CachedScan(() => this.scanUsage(), observe.usageMaxAgeMs ?? USAGE_MAX_AGE_MS);
+    this.copies = new CopyJobs(copyWaitMs);
+    this.usageScan = new CachedScan(() => this.scanUsage(), usageMaxAgeMs);
   }
 
   get where(): string {
-    return `${this.location.server}:${this.location.share}`;
-  }
-
-  /** One connection per export, made on first use and kept. */
-  private connect(): Promise<NfsClient> {
-    this.client ??= NfsClient.connect({
-      host: this.location.server,
-      exportPath: this.location.share,
-      nfsPort: this.location.nfsPort,
-      mountPort: this.location.mountPort,
-      auth: this.location.uid !== undefined ? { uid: this.location.uid, gid: this.location.gid ?? this.location.uid } : undefined,
-      sourcePort: this.sourcePort,
-      timeoutMs: this.timeoutMs,
-      onReply: this.observe.onReply,
-    }).then(
-      (c) => c,
-      (err: unknown) => {
-        this.client = undefined;
-        throw err;
-      },
-    );
-    return this.client;
-  }
-
-  /** Runs an operation, mapping failures; a stale root handle forces a new MNT next time. */
-  private async run<T>(what: string, op: (c: NfsClient) => Promise<T>): Promise<T> {
-    try {
-      return await op(await this.connect());
-    } catch (err) {
-      if (isNfs(err, NFS3ERR.STALE) || isNfs(err, NFS3ERR.BADHANDLE)) this.reset();
-      const { uid, gid } = this.location;
-      throw nfsFailure(err, `${this.where} (${what})`, uid !== undefined ? `uid ${uid} gid ${gid ?? uid}` : undefined);
-    }
-  }
-
-  private reset(): void {
-    void this.client?.then(
-      (c) => c.close(),
-      () => undefined,
-    );
-    this.client = undefined;
-    this.dirs.clear();
+    return this.store.where;
   }
 
   close(): void {
-    this.reset();
-  }
-
-  /** The handle of one of berth's directories on the export, made (mode 0700) on first use. */
-  private dir(c: NfsClient, p: string): Promise<FileHandle> {
-    let handle = this.dirs.get(p);
-    if (!handle) {
-      handle = c.mkdirp(p, 0o700).catch((err: unknown) => {
-        this.dirs.delete(p);
-        throw err;
-      });
-      this.dirs.set(p, handle);
-    }
-    return handle;
-  }
-
-  private records(c: NfsClient): Promise<FileHandle> {
-    return this.dir(c, RECORDS);
+    this.store.close();
   }
 
   async probe(): Promise<void> {
     try {
-      await (await this.connect()).nfs.null();
+      await this.store.ping();
     } catch (err) {
       throw failedPrecondition(`NFS server ${this.where} is not reachable: ${(err as Error).message}`);
     }
   }
 
-  async read(key: string): Promise<VolumeRecord | undefined> {
-    return this.run('read record', async (c) => {
-      try {
-        const text = (await c.readFileAt(await this.records(c), `${key}.json`)).toString('utf8');
-        return text ? (JSON.parse(text) as VolumeRecord) : undefined;
-      } catch (err) {
-        if (isNfs(err, NFS3ERR.NOENT) || err instanceof SyntaxError) return undefined; // none, or half-written
-        throw err;
-      }
-    });
+  read(key: string): Promise<VolumeRecord | undefined> {
+    return this.store.readRecord<VolumeRecord>('volumes', key);
   }
 
   async create(key: string, record: VolumeRecord, mountPermissions: number, content?: ContentSource): Promise<boolean> {
     if (content) return this.createFrom(key, record, content);
-    const subDir = record.subDir;
-    if (!subDir) throw new Error('an NFS volume record needs its subDir');
-    return this.run('create', async (c) => {
-      const records = await this.records(c);
-      // The directory belongs to exactly one volume: claim it first.
-      const claimedBefore = await this.claim(c, subDir, key);
-      const parentPath = path.posix.dirname(subDir);
-      const parent = parentPath === '.' ? c.root : await c.mkdirp(parentPath, 0o755);
-      const name = path.posix.basename(subDir);
-      let dir: FileHandle;
-      try {
-        dir = (await c.nfs.mkdir(parent, name, { mode: mountPermissions })).fh ?? (await c.nfs.lookup(parent, name)).fh;
-      } catch (err) {
-        if (!isNfs(err, NFS3ERR.EXIST)) throw err;
-        if (await this.read(key)) return false;
-        // A directory without a record: adopt only what an interrupted
-        // attempt of this volume left (it held the claim before this call;
-        // the directory is empty, or holds just its image).
-        dir = (await c.nfs.lookup(parent, name)).fh;
-        const entries = (await c.list(subDir)).map((e) => e.name);
-        const leftByUs = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === NFS_IMAGE);
-        if (!claimedBefore || !leftByUs) {
-          if (!claimedBefore) await this.removeClaim(c, subDir); // made by this call: ours to undo
-          throw alreadyExists(`${subDir} already exists on ${this.where} and berth did not make it for this volume; choose another subDir`);
-        }
+    const subDir = requireSubDir(record);
+    // The directory belongs to exactly one volume: claim it first.
+    const claimedBefore = await this.claim(subDir, key);
+    if (!(await this.store.makeDir(subDir, mountPermissions))) {
+      if (await this.read(key)) return false;
+      // A directory without a record: adopt only what an interrupted
+      // attempt of this volume left (it held the claim before this call;
+      // the directory is empty, or holds just its image).
+      const entries = await this.store.entries(subDir);
+      const leftByUs = entries.length === 0 || (record.kind === 'block' && entries.length === 1 && entries[0] === NFS_IMAGE);
+      if (!claimedBefore || !leftByUs) {
+        if (!claimedBefore) await this.store.removeClaim(subDir); // made by this call: ours to undo
+        throw alreadyExists(`${subDir} already exists on ${this.where} and berth did not make it for this volume; choose another subDir`);
       }
-      if (record.kind === 'block') {
-        try {
-          await c.createSparseAt(dir, NFS_IMAGE, record.capacityBytes);
-        } catch (err) {
-          if (!isNfs(err, NFS3ERR.EXIST)) throw err;
-          // Left by an interrupted attempt of this volume (the directory was adopted above).
-          const { fh, attributes } = await c.nfs.lookup(dir, NFS_IMAGE);
-          if ((attributes ?? (await c.nfs.getattr(fh))).size !== record.capacityBytes)
-            await c.nfs.setattr(fh, { size: record.capacityBytes });
-        }
-      }
-      // The record, last: a volume exists once its record does.
-      const text = JSON.stringify(record);
-      try {
-        await c.writeFileAt(records, `${key}.json`, text, { mode: 0o600, exclusive: true });
-      } catch (err) {
-        if (!isNfs(err, NFS3ERR.EXIST)) throw err;
-        if (await this.read(key)) return false;
-        await c.writeFileAt(records, `${key}.json`, text, { mode: 0o600 }); // half-written by an interrupted attempt
-      }
-      return true;
-    });
+    }
+    if (record.kind === 'block' && !(await this.store.createImage(imageOf(subDir), record.capacityBytes))) {
+      // Left by an interrupted attempt of this volume (the directory was adopted above).
+      if ((await this.store.stat(imageOf(subDir))).size !== record.capacityBytes)
+        await this.store.setSize(imageOf(subDir), record.capacityBytes);
+    }
+    // The record, last: a volume exists once its record does.
+    if (await this.store.addRecord('volumes', key, record)) return true;
+    if (await this.read(key)) return false;
+    await this.store.overwriteRecord('volumes', key, record); // half-written by an interrupted attempt
+    return true;
   }
 
   /**
@@ -251,51 +115,32 @@ export class NfsPool implements Pool {
    * after a restart the marker, and copies again from the start.
    */
   private async createFrom(key: string, record: VolumeRecord, content: ContentSource): Promise<boolean> {
-    const subDir = record.subDir;
-    if (!subDir) throw new Error('an NFS volume record needs its subDir');
+    const subDir = requireSubDir(record);
     if (await this.read(key)) return false;
     const job = `volume/${key}`;
     if (!this.copies.has(job)) {
       const from = this.contentDir(content);
-      await this.run('restore', async (c) => {
-        const populating = await this.dir(c, POPULATING);
-        const claimedBefore = await this.claim(c, subDir, key);
-        const marked = await c.nfs.lookup(populating, key).then(
-          () => true,
-          () => false,
-        );
-        const parentPath = path.posix.dirname(subDir);
-        const parent = parentPath === '.' ? c.root : await c.mkdirp(parentPath, 0o755);
-        const name = path.posix.basename(subDir);
-        const there = await c.nfs.lookup(parent, name).then(
-          () => true,
-          () => false,
-        );
-        if (there && !(claimedBefore && marked)) {
-          if (!claimedBefore) await this.removeClaim(c, subDir);
-          throw alreadyExists(`${subDir} already exists on ${this.where} and berth did not make it for this volume; choose another subDir`);
+      const claimedBefore = await this.claim(subDir, key);
+      const marked = await this.store.isPopulating(key);
+      if ((await this.store.exists(subDir)) && !(claimedBefore && marked)) {
+        if (!claimedBefore) await this.store.removeClaim(subDir);
+        throw alreadyExists(`${subDir} already exists on ${this.where} and berth did not make it for this volume; choose another subDir`);
+      }
+      if (!marked) await this.store.markPopulating(key, record.volumeId);
+      this.copies.start(job, async (signal) => {
+        await this.store.removeTree(subDir); // an earlier attempt's partial copy
+        if (record.kind === 'share') await this.store.copyTree(from, subDir, signal);
+        else {
+          await this.store.makeDir(subDir, 0o755);
+          await this.store.copyFile(imageOf(from), imageOf(subDir), signal);
+          if ((await this.store.stat(imageOf(subDir))).size < record.capacityBytes)
+            await this.store.setSize(imageOf(subDir), record.capacityBytes);
         }
-        if (!marked) await c.writeFileAt(populating, key, record.volumeId, { mode: 0o600 });
-        this.startCopy(job, async (signal) => {
-          await this.run('restore', async (cc) => {
-            await cc.removeTreeAt(parent, name); // an earlier attempt's partial copy
-            const src = await cc.resolve(from);
-            if (record.kind === 'share') await cc.copyTreeAt(src, parent, name, { parallel: COPY_PARALLEL, signal });
-            else {
-              const dir = (await cc.nfs.mkdir(parent, name, { mode: 0o755 })).fh ?? (await cc.nfs.lookup(parent, name)).fh;
-              const image = await cc.nfs.lookup(src, NFS_IMAGE);
-              await cc.copyFileAt(image.fh, dir, NFS_IMAGE, { parallel: COPY_PARALLEL, signal });
-              const copied = await cc.nfs.lookup(dir, NFS_IMAGE);
-              const size = (copied.attributes ?? (await cc.nfs.getattr(copied.fh))).size;
-              if (size < record.capacityBytes) await cc.nfs.setattr(copied.fh, { size: record.capacityBytes });
-            }
-            await cc.writeFileAt(await this.records(cc), `${key}.json`, JSON.stringify(record), { mode: 0o600 });
-            await cc.nfs.remove(populating, key).catch(() => undefined);
-          });
-        });
+        await this.store.overwriteRecord('volumes', key, record);
+        await this.store.unmarkPopulating(key);
       });
     }
-    await this.awaitCopy(job, `volume ${record.name} is still being copied on ${this.where}; it is created once the copy completes`);
+    await this.copies.wait(job, `volume ${record.name} is still being copied on ${this.where}; it is created once the copy completes`);
     return true;
   }
 
@@ -306,49 +151,27 @@ export class NfsPool implements Pool {
     return subDir;
   }
 
-  /** Runs a copy in the background, once per job. */
-  private startCopy(job: string, copy: (signal: AbortSignal) => Promise<void>): void {
-    const abort = new AbortController();
-    const done = copy(abort.signal).finally(() => this.copies.delete(job));
-    done.catch(() => undefined); // awaited by the callers; a failure is seen by the next one
-    this.copies.set(job, { done, abort });
-  }
-
-  /** Waits up to copyWaitMs for a copy; ABORTED (retry later) when it is still running. */
-  private async awaitCopy(job: string, stillRunning: string): Promise<void> {
-    const running = this.copies.get(job);
-    if (!running) return;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), this.copyWaitMs);
-    });
-    try {
-      if ((await Promise.race([running.done, late])) === 'late') throw aborted(stillRunning);
-    } finally {
-      clearTimeout(timer);
-    }
+  /**
+   * Claims `subDir` for the volume `key` (a claim is made in one NFS call,
+   * so it is never seen without its owner). Returns whether this volume
+   * held the claim already (a retried create); ALREADY_EXISTS when another
+   * volume holds it.
+   */
+  private async claim(subDir: string, key: string): Promise<boolean> {
+    if (await this.store.addClaim(subDir, key)) return false;
+    const owner = await this.store.claimOwner(subDir);
+    if (owner === key) return true;
+    throw alreadyExists(`${subDir} on ${this.where} already belongs to another volume (${owner ?? 'unknown'}); choose another subDir`);
   }
 
   // -------------------------------------------------------------- snapshots
 
-  async readSnapshot(key: string): Promise<SnapshotRecord | undefined> {
-    return this.run('read snapshot', async (c) => {
-      try {
-        const text = (await c.readFileAt(await this.dir(c, SNAPSHOTS), `${key}.json`)).toString('utf8');
-        return text ? (JSON.parse(text) as SnapshotRecord) : undefined;
-      } catch (err) {
-        if (isNfs(err, NFS3ERR.NOENT) || err instanceof SyntaxError) return undefined;
-        throw err;
-      }
-    });
+  readSnapshot(key: string): Promise<SnapshotRecord | undefined> {
+    return this.store.readRecord<SnapshotRecord>('snapshots', key);
   }
 
-  async listSnapshots(): Promise<string[]> {
-    return this.run('list snapshots', async (c) => {
-      await this.dir(c, SNAPSHOTS);
-      const names = (await c.list(SNAPSHOTS)).map((e) => e.name).filter((n) => n.endsWith('.json'));
-      return names.map((n) => n.slice(0, -'.json'.length)).sort();
-    });
+  listSnapshots(): Promise<string[]> {
+    return this.store.listRecords('snapshots');
   }
 
   /**
@@ -364,16 +187,7 @@ export class NfsPool implements Pool {
       subDir: `${SNAPSHOT_DATA}/${key}`,
       sourceSubDir: this.contentDir({ volume: source.key, record: source.record }),
     };
-    const made = await this.run('snapshot', async (c) => {
-      try {
-        await c.writeFileAt(await this.dir(c, SNAPSHOTS), `${key}.json`, JSON.stringify(rec), { mode: 0o600, exclusive: true });
-        return true;
-      } catch (err) {
-        if (isNfs(err, NFS3ERR.EXIST)) return false;
-        throw err;
-      }
-    });
-    if (!made) return undefined;
+    if (!(await this.store.addRecord('snapshots', key, rec))) return undefined;
     this.startSnapshotCopy(key, rec);
     return rec;
   }
@@ -381,23 +195,17 @@ export class NfsPool implements Pool {
   private startSnapshotCopy(key: string, rec: SnapshotRecord): void {
     const from = rec.sourceSubDir;
     if (!from) return;
-    this.startCopy(`snapshot/${key}`, (signal) =>
-      this.run('snapshot copy', async (c) => {
-        const data = await this.dir(c, SNAPSHOT_DATA);
-        await c.removeTreeAt(data, key); // an earlier attempt's partial copy
-        const src = await c.resolve(from);
-        if (rec.kind === 'share') await c.copyTreeAt(src, data, key, { parallel: COPY_PARALLEL, signal });
-        else {
-          const dir = (await c.nfs.mkdir(data, key, { mode: 0o700 })).fh ?? (await c.nfs.lookup(data, key)).fh;
-          await c.copyFileAt((await c.nfs.lookup(src, NFS_IMAGE)).fh, dir, NFS_IMAGE, { parallel: COPY_PARALLEL, signal });
-        }
-        signal.throwIfAborted();
-        const ready: SnapshotRecord = { ...rec, readyToUse: true };
-        const tmp = `${SNAPSHOTS}/${key}.json.tmp-${process.pid}-${++this.sequence}`;
-        await c.writeFile(tmp, JSON.stringify(ready), { mode: 0o600, exclusive: true });
-        await c.rename(tmp, `${SNAPSHOTS}/${key}.json`);
-      }),
-    );
+    const data = `${SNAPSHOT_DATA}/${key}`;
+    this.copies.start(`snapshot/${key}`, async (signal) => {
+      await this.store.removeTree(data); // an earlier attempt's partial copy
+      if (rec.kind === 'share') await this.store.copyTree(from, data, signal);
+      else {
+        await this.store.makeDir(data, 0o700);
+        await this.store.copyFile(imageOf(from), imageOf(data), signal);
+      }
+      signal.throwIfAborted();
+      await this.store.replaceRecord('snapshots', key, { ...rec, readyToUse: true });
+    });
   }
 
   /**
@@ -410,12 +218,19 @@ export class NfsPool implements Pool {
     if (!this.copies.has(job)) this.startSnapshotCopy(key, rec);
     if (!waitForIt) return rec;
     try {
-      await this.awaitCopy(job, '');
+      await this.copies.wait(job, '');
     } catch (err) {
       if (err instanceof CsiError && err.code === Code.ABORTED) return rec;
       throw err;
     }
     return (await this.readSnapshot(key)) ?? rec;
+  }
+
+  /** Removes a snapshot: a copy still running is stopped, the data removed, the record last. */
+  async removeSnapshot(key: string): Promise<void> {
+    await this.copies.stop(`snapshot/${key}`);
+    await this.store.removeTree(`${SNAPSHOT_DATA}/${key}`);
+    await this.store.removeRecord('snapshots', key);
   }
 
   /** Changed-block tracking reads images in place: not over NFS. */
@@ -437,97 +252,32 @@ export class NfsPool implements Pool {
     return async () => undefined;
   }
 
-  /** Removes a snapshot: a copy still running is stopped, the data removed, the record last. */
-  async removeSnapshot(key: string): Promise<void> {
-    const running = this.copies.get(`snapshot/${key}`);
-    if (running) {
-      running.abort.abort();
-      await running.done.catch(() => undefined);
-    }
-    await this.run('delete snapshot', async (c) => {
-      await c.removeTreeAt(await this.dir(c, SNAPSHOT_DATA), key);
-      await c.nfs.remove(await this.dir(c, SNAPSHOTS), `${key}.json`).catch((err: unknown) => {
-        if (!isNfs(err, NFS3ERR.NOENT)) throw err;
-      });
-    });
+  // ---------------------------------------------------------------- volumes
+
+  writeRecord(key: string, record: VolumeRecord): Promise<void> {
+    return this.store.replaceRecord('volumes', key, record);
   }
 
   /**
-   * Claims `subDir` for the volume `key`: a symbolic link in .berth/claims
-   * named by the directory's hash, whose text is the key, made in one NFS
-   * call (so it is never seen without its owner). Returns whether this
-   * volume held the claim already (a retried create); ALREADY_EXISTS when
-   * another volume holds it.
-   */
-  private async claim(c: NfsClient, subDir: string, key: string): Promise<boolean> {
-    const claims = await this.claims(c);
-    try {
-      await c.nfs.symlink(claims, claimName(subDir), key);
-      return false;
-    } catch (err) {
-      if (!isNfs(err, NFS3ERR.EXIST)) throw err;
-    }
-    const owner = await this.claimOwner(c, subDir);
-    if (owner === key) return true;
-    throw alreadyExists(`${subDir} on ${this.where} already belongs to another volume (${owner ?? 'unknown'}); choose another subDir`);
-  }
-
-  /** The key of the volume that holds `subDir`, or undefined when none does. */
-  private async claimOwner(c: NfsClient, subDir: string): Promise<string | undefined> {
-    try {
-      return await c.readlinkAt(await this.claims(c), claimName(subDir));
-    } catch (err) {
-      if (isNfs(err, NFS3ERR.NOENT)) return undefined;
-      throw err;
-    }
-  }
-
-  private async removeClaim(c: NfsClient, subDir: string): Promise<void> {
-    await c.nfs.remove(await this.claims(c), claimName(subDir)).catch((err: unknown) => {
-      if (!isNfs(err, NFS3ERR.NOENT)) throw err;
-    });
-  }
-
-  private claims(c: NfsClient): Promise<FileHandle> {
-    return this.dir(c, CLAIMS);
-  }
-
-  async writeRecord(key: string, record: VolumeRecord): Promise<void> {
-    await this.run('write record', async (c) => {
-      const tmp = `${RECORDS}/${key}.json.tmp-${process.pid}-${++this.sequence}`;
-      await c.writeFile(tmp, JSON.stringify(record), { mode: 0o600, exclusive: true });
-      await c.rename(tmp, `${RECORDS}/${key}.json`);
-    });
-  }
-
-  /**
-   * Deletes by handles on cached directories: remove the data in place, then
-   * the record. A crash part-way leaves the record, so DeleteVolume's retry
-   * finds the volume and finishes. (No rename into a trash directory first:
-   * nfs-ganesha answers about 1 % of RENAMEs only after a 1 s delay, and
-   * DeleteVolume only runs on volumes nothing uses.)
+   * Removes the data in place, then the record. A crash part-way leaves the
+   * record, so DeleteVolume's retry finds the volume and finishes. (No
+   * rename into a trash directory first: nfs-ganesha answers about 1 % of
+   * RENAMEs only after a 1 s delay, and DeleteVolume only runs on volumes
+   * nothing uses.)
    */
   async remove(key: string, record: VolumeRecord, mode: OnDelete): Promise<void> {
-    await this.run('delete', async (c) => {
-      const records = await this.records(c);
-      const subDir = record.subDir;
-      const owner = subDir ? await this.claimOwner(c, subDir) : undefined;
-      if (subDir && (owner === key || (owner === undefined && (await this.unclaimedIsOurs(key, subDir))))) {
-        const parentPath = path.posix.dirname(subDir);
-        const parent = parentPath === '.' ? c.root : await c.resolve(parentPath).catch(() => undefined);
-        const name = path.posix.basename(subDir);
-        if (parent && mode === 'delete') await c.removeTreeAt(parent, name);
-        if (parent && mode === 'archive') {
-          const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-          await c.nfs.rename(parent, name, c.root, `archived-${subDir.replace(/\//g, '-')}-${stamp}`).catch((err: unknown) => {
-            if (!isNfs(err, NFS3ERR.NOENT)) throw err;
-          });
-        }
-        // retain: the directory stays where it is.
-        if (owner === key && mode !== 'retain') await this.removeClaim(c, subDir);
+    const subDir = record.subDir;
+    const owner = subDir ? await this.store.claimOwner(subDir) : undefined;
+    if (subDir && (owner === key || (owner === undefined && (await this.unclaimedIsOurs(key, subDir))))) {
+      if (mode === 'delete') await this.store.removeTree(subDir);
+      if (mode === 'archive') {
+        const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+        await this.store.moveToRoot(subDir, `archived-${subDir.replace(/\//g, '-')}-${stamp}`);
       }
-      await this.removeRecord(c, records, key);
-    });
+      // retain: the directory stays where it is.
+      if (owner === key && mode !== 'retain') await this.store.removeClaim(subDir);
+    }
+    await this.store.removeRecord('volumes', key);
   }
 
   /**
@@ -541,47 +291,22 @@ export class NfsPool implements Pool {
     return true;
   }
 
-  private async removeRecord(c: NfsClient, records: FileHandle, key: string): Promise<void> {
-    try {
-      await c.nfs.remove(records, `${key}.json`);
-    } catch (err) {
-      if (!isNfs(err, NFS3ERR.NOENT)) throw err;
-    }
+  list(): Promise<string[]> {
+    return this.store.listRecords('volumes');
   }
 
-  async list(): Promise<string[]> {
-    return this.run('list', async (c) => {
-      await this.records(c);
-      const names = (await c.list(RECORDS)).map((e) => e.name).filter((n) => n.endsWith('.json'));
-      return names.map((n) => n.slice(0, -'.json'.length)).sort();
-    });
-  }
-
-  async freeBytes(maxAgeMs = 0): Promise<number> {
-    const now = Date.now();
-    if (!this.free || now - this.free.at > maxAgeMs) {
-      const st = await this.run('fsstat', (c) => c.fsstat());
-      this.free = { bytes: st.availableBytes, at: now };
-    }
-    return this.free.bytes;
-  }
-
-  /** NFS images are thin (see parameters.ts): a new one must fit what the server has free now. */
-  async doesNotFit(record: VolumeRecord): Promise<string | undefined> {
-    const free = await this.freeBytes(250);
-    return record.capacityBytes <= free ? undefined : `the NFS export ${this.where} has ${free} bytes free, ${record.capacityBytes} asked`;
-  }
-
-  async capacityFor(): Promise<number> {
-    return this.freeBytes();
+  async growImage(_key: string, record: VolumeRecord, bytes: number): Promise<void> {
+    const growth = bytes - record.capacityBytes;
+    const free = await this.freeBytes();
+    if (growth > free) throw exhausted(`the NFS export ${this.where} has ${free} bytes free, growing needs ${growth}`);
+    const image = imageOf(requireSubDir(record));
+    if ((await this.store.stat(image)).size < bytes) await this.store.setSize(image, bytes);
   }
 
   async problem(_key: string, record: VolumeRecord): Promise<string | undefined> {
     try {
-      const attrs = await this.run('check', (c) =>
-        c.stat(record.kind === 'block' ? `${record.subDir}/${NFS_IMAGE}` : (record.subDir ?? '')),
-      );
-      if (record.kind === 'share' && attrs.type !== FileType.DIR) return `${record.subDir} is not a directory`;
+      const attrs = await this.store.stat(record.kind === 'block' ? imageOf(record.subDir ?? '') : (record.subDir ?? ''));
+      if (record.kind === 'share' && attrs.type !== 'directory') return `${record.subDir} is not a directory`;
       if (record.kind === 'block' && attrs.size < record.capacityBytes)
         return `the image is ${attrs.size} bytes, smaller than the volume's ${record.capacityBytes}`;
       return undefined;
@@ -591,7 +316,23 @@ export class NfsPool implements Pool {
     }
   }
 
-  private readonly usageScan: CachedScan<PoolUsage>;
+  // --------------------------------------------------------------- capacity
+
+  async freeBytes(maxAgeMs = 0): Promise<number> {
+    const now = Date.now();
+    if (!this.free || now - this.free.at > maxAgeMs) this.free = { bytes: (await this.store.capacity()).availableBytes, at: now };
+    return this.free.bytes;
+  }
+
+  /** NFS images are thin (see parameters.ts): a new one must fit what the server has free now. */
+  async doesNotFit(record: VolumeRecord): Promise<string | undefined> {
+    const free = await this.freeBytes(250);
+    return record.capacityBytes <= free ? undefined : `the NFS export ${this.where} has ${free} bytes free, ${record.capacityBytes} asked`;
+  }
+
+  capacityFor(): Promise<number> {
+    return this.freeBytes();
+  }
 
   /**
    * What the export holds (pool-usage.ts), from a scan at most a few seconds
@@ -603,10 +344,10 @@ export class NfsPool implements Pool {
   }
 
   private async scanUsage(): Promise<PoolUsage> {
-    const st = await this.run('fsstat', (c) => c.fsstat());
+    const st = await this.store.capacity();
     const allocated = async (rec: { kind: VolumeRecord['kind']; subDir?: string }) =>
       rec.kind === 'block' && rec.subDir
-        ? this.run('usage', (c) => c.stat(`${rec.subDir}/${NFS_IMAGE}`)).then(
+        ? this.store.stat(imageOf(rec.subDir)).then(
             (a) => a.used,
             () => 0, // gone while we scanned
           )
@@ -644,14 +385,9 @@ export class NfsPool implements Pool {
       return { reachable: false, seconds: seconds(), error: (err as Error).message };
     }
   }
+}
 
-  async growImage(_key: string, record: VolumeRecord, bytes: number): Promise<void> {
-    const growth = bytes - record.capacityBytes;
-    const free = await this.freeBytes();
-    if (growth > free) throw exhausted(`the NFS export ${this.where} has ${free} bytes free, growing needs ${growth}`);
-    await this.run('grow', async (c) => {
-      const p = `${record.subDir}/${NFS_IMAGE}`;
-      if ((await c.stat(p)).size < bytes) await c.truncate(p, bytes);
-    });
-  }
+function requireSubDir(record: VolumeRecord): string {
+  if (!record.subDir) throw new Error('an NFS volume record needs its subDir');
+  return record.subDir;
 }

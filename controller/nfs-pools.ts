@@ -3,6 +3,7 @@
 
 import type { SourcePort } from '../nfs-client/index.js';
 import type { NfsLocation } from '../volume/parameters.js';
+import { NfsExportStore } from './nfs-export-store.js';
 import { NfsPool } from './nfs-pool.js';
 import type { Pool } from './pool.js';
 
@@ -43,10 +44,14 @@ export class NfsPools {
     const { server, share, nfsPort, mountPort, uid, gid } = location;
     const { onReply, sourcePort, copyWaitMs, usageMaxAgeMs } = this.opts;
     const label = serverLabel(location);
-    const pool = new NfsPool({ server, share, nfsPort, mountPort, uid, gid }, sourcePort, 30_000, copyWaitMs, {
-      onReply: onReply && ((what, seconds, replied) => onReply(label, what, seconds, replied)),
-      usageMaxAgeMs,
-    });
+    const where = { server, share, nfsPort, mountPort, uid, gid };
+    const store = new NfsExportStore(
+      where,
+      sourcePort,
+      30_000,
+      onReply && ((what, seconds, replied) => onReply(label, what, seconds, replied)),
+    );
+    const pool = new NfsPool(where, store, copyWaitMs, usageMaxAgeMs);
     this.passing.set(key, pool);
     if (this.passing.size > NfsPools.PASSING_MAX) {
       const [oldestKey, oldest] = this.passing.entries().next().value as [string, NfsPool];

@@ -173,6 +173,48 @@ export class NfsClient {
     await this.ignoreMissing(this.nfs.rmdir(dir, name));
   }
 
+  /** Whether the server answers (NULL procedure). */
+  async ping(): Promise<void> {
+    await this.nfs.null();
+  }
+
+  /** The handle of `name` in `dir` (LOOKUP). */
+  async lookupAt(dir: FileHandle, name: string): Promise<FileHandle> {
+    return (await this.nfs.lookup(dir, name)).fh;
+  }
+
+  /** The attributes of `name` in `dir` (LOOKUP, and GETATTR when the server sent none). */
+  async statAt(dir: FileHandle, name: string): Promise<Fattr3> {
+    const { fh, attributes } = await this.nfs.lookup(dir, name);
+    return attributes ?? this.nfs.getattr(fh);
+  }
+
+  /** MKDIR of `name` in `dir`; NFS3ERR_EXIST when it exists. */
+  async mkdirAt(dir: FileHandle, name: string, mode = 0o755): Promise<FileHandle> {
+    const res = await this.nfs.mkdir(dir, name, { mode });
+    return res.fh ?? (await this.nfs.lookup(dir, name)).fh;
+  }
+
+  /** A symbolic link `name` in `dir` whose text is `target`, made in one call; NFS3ERR_EXIST when the name exists. */
+  async symlinkAt(dir: FileHandle, name: string, target: string): Promise<void> {
+    await this.nfs.symlink(dir, name, target);
+  }
+
+  /** REMOVE of the non-directory `name` in `dir`; NFS3ERR_NOENT when it is not there. */
+  async removeAt(dir: FileHandle, name: string): Promise<void> {
+    await this.nfs.remove(dir, name);
+  }
+
+  /** RENAME by directory handles. */
+  async renameAt(fromDir: FileHandle, fromName: string, toDir: FileHandle, toName: string): Promise<void> {
+    await this.nfs.rename(fromDir, fromName, toDir, toName);
+  }
+
+  /** Sets the size of `name` in `dir` (grows sparse, or truncates). */
+  async setSizeAt(dir: FileHandle, name: string, size: number): Promise<void> {
+    await this.nfs.setattr(await this.lookupAt(dir, name), { size });
+  }
+
   /** Reads a small file by its directory handle and name (one LOOKUP, then READs). */
   async readFileAt(dir: FileHandle, name: string): Promise<Buffer> {
     const { fh } = await this.nfs.lookup(dir, name);
