@@ -80,6 +80,36 @@ export async function makeThenSync(make: (keep: (fd: number) => void) => void, b
 }
 
 /**
+ * The commit point of a new file written and fsynced under a temporary
+ * name: link(2) to its own name, which never replaces, then the temporary
+ * name removed (it is removed also when the link fails). False, changing
+ * nothing, when the name exists. Syncing the directory is the caller's (it
+ * is often shared: DirectorySync).
+ */
+export function linkIntoPlace(tmp: string, file: string): boolean {
+  try {
+    fs.linkSync(tmp, file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** A new file holding `data`, durably: written and fsynced under `tmp`, then linked into place (linkIntoPlace). */
+export async function createFileDurable(tmp: string, file: string, data: string): Promise<boolean> {
+  try {
+    await makeThenSync((keep) => keep(createUnsynced(tmp, writeContent(data))));
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  return linkIntoPlace(tmp, file);
+}
+
+/**
  * Atomically replaces `file` with `data`, durably: temp file, fsync, rename,
  * directory sync. `tmp` (default: beside the file) must be on the same
  * filesystem; `syncDir` (default: an fsync of the file's directory) may be a
