@@ -9,7 +9,7 @@ import type { NodePublishVolumeRequest, NodeUnpublishVolumeRequest } from '../vo
 import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound } from '../volume/errors.js';
 import { requireString } from '../volume/request-fields.js';
-import { publishedReadOnly } from '../volume/volume-context.js';
+import { decodePublishContext } from '../volume/volume-context.js';
 import { parseVolumeId } from '../volume/volume-id.js';
 import type { NodeConfig } from './node-config.js';
 import {
@@ -51,7 +51,7 @@ export class Publisher {
     const mounts = await this.host.readMounts();
     const staged = topMount(mounts, source);
     if (!staged) throw failedPrecondition(`volume ${v.volumeId} is not staged at ${staging}`);
-    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || publishedReadOnly(req.publish_context);
+    const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || decodePublishContext(req.publish_context).readonly;
     // Raw block: the image behind the staged device; a read-only publish gets a read-only device of its own.
     const stagedDevice = raw ? boundDevice(staged) : undefined;
     const stagedLoop = stagedDevice ? await loopDevice(this.host, stagedDevice) : undefined;

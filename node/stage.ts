@@ -30,7 +30,7 @@ import { READ_ONLY_MODES } from '../volume/csi.js';
 import { alreadyExists, failedPrecondition, invalid, notFound, unavailable } from '../volume/errors.js';
 import { layeredMountOptions, mountOptions } from '../volume/nfs.js';
 import { requireString } from '../volume/request-fields.js';
-import { publishedReadOnly } from '../volume/volume-context.js';
+import { decodePublishContext } from '../volume/volume-context.js';
 import { parseVolumeId } from '../volume/volume-id.js';
 import type { NodeConfig } from './node-config.js';
 import { detachIfUnused, type Empty, kubeletPath, RAW_DEVICE_FILE, requireCapability, unmountOrRefuse } from './node-steps.js';
@@ -75,7 +75,7 @@ export class Stager {
     const staged = topMount(mounts, staging) || topMount(mounts, path.join(staging, RAW_DEVICE_FILE));
     if (staged && was && differ.length > 0) throw alreadyExists(`${staging} is already staged with another ${differ.join(', ')}`);
     // Read-only by its access mode, or because the controller published it read-only (PUBLISH_READONLY).
-    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || publishedReadOnly(req.publish_context);
+    const readonly = READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || decodePublishContext(req.publish_context).readonly;
     if (src.kind === 'share') {
       await this.stageShare(src, staging, readonly, flags, mounts);
     } else {
@@ -128,7 +128,7 @@ export class Stager {
    * acdirmax) still lead to the gone directory. Such a mount is made again
    * with `nosharecache`: a superblock of its own, which looks the path up anew.
    */
-  private async mountNfs(device: string, target: string, options: string[]): Promise<void> {
+  private async mountNfs(device: string, target: string, options: readonly string[]): Promise<void> {
     await this.mountNfsOnce(device, target, options);
     if (!(await this.host.isStale(target))) return;
     await this.host.unmount(target);
@@ -139,7 +139,7 @@ export class Stager {
   }
 
   /** `mount -t nfs`, with a timeout; an unreachable server is UNAVAILABLE (retryable). */
-  private async mountNfsOnce(device: string, target: string, options: string[]): Promise<void> {
+  private async mountNfsOnce(device: string, target: string, options: readonly string[]): Promise<void> {
     try {
       await this.host.mount(device, target, { fstype: 'nfs', options, timeoutMs: NFS_MOUNT_TIMEOUT_MS });
     } catch (err) {
@@ -150,7 +150,10 @@ export class Stager {
   }
 
   /** The export that holds block images, mounted once per node. */
-  private async ensureExportMounted(exp: { device: string; options: string[]; mountPoint: string }, mounts: MountEntry[]): Promise<void> {
+  private async ensureExportMounted(
+    exp: { device: string; options: readonly string[]; mountPoint: string },
+    mounts: MountEntry[],
+  ): Promise<void> {
     const current = topMount(mounts, exp.mountPoint);
     if (current?.source === exp.device) return;
     if (current) throw alreadyExists(`${exp.mountPoint} already has ${current.source} mounted`);

@@ -10,7 +10,7 @@ import { exists, type Host, loopBehind, loopDevice, type MountEntry } from '../h
 import { notFound } from '../volume/errors.js';
 import type { LocalPoolLayout } from '../volume/local-layout.js';
 import { NFS_FILESYSTEM_RECORD, NFS_IMAGE, nfsDevice } from '../volume/nfs.js';
-import { fsTypeOf, nfsSourceOf } from '../volume/volume-context.js';
+import { decodeVolumeContext } from '../volume/volume-context.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
 import { requireAllowedMountedAt } from './kubelet-paths.js';
 import type { NodeConfig } from './node-config.js';
@@ -18,8 +18,8 @@ import type { NodeConfig } from './node-config.js';
 /** Where a volume's bytes are reachable on this node. */
 export type VolumeSource =
   | { kind: 'share'; bind: string }
-  | { kind: 'share'; nfs: { device: string; options: string[] } }
-  | { kind: 'block'; image: string; filesystemRecord: string; export?: { device: string; options: string[]; mountPoint: string } };
+  | { kind: 'share'; nfs: { device: string; options: readonly string[] } }
+  | { kind: 'block'; image: string; filesystemRecord: string; export?: { device: string; options: readonly string[]; mountPoint: string } };
 
 export interface Located {
   ref: VolumeRef;
@@ -53,9 +53,9 @@ export class VolumeLocator {
     const ref = parseVolumeId(id);
     if (ref?.pool === 'nfs') {
       if (!this.cfg.servesNfs) throw notFound(`volume ${id} is on an NFS pool: NFS volumes are served by the NFS driver, not this one`);
-      const located: Located = { ref, kind: ref.kind, fsType: fsTypeOf(context), volumeId: id };
-      const nfs = nfsSourceOf(context, ref);
-      if (!nfs) return located;
+      const nfs = decodeVolumeContext(context, ref);
+      const located: Located = { ref, kind: ref.kind, fsType: nfs?.fsType ?? '', volumeId: id };
+      if (nfs?.pool !== 'nfs') return located;
       if (nfs.mountedAt) {
         // volume_context is untrusted: mountedAt must be where this node's operator pre-mounts exports.
         const base = await requireAllowedMountedAt(path.join(nfs.mountedAt, nfs.subDir), this.cfg.mountedAtDirs);

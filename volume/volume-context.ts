@@ -5,8 +5,8 @@
 // came over the wire and is untrusted: the NFS fields go through the one
 // NFS validator, and a context that does not say a thing is read as not
 // saying it, never as a default that widens what the node may do.
-import { type NfsVolumeSource, nfsVolumeSource } from './nfs.js';
-import type { VolumeKind } from './volume-id.js';
+import { nfsVolumeSource } from './nfs.js';
+import type { VolumeKind, VolumeRef } from './volume-id.js';
 
 /** A volume of a node's local pool: the node finds it by its record. */
 export interface LocalVolumeContext {
@@ -53,18 +53,18 @@ export function encodeVolumeContext(c: VolumeContext): Record<string, string> {
 }
 
 /**
- * Where an NFS volume's bytes are, from the context a node call carries,
- * checked; undefined when the call carries no location (no subDir). The
- * server and export come from the volume id, never from the context.
+ * What a node call's volume_context says about the volume `ref` names, as
+ * the same union the controller wrote, checked. The pool, kind, server and
+ * export come from the volume id, never from the context. An NFS volume's
+ * context without a location (no subDir: a call that carries none) is
+ * undefined; a location that fails the NFS validator is INVALID_ARGUMENT.
  */
-export function nfsSourceOf(raw: Record<string, string> | undefined, at: { server: string; share: string }): NfsVolumeSource | undefined {
+export function decodeVolumeContext(raw: Record<string, string> | undefined, ref: VolumeRef): VolumeContext | undefined {
+  const fsType = raw?.fsType ? { fsType: raw.fsType } : {};
+  if (ref.pool === 'local') return { pool: 'local', kind: ref.kind, node: raw?.node ?? '', ...fsType };
   if (raw?.subDir === undefined) return undefined;
-  return nfsVolumeSource({ ...raw, server: at.server, share: at.share }, { allowRoot: true });
-}
-
-/** The filesystem the controller recorded for a block volume, if the context says. */
-export function fsTypeOf(raw: Record<string, string> | undefined): string {
-  return raw?.fsType ?? '';
+  const at = nfsVolumeSource({ ...raw, server: ref.server, share: ref.share }, { allowRoot: true });
+  return { pool: 'nfs', kind: ref.kind, ...at, ...fsType, ...(raw.static === 'true' ? { static: true } : {}) };
 }
 
 /** A static NFS share's context (a hand-made or migrated PV), as its attributes say; undefined for anything else. */
@@ -84,7 +84,7 @@ export function encodePublishContext(p: PublishContext): Record<string, string> 
   return { kind: p.kind, ...(p.readonly ? { readonly: 'true' } : {}) };
 }
 
-/** Whether the controller published the volume read-only. */
-export function publishedReadOnly(raw: Record<string, string> | undefined): boolean {
-  return raw?.readonly === 'true';
+/** What ControllerPublishVolume told the node; nothing but `readonly: 'true'` reads as read-only. */
+export function decodePublishContext(raw: Record<string, string> | undefined): { readonly: boolean } {
+  return { readonly: raw?.readonly === 'true' };
 }
