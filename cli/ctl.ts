@@ -11,6 +11,8 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { DEFAULT_DRIVER_NAME, DEFAULT_ENDPOINT, parseListenAddress, socketPath } from '../driver/flags.js';
 import type { DriverReport } from '../driver/metrics.js';
 import { parseQuantity } from '../volume/quantity.js';
+import { decodeVolumeContext } from '../volume/volume-context.js';
+import { parseVolumeId } from '../volume/volume-id.js';
 import { csiClients, rpc } from './client.js';
 import { stagingPath, targetPath } from './kubelet-layout.js';
 import { formatStatus } from './status-table.js';
@@ -214,8 +216,8 @@ export async function main(argv: string[]): Promise<number> {
           await rpc(c.controller, 'ControllerUnpublishVolume', { volume_id: id, node_id: node });
           return 0;
         }
-        const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id });
-        const mode = volume.volume_context.kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
+        await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id }); // NOT_FOUND before anything is asked
+        const mode = parseVolumeId(id)?.kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
         print(
           await rpc(c.controller, 'ControllerPublishVolume', {
             volume_id: id,
@@ -243,11 +245,10 @@ export async function main(argv: string[]): Promise<number> {
         const { volume } = await rpc<VolumeInfo>(c.controller, 'ControllerGetVolume', { volume_id: id }).catch(() => ({
           volume: { volume_context: {} as Record<string, string> },
         }));
-        const kind = volume.volume_context.kind ?? (id.includes(':block:') ? 'block' : 'share');
-        const mode = kind === 'share' ? 'MULTI_NODE_MULTI_WRITER' : 'SINGLE_NODE_WRITER';
-        const cap = raw
-          ? { block: {}, access_mode: { mode } }
-          : { mount: { fs_type: volume.volume_context.fsType ?? '' }, access_mode: { mode } };
+        const ref = parseVolumeId(id);
+        const mode = ref?.kind === 'block' ? 'SINGLE_NODE_WRITER' : 'MULTI_NODE_MULTI_WRITER';
+        const fsType = (ref && decodeVolumeContext(volume.volume_context, ref)?.fsType) ?? '';
+        const cap = raw ? { block: {}, access_mode: { mode } } : { mount: { fs_type: fsType }, access_mode: { mode } };
         await fs.mkdir(staging, { recursive: true, mode: 0o750 });
         await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
         await rpc(c.node, 'NodeStageVolume', {

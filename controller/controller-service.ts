@@ -125,7 +125,7 @@ export class ControllerService implements RpcsOf<ControllerDefinition> {
 
   async ValidateVolumeCapabilities(req: ValidateVolumeCapabilitiesRequest): Promise<ValidateVolumeCapabilitiesResponse> {
     const { rec } = await this.pools.mustFind(req.volume_id);
-    if (req.volume_capabilities.length === 0) throw invalid('volume_capabilities is required');
+    if (!req.volume_capabilities?.length) throw invalid('volume_capabilities is required');
     for (const cap of req.volume_capabilities) {
       const problem = capabilityProblem(rec.kind, cap);
       if (problem) return { message: problem };

@@ -2,6 +2,7 @@
 import type { Snapshot, Volume } from '../volume/csi.js';
 import type { SnapshotRecord, VolumeRecord } from '../volume/record.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
+import { parseVolumeId } from '../volume/volume-id.js';
 
 /** A volume as CSI shows it; a local one is reachable from its node only. */
 export function toVolume(rec: VolumeRecord, nodeId: string): Volume {
@@ -16,7 +17,7 @@ export function toVolume(rec: VolumeRecord, nodeId: string): Volume {
         : { volume: { volume_id: from.volumeId } }
       : null,
     // NFS volumes are reachable from every node: no constraint.
-    accessible_topology: rec.volumeContext.pool === 'nfs' ? [] : [{ segments: { [TOPOLOGY_KEY]: nodeId } }],
+    accessible_topology: parseVolumeId(rec.volumeId)?.pool === 'nfs' ? [] : [{ segments: { [TOPOLOGY_KEY]: nodeId } }],
   };
 }
 

@@ -23,6 +23,8 @@ import {
 import { CsiError, exhausted, failedPrecondition, internal, unavailable } from '../volume/errors.js';
 import type { NfsLocation } from '../volume/parameters.js';
 
+export type { SourcePort };
+
 /** Where berth's records live on an export: volumes and snapshots, one JSON file per key. */
 export type RecordArea = 'volumes' | 'snapshots';
 

@@ -1,9 +1,8 @@
 // The NFS pools of a controller, by export: made when a request names an
 // export, kept once they hold a volume, and probed for metrics.
 
-import type { SourcePort } from '../nfs-client/index.js';
 import type { NfsLocation } from '../volume/parameters.js';
-import { NfsExportStore } from './nfs-export-store.js';
+import { NfsExportStore, type SourcePort } from './nfs-export-store.js';
 import { NfsPool } from './nfs-pool.js';
 import type { Pool } from './pool.js';
 

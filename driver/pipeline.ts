@@ -162,9 +162,11 @@ export class Pipeline {
    * the lock keys' RPC names, and no capitalised method the definition
    * lacks (a misspelled RPC would otherwise answer UNIMPLEMENTED).
    */
-  serve<D extends grpc.ServiceDefinition, S extends RpcsOf<D>>(
+  serve<D extends grpc.ServiceDefinition, S>(
     definition: D,
-    service: S & Record<StrayRpcs<S, D>, never>,
+    // S is inferred from the argument alone (NoInfer); a constraint on it would let a service that
+    // fails it fall back to the constraint and escape the stray-RPC check.
+    service: S & RpcsOf<D> & NoInfer<Record<StrayRpcs<S, D>, never>>,
     lockKeys: LockKeysOf<D> = {},
   ): grpc.UntypedServiceImplementation {
     const handlers: grpc.UntypedServiceImplementation = {};

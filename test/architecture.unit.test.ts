@@ -51,9 +51,21 @@ describe('architecture (imports)', () => {
     expect(graph.size).to.be.greaterThan(40);
     expect([...graph.keys()]).to.include.members([
       'node/node-service.ts',
+      'node/volume-location.ts',
+      'node/stage.ts',
+      'node/publish.ts',
+      'node/volume-health.ts',
       'controller/controller-service.ts',
+      'controller/pool-directory.ts',
+      'controller/provisioning.ts',
+      'controller/publish.ts',
+      'controller/snapshots.ts',
+      'controller/list-pages.ts',
+      'controller/nfs-export-store.ts',
+      'volume/volume-context.ts',
       'volume/nfs.ts',
       'host/host.ts',
+      'host/format-once.ts',
     ]);
   });
 
@@ -94,5 +106,41 @@ describe('architecture (imports)', () => {
     const dockerfile = await fs.readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
     expect(dockerfile).to.contain('tsconfig.build.json');
     expect(dockerfile).to.not.match(/^COPY (test|bench)\b/m);
+  });
+
+  describe('inside the layers', () => {
+    let texts: Map<string, string>;
+    before(async () => {
+      texts = new Map();
+      for (const file of graph.keys()) texts.set(file, await fs.readFile(path.join(ROOT, file), 'utf8'));
+    });
+    const offenders = (test: (file: string, text: string) => boolean) => [...texts].filter(([f, t]) => test(f, t)).map(([f]) => f);
+
+    it('keeps each file of the controller and the node to one concern: none over 460 lines', () => {
+      // local-pool.ts (the volumes' create, copy and delete protocol, read as one) is the largest.
+      const lines = (t: string) => t.split('\n').length;
+      expect(offenders((f, t) => /^(controller|node)\//.test(f) && lines(t) > 460)).to.deep.equal([]);
+    });
+
+    it('reaches NFS from the controller only through the export store', () => {
+      expect(
+        offenders((f, t) => f.startsWith('controller/') && f !== 'controller/nfs-export-store.ts' && t.includes('nfs-client/')),
+      ).to.deep.equal([]);
+    });
+
+    it('never downcasts a pool: the Pool interface says what callers need', () => {
+      const downcast = /(instanceof|as) (LocalPool|NfsPool)\b/;
+      // The registry keeps only the NFS pools it made.
+      expect(offenders((f, t) => f !== 'controller/nfs-pools.ts' && downcast.test(t))).to.deep.equal([]);
+    });
+
+    it('reads the volume and publish contexts only through their codec', () => {
+      const fieldRead = /(volume_context|publish_context|volumeContext)\??\.[a-zA-Z]/;
+      expect(offenders((f, t) => f !== 'volume/volume-context.ts' && fieldRead.test(t))).to.deep.equal([]);
+    });
+
+    it('formats a device only in host/ (format once, and remember)', () => {
+      expect(offenders((f, t) => !f.startsWith('host/') && /\.mkfs\(/.test(t))).to.deep.equal([]);
+    });
   });
 });

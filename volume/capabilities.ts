@@ -36,8 +36,8 @@ export function capabilityProblem(kind: VolumeKind, cap: VolumeCapability): stri
   return undefined;
 }
 
-export function requireCapabilities(kind: VolumeKind, caps: VolumeCapability[]): void {
-  if (caps.length === 0) throw invalid('volume_capabilities is required');
+export function requireCapabilities(kind: VolumeKind, caps: VolumeCapability[] | undefined): void {
+  if (!caps?.length) throw invalid('volume_capabilities is required');
   for (const cap of caps) {
     const problem = capabilityProblem(kind, cap);
     if (problem) throw invalid(problem);

@@ -114,6 +114,11 @@ export function mountedAt(value: string | undefined, field = 'mountedAt'): strin
 /** Where an NFS pool is, and who berth is there: the export, its ports, its AUTH_SYS identity. */
 export interface NfsLocation {
   server: string;
+  /**
+   * The export's path on the server (/srv/nfs). Named `share` as the
+   * StorageClass parameter and csi-driver-nfs name it; it is not the share
+   * kind of volume (a directory), which lives inside it.
+   */
   share: string;
   nfsPort?: number;
   mountPort?: number;
