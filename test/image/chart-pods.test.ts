@@ -194,10 +194,13 @@ describe("the chart's berth pods under podman, as the kubelet runs them (berth's
     const pod = await ChartPod.start(installer, 'install', { nodeName: 'node-a', dir: path.join(dir, 'pods/flex') });
     pods.push(pod);
     const nfs = path.join(dir, 'flex-plugins/berth~nfs/nfs');
+    const block = path.join(dir, 'flex-plugins/berth~block/block');
+    // The installer places the drivers one after the other: wait for each.
     await pod.waitFor(nfs, 60_000);
+    await pod.waitFor(block, 60_000);
     const init = JSON.parse((await execFileAsync(nfs, ['init'])).stdout) as { status: string };
     expect(init.status).to.equal('Success');
-    expect((await fs.stat(path.join(dir, 'flex-plugins/berth~block/block'))).mode & 0o777).to.equal(0o755);
+    expect((await fs.stat(block)).mode & 0o777).to.equal(0o755);
   });
 
   if (CSI_SANITY) {
