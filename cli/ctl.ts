@@ -249,22 +249,32 @@ export async function main(argv: string[]): Promise<number> {
         const mode = ref?.kind === 'block' ? 'SINGLE_NODE_WRITER' : 'MULTI_NODE_MULTI_WRITER';
         const fsType = (ref && decodeVolumeContext(volume.volume_context, ref)?.fsType) ?? '';
         const cap = raw ? { block: {}, access_mode: { mode } } : { mount: { fs_type: fsType }, access_mode: { mode } };
-        await fs.mkdir(staging, { recursive: true, mode: 0o750 });
-        await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o750 });
-        await rpc(c.node, 'NodeStageVolume', {
-          volume_id: id,
-          staging_target_path: staging,
-          volume_capability: cap,
-          volume_context: volume.volume_context,
-        });
-        await rpc(c.node, 'NodePublishVolume', {
-          volume_id: id,
-          staging_target_path: staging,
-          target_path: target,
-          volume_capability: cap,
-          readonly: one(args, 'readonly') === 'true',
-          volume_context: volume.volume_context,
-        });
+        // The kubelet's part: the directories it makes. What this call made is removed again if the
+        // volume cannot be staged or published, so a failed mount leaves nothing below the kubelet directory.
+        const made: Array<{ top: string; deepest: string }> = [];
+        for (const dir of [staging, path.dirname(target)]) {
+          const top = await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+          if (top) made.push({ top, deepest: dir });
+        }
+        try {
+          await rpc(c.node, 'NodeStageVolume', {
+            volume_id: id,
+            staging_target_path: staging,
+            volume_capability: cap,
+            volume_context: volume.volume_context,
+          });
+          await rpc(c.node, 'NodePublishVolume', {
+            volume_id: id,
+            staging_target_path: staging,
+            target_path: target,
+            volume_capability: cap,
+            readonly: one(args, 'readonly') === 'true',
+            volume_context: volume.volume_context,
+          });
+        } catch (err) {
+          await removeEmptyDirs(made);
+          throw err;
+        }
         process.stdout.write(`${target}\n`);
         return 0;
       }
@@ -323,4 +333,23 @@ if (process.argv[1] && import.meta.url === `file://${path.resolve(process.argv[1
       process.exit(1);
     },
   );
+}
+
+/**
+ * Removes the directories `mkdir -p` made (each call returns the first one it
+ * made), deepest first, while they are empty: never contents, never a mount.
+ */
+async function removeEmptyDirs(made: Array<{ top: string; deepest: string }>): Promise<void> {
+  for (const { top, deepest } of made.reverse()) {
+    for (let dir = deepest; dir.startsWith(top); dir = path.dirname(dir)) {
+      if (
+        !(await fs.rmdir(dir).then(
+          () => true,
+          () => false,
+        ))
+      )
+        break;
+      if (dir === top) break;
+    }
+  }
 }

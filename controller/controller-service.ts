@@ -28,10 +28,11 @@ import type {
   ValidateVolumeCapabilitiesResponse,
 } from '../volume/csi.js';
 import { invalid, notFound, outOfRange, unimplemented } from '../volume/errors.js';
+import { volumeIdLock, volumeLock } from '../volume/locks.js';
 import { differingKeys, identityParameters, parseMutableParameters, parseParameters } from '../volume/parameters.js';
 import { parseRange, requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
-import { parseSnapshotId, parseVolumeId, volumeDirName } from '../volume/volume-id.js';
+import { parseSnapshotId, volumeDirName } from '../volume/volume-id.js';
 import { toVolume } from './csi-answers.js';
 import { listPage, volumeListToken } from './list-pages.js';
 import { PoolDirectory } from './pool-directory.js';
@@ -43,11 +44,8 @@ import { Snapshots } from './snapshots.js';
 
 const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
 
-const lockByName = (req: { name?: string }) => (req.name ? `controller/${volumeDirName(req.name)}` : undefined);
-const lockById = (req: { volume_id?: string }) => {
-  const ref = req.volume_id ? parseVolumeId(req.volume_id) : undefined;
-  return ref ? `controller/${ref.dirName}` : undefined;
-};
+const lockByName = (req: { name?: string }) => (req.name ? volumeLock(volumeDirName(req.name)) : undefined);
+const lockById = (req: { volume_id?: string }) => (req.volume_id ? volumeIdLock(req.volume_id) : undefined);
 const lockBySnapshotName = (req: { name?: string }) => (req.name ? `snapshot/${volumeDirName(req.name)}` : undefined);
 const lockBySnapshotId = (req: { snapshot_id?: string }) => {
   const ref = req.snapshot_id ? parseSnapshotId(req.snapshot_id) : undefined;
@@ -67,7 +65,7 @@ export class ControllerService implements RpcsOf<ControllerDefinition> {
     this.snapshots = new Snapshots(this.pools);
   }
 
-  /** The per-volume lock each RPC holds (the pipeline answers ABORTED to a second caller). */
+  /** The lock each RPC holds (volume/locks.ts: one key per volume, shared with the node). */
   static readonly lockKeys = {
     CreateVolume: lockByName,
     DeleteVolume: lockById,
@@ -157,7 +155,16 @@ export class ControllerService implements RpcsOf<ControllerDefinition> {
       (pool) => pool.list(),
       async (pool, key) => {
         const rec = await pool.read(key);
-        return rec && { volume: toVolume(rec, this.pools.nodeId), status: { published_node_ids: Object.keys(rec.attachments) } };
+        if (!rec) return undefined;
+        // The condition too: external-health-monitor prefers ListVolumes to a ControllerGetVolume per volume.
+        const problem = await pool.problem(key, rec);
+        return {
+          volume: toVolume(rec, this.pools.nodeId),
+          status: {
+            published_node_ids: Object.keys(rec.attachments),
+            volume_condition: { abnormal: problem !== undefined, message: problem ?? 'volume is healthy' },
+          },
+        };
       },
     );
   }

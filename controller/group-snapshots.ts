@@ -79,6 +79,7 @@ export class GroupSnapshotService {
         groupSnapshotId: groupId,
         groupName: name,
         groupSize: sources.length,
+        groupSources: sourceIds,
       };
       return { key, source: { key: ref.dirName, record: rec }, record };
     });
@@ -90,6 +91,11 @@ export class GroupSnapshotService {
         if (!sameSources) throw alreadyExists(`group snapshot ${name} exists of other volumes`);
         return { group_snapshot: await this.toGroup(pool, groupId, existing) };
       }
+      const begunOf = existing[0]?.rec.groupSources;
+      const begunOfThese = begunOf
+        ? JSON.stringify(begunOf) === JSON.stringify(sourceIds)
+        : existing[0]?.rec.groupSize === sourceIds.length && existing.every((m) => sourceIds.includes(m.rec.sourceVolumeId));
+      if (!begunOfThese) throw alreadyExists(`group snapshot ${name} was begun of other volumes`);
       // Interrupted: taken at different instants if completed now. All again.
       for (const m of existing) await pool.removeSnapshot(m.key, m.rec);
     }
@@ -97,11 +103,21 @@ export class GroupSnapshotService {
       ? await pool.freezeVolumes(sources.filter((s) => s.rec.kind === 'block').map((s) => s.ref.dirName))
       : async () => undefined;
     try {
-      for (const m of members) await pool.createSnapshot(m.key, m.record, m.source, { freeze: false });
+      for (const m of members) {
+        if (await pool.createSnapshot(m.key, m.record, m.source, { freeze: false })) continue;
+        // The key is taken by a snapshot that is not of this group: never answer with a group missing it.
+        const holder = await pool.readSnapshot(m.key);
+        if (holder?.groupSnapshotId !== groupId)
+          throw alreadyExists(
+            `group snapshot ${name}: its member for ${m.record.sourceVolumeId} collides with snapshot ${holder?.name ?? m.key}`,
+          );
+      }
     } finally {
       await thaw();
     }
-    return { group_snapshot: await this.toGroup(pool, groupId, await this.membersOf(pool, groupRef)) };
+    const taken = await this.membersOf(pool, groupRef);
+    if (taken.length !== members.length) throw aborted(`group snapshot ${name} changed while it was taken; create it again`);
+    return { group_snapshot: await this.toGroup(pool, groupId, taken) };
   }
 
   /** The group an id names and its members; undefined when there is none. */

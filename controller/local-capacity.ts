@@ -8,15 +8,14 @@ import path from 'node:path';
 import { run } from '../host/run.js';
 import { exhausted } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE } from '../volume/local-layout.js';
-import type { VolumeRecord } from '../volume/record.js';
+import { isThinImage, type VolumeRecord } from '../volume/record.js';
 import { addVolume, CachedScan, emptyKinds, type PoolUsage } from './pool-usage.js';
 
 /** How stale the free-space reading behind a create's check may be. */
 const FREE_SPACE_MAX_AGE_MS = 250;
 
-/** A thin block image: allocated as written (the record's parameters say how it was made). */
-export const isThin = (record: VolumeRecord) =>
-  record.kind === 'block' && (record.mutableParameters?.provisioning ?? record.parameters.provisioning) === 'thin';
+/** A thin block image (volume/record.ts). */
+export const isThin = isThinImage;
 
 export class LocalCapacity {
   /** Sum of the sizes of thin images: what they may yet claim. */

@@ -9,6 +9,7 @@ import type { DirectorySync } from '../host/durable.js';
 import { thawImages } from '../host/freeze.js';
 import { IMAGE_SUFFIX as IMAGE, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
 import { isSafeDirName } from '../volume/volume-id.js';
+import { FREEZE_MARK } from './local-copies.js';
 
 /** Snapshot bytes without a record: a snapshot that never committed (copies only, never user data). */
 export async function sweepInterruptedSnapshots(snapshotsDir: string): Promise<void> {
@@ -57,7 +58,9 @@ export async function sweepInterruptedCreates(volumesDir: string, volumesSync: D
 
 /** A copy killed between freeze and thaw leaves its volume frozen: thaw what berth marked frozen, nothing else. */
 export async function thawInterruptedFreezes(freezingDir: string, imagePath: (key: string) => string): Promise<void> {
-  const frozen = (await fs.readdir(freezingDir)).filter(isSafeDirName);
-  await thawImages(frozen.map(imagePath));
-  for (const k of frozen) await fs.rm(path.join(freezingDir, k), { force: true });
+  const marks = await fs.readdir(freezingDir);
+  // A mark is `<key>@<unique>` (local-copies.ts), or `<key>` as written before marks were unique.
+  const keys = new Set(marks.map((m) => m.split(FREEZE_MARK)[0] as string).filter(isSafeDirName));
+  await thawImages([...keys].map(imagePath));
+  for (const m of marks) await fs.rm(path.join(freezingDir, m), { force: true });
 }

@@ -40,10 +40,8 @@ import {
   writeContent,
   writeFileDurable,
 } from '../host/durable.js';
-import { readLoopTable } from '../host/loop-devices.js';
 import type { SystemCalls } from '../host/native.js';
 import { exists } from '../host/paths.js';
-import { SharedRead } from '../host/shared-read.js';
 import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
 import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
@@ -51,6 +49,7 @@ import { isSafeDirName } from '../volume/volume-id.js';
 import { isThin, LocalCapacity } from './local-capacity.js';
 import { LocalCopier } from './local-copies.js';
 import { changeProvisioning, growImage } from './local-images.js';
+import { InUseHere } from './local-in-use.js';
 import { sweepInterruptedCreates, sweepInterruptedSnapshots, thawInterruptedFreezes } from './local-pool-recovery.js';
 import { PoolScratch } from './local-scratch.js';
 import { LocalSnapshots } from './local-snapshots.js';
@@ -341,21 +340,22 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     return growImage(this.imagePath(dirName), record, bytes, this.capacity, this.sys);
   }
 
-  /** Makes a block image thick or thin; the caller records the change. */
-  changeProvisioning(dirName: string, record: VolumeRecord, to: 'thick' | 'thin'): Promise<void> {
+  /**
+   * Makes a block image thick or thin; the caller records the change. Thin
+   * gives back the blocks never written, found from the extent map; while
+   * the image is in use a write could land between that reading and the
+   * hole punched, and be lost, so it waits until the volume is unstaged.
+   */
+  async changeProvisioning(dirName: string, record: VolumeRecord, to: 'thick' | 'thin'): Promise<void> {
+    const inUse = to === 'thin' && !isThin(record) ? await this.inUseHere(dirName, record) : undefined;
+    if (inUse)
+      throw failedPrecondition(`a thick volume becomes thin only while unstaged (${inUse}): its unwritten blocks are given back then`);
     return changeProvisioning(this.imagePath(dirName), record, to, this.capacity, this.sys);
   }
 
-  /**
-   * Whether the volume is staged on this node: a loop device on a block
-   * volume's image. The local driver records no attachments (it has no
-   * attach step), so this is how its DeleteVolume knows a volume is in use.
-   */
-  async inUseHere(dirName: string, record: VolumeRecord): Promise<string | undefined> {
-    if (record.kind !== 'block') return undefined;
-    const image = this.imagePath(dirName);
-    const loops = (await this.loopTable.get()).filter((l) => l.backingFile === image && !l.backingDeleted).map((l) => l.device);
-    return loops.length > 0 ? `${loops.join(', ')} attached to its image` : undefined;
+  /** Whether the volume is in use on this node (local-in-use.ts). */
+  inUseHere(dirName: string, record: VolumeRecord): Promise<string | undefined> {
+    return this.inUse.of(record.kind === 'share' ? this.dataDir(dirName) : this.imagePath(dirName), record.kind);
   }
 
   /**
@@ -415,8 +415,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       .sort();
   }
 
-  /** Concurrent deletes share reads of the loop table (see inUseHere). */
-  private readonly loopTable = new SharedRead(() => readLoopTable());
+  private readonly inUse = new InUseHere();
 
   /** Why a volume's bytes are not usable, or undefined when they are. */
   async problem(dirName: string, record: VolumeRecord): Promise<string | undefined> {

@@ -27,6 +27,7 @@
 // and the retry adopts what the failed attempt made, so nothing half-made
 // remains. Two volumes can never share a directory: the claim is made
 // first, and a delete removes data only while its claim names the volume.
+import path from 'node:path';
 import { alreadyExists, Code, CsiError, exhausted, failedPrecondition, invalid } from '../volume/errors.js';
 import { NFS_IMAGE } from '../volume/nfs.js';
 import type { NfsLocation } from '../volume/parameters.js';
@@ -158,6 +159,14 @@ export class NfsPool implements Pool {
    * volume holds it.
    */
   private async claim(subDir: string, key: string): Promise<boolean> {
+    // Never inside another volume: its delete would remove this one with it.
+    for (let up = path.posix.dirname(subDir); up !== '.'; up = path.posix.dirname(up)) {
+      const outer = await this.store.claimOwner(up);
+      if (outer !== undefined && outer !== key)
+        throw alreadyExists(
+          `${subDir} on ${this.where} is inside ${up}, the directory of another volume (${outer}); choose another subDir`,
+        );
+    }
     if (await this.store.addClaim(subDir, key)) return false;
     const owner = await this.store.claimOwner(subDir);
     if (owner === key) return true;

@@ -204,6 +204,13 @@ export class Provisioning {
     if (source && capacityBytes < source.sizeBytes)
       throw outOfRange(`the volume would be ${capacityBytes} bytes, smaller than its source's ${source.sizeBytes}`);
     const mutable = parseMutableParameters(req.mutable_parameters ?? {});
+    const volumeContext = encodeVolumeContext({ ...plan.context, ...(fsType ? { fsType } : {}) });
+    // The CSI spec's size limit for a map<string, string>: 4 KiB in all (kubelets and sidecars may refuse more).
+    const contextBytes = Object.entries(volumeContext).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+    if (contextBytes > 4096)
+      throw invalid(
+        `the volume's context would be ${contextBytes} bytes, over the CSI limit of 4 KiB: shorten the class's mountOptions or subDir`,
+      );
     return {
       version: 1,
       name: plan.name,
@@ -212,7 +219,7 @@ export class Provisioning {
       capacityBytes,
       fsType,
       parameters: plan.identity,
-      volumeContext: encodeVolumeContext({ ...plan.context, ...(fsType ? { fsType } : {}) }),
+      volumeContext,
       onDelete: mutable.onDelete ?? params.onDelete,
       subDir: plan.subDir,
       createdAt: new Date().toISOString(),

@@ -28,9 +28,10 @@ export class Attachments {
     const nodeId = requireString('node_id', req.node_id, 256);
     if (!req.volume_capability) throw invalid('volume_capability is required');
     const nodes = this.nodes();
+    // Before any lookup: a static share has no record to read, and needs its server for nothing here.
+    if (isStaticNfsVolume(id, req.volume_context)) return { publish_context: encodePublishContext({ kind: 'share' }) };
     const found = await this.pools.lookup(id);
     if (!found) {
-      if (isStaticNfsVolume(id, req.volume_context)) return { publish_context: encodePublishContext({ kind: 'share' }) };
       const ref = parseVolumeId(id);
       throw notFound(ref && !this.pools.poolOf(ref) ? this.pools.notHeld(ref, id) : `volume ${id} does not exist`);
     }

@@ -2,6 +2,7 @@
 // The berth driver process: flags → pool → services → gRPC server on a unix
 // socket; SIGTERM/SIGINT stop it gracefully.
 import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControllerService } from '../controller/controller-service.js';
@@ -62,7 +63,10 @@ export async function startDriver(
   const { sys, reason } = hasLocalPool || serveNode ? loadSystemCalls(BUILT_ADDON) : {};
   if (sys) log.info('system calls through the berth_sys addon');
   else if (reason) log.warn('the berth_sys addon did not load: mounts, loop devices and fallocate run as commands', { reason });
-  const pool = hasLocalPool ? new LocalPool(flags.poolDir, flags.thinOverprovision, flags.poolScanIntervalMs, sys) : undefined;
+  // The pool and mount directories without symbolic links: images below them are attached only by
+  // paths that have none (host.ts attachImage), and loop devices are matched to images by path.
+  const poolDir = hasLocalPool ? await canonicalDir(flags.poolDir) : flags.poolDir;
+  const pool = hasLocalPool ? new LocalPool(poolDir, flags.thinOverprovision, flags.poolScanIntervalMs, sys) : undefined;
   await pool?.init();
   // Metrics are made first: the NFS pools and the pipeline report into them.
   let metrics: DriverMetrics | undefined;
@@ -113,8 +117,8 @@ export async function startDriver(
         servesNfs: hasNfs,
         // The local driver has no controller expansion: its node grows its volumes (all-in-one: the controller does).
         growLocalVolume: flags.mode === 'local' && controller ? (volumeId, bytes) => controller.growVolume(volumeId, bytes) : undefined,
-        nfsMountDir: flags.nfsMountDir,
-        mountedAtDirs: flags.mountedAtDirs,
+        nfsMountDir: hasNfs ? await canonicalDir(flags.nfsMountDir) : flags.nfsMountDir,
+        mountedAtDirs: await Promise.all(flags.mountedAtDirs.map((d) => fs.realpath(d).catch(() => d))),
         kubeletDir: flags.kubeletDir,
         stateDir: flags.nodeStateDir,
         maxVolumesPerNode: flags.maxVolumesPerNode,
@@ -180,6 +184,12 @@ function controllerRole(
   if (flags.mode === 'controller' && nfs && nodes) return { kind: 'nfs-controller', nodeId, nfs, nodes };
   if (flags.mode === 'local' && local) return { kind: 'local-driver', nodeId, local };
   return undefined;
+}
+
+/** A directory berth keeps (made 0700 when missing), named without symbolic links. */
+async function canonicalDir(dir: string): Promise<string> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  return fs.realpath(dir);
 }
 
 /** A scan function whose result is reused for `maxAgeMs`. */

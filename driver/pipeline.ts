@@ -16,8 +16,8 @@ export type Handler<Req, Res> = (req: Req) => Promise<Res>;
 export type StreamHandler<Req, Res> = (req: Req, send: (msg: Res) => Promise<void>) => Promise<void>;
 
 export interface PipelineOptions<Req> {
-  /** The key this call must hold exclusively (e.g. the volume), if any. */
-  lockKey?: (req: Req) => string | undefined;
+  /** The keys this call must hold exclusively (e.g. the volume, and the path it mounts at), if any. */
+  lockKey?: (req: Req) => string | readonly string[] | undefined;
   /** The gRPC path (/csi.v1.Node/NodeStageVolume), told to `observe`; the method name when absent. */
   path?: string;
 }
@@ -116,10 +116,9 @@ export class Pipeline {
     this.inFlight.enter();
     const debug = this.log.isLevelEnabled('debug');
     if (debug) log().debug('request', { request: redact(request) });
-    let key: string | undefined;
-    let locked = false;
+    let held: readonly string[] = [];
     const finish = (err: unknown, res?: Res) => {
-      if (locked && key !== undefined) this.locks.release(key);
+      for (const k of held) this.locks.release(k);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       if (err === null) {
         if (debug) log().debug('ok', { ms });
@@ -141,10 +140,12 @@ export class Pipeline {
       this.inFlight.leave();
     };
     try {
-      key = opts.lockKey?.(request);
-      if (key !== undefined) {
-        if (!this.locks.tryAcquire(key)) throw aborted(`an operation on ${key} is already in progress`);
-        locked = true;
+      const wanted = opts.lockKey?.(request);
+      const keys = wanted === undefined ? [] : typeof wanted === 'string' ? [wanted] : [...new Set(wanted)];
+      // All or none: a key another call holds releases the ones taken so far.
+      for (const k of keys) {
+        if (!this.locks.tryAcquire(k)) throw aborted(`an operation on ${k.slice(0, 300)} is already in progress`);
+        held = [...held, k];
       }
       work().then(
         (res) => finish(null, res),
@@ -180,7 +181,7 @@ export class Pipeline {
             };
       const def = definition[method] as grpc.MethodDefinition<unknown, unknown>;
       const opts = {
-        lockKey: (lockKeys as Record<string, unknown>)[method] as ((req: unknown) => string | undefined) | undefined,
+        lockKey: (lockKeys as Record<string, unknown>)[method] as ((req: unknown) => string | readonly string[] | undefined) | undefined,
         path: def.path,
       };
       handlers[method] = def.responseStream

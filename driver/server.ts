@@ -35,22 +35,27 @@ export class UnixServer {
   }
 
   async start(): Promise<void> {
-    await fs.mkdir(path.dirname(this.socketPath), { recursive: true });
+    const dir = path.dirname(this.socketPath);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await removeStaleSocket(this.socketPath);
     const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     this.listener = net.createServer((socket) => injector.injectConnection(new AuthorityNormaliser(socket)));
     const listener = this.listener;
-    // Created under a tight umask: never reachable by others, even briefly.
-    const umask = process.umask(0o177);
+    // Bound in a directory only this process may enter (mkdtemp: 0700), made 0600 there, then
+    // moved into place: never reachable by others, even briefly, and the process's umask is left
+    // alone (changing it across an await would give files other calls make the wrong mode).
+    const privateDir = await fs.mkdtemp(path.join(dir, '.s'));
+    const bound = path.join(privateDir, 's');
     try {
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
-        listener.listen(this.socketPath, () => resolve());
+        listener.listen(bound, () => resolve());
       });
+      await fs.chmod(bound, 0o600);
+      await fs.rename(bound, this.socketPath);
     } finally {
-      process.umask(umask);
+      await fs.rm(privateDir, { recursive: true, force: true });
     }
-    await fs.chmod(this.socketPath, 0o600);
   }
 
   /** Stops accepting, waits up to graceMs for calls in flight, removes the socket. */

@@ -3,7 +3,7 @@
 // command keeps its readable message (command, arguments, output) but never
 // a stack trace; errno errors map to the nearest code; the rest is INTERNAL.
 import { CommandError } from '../host/run.js';
-import { Code, CsiError } from '../volume/errors.js';
+import { bounded, Code, CsiError } from '../volume/errors.js';
 
 const errnoCodes: Record<string, Code> = {
   ENOSPC: Code.RESOURCE_EXHAUSTED,
@@ -26,12 +26,15 @@ export interface MappedError {
 export function toStatus(err: unknown): MappedError {
   if (err instanceof CsiError) return { code: err.code, message: err.message };
   if (err instanceof CommandError) {
-    return { code: err.timedOut ? Code.DEADLINE_EXCEEDED : Code.INTERNAL, message: err.message };
+    // A command that ran out of room (cp of a snapshot, mkfs) is the pool's space, as ENOSPC is.
+    const full = /No space left on device|Disk quota exceeded/.test(err.stderr);
+    const code = err.timedOut ? Code.DEADLINE_EXCEEDED : full ? Code.RESOURCE_EXHAUSTED : Code.INTERNAL;
+    return { code, message: bounded(err.message) };
   }
   if (err instanceof Error) {
     const errno = (err as NodeJS.ErrnoException).code;
     const code = (errno ? errnoCodes[errno] : undefined) ?? Code.INTERNAL;
-    return { code, message: err.message };
+    return { code, message: bounded(err.message) };
   }
-  return { code: Code.INTERNAL, message: String(err) };
+  return { code: Code.INTERNAL, message: bounded(String(err)) };
 }

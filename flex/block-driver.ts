@@ -20,6 +20,7 @@ import {
   filesystemSmallerThan,
   formatOnceAndMount,
   type Host,
+  ImageRefusedError,
   loopDevice,
   loopDevicesOf,
   mountAt,
@@ -77,6 +78,17 @@ function volumeOf(opts: FlexOptions): Volume {
   if (!(FS_TYPES as readonly string[]).includes(fsType))
     throw new FlexFailure(`filesystem "${fsType}" is not supported (use ${FS_TYPES.join(', ')})`);
   return { pool, image, imagePath: path.join(pool, `${image}.img`), fsType, size: parseSize(opts.size) };
+}
+
+/**
+ * The volume with its pool named without symbolic links (an operator may
+ * link the pool's directory), so its image path is the one the kernel
+ * shows for its loop device, and attachImage can refuse an image reached
+ * through a link inside the pool.
+ */
+async function canonical(v: Volume): Promise<Volume> {
+  const pool = await fs.realpath(v.pool).catch(() => v.pool);
+  return { ...v, pool, imagePath: path.join(pool, `${v.image}.img`) };
 }
 
 export class BlockDriver {
@@ -164,7 +176,7 @@ export class BlockDriver {
   }
 
   private async waitForAttach(opts: FlexOptions): Promise<Reply> {
-    const v = volumeOf(opts);
+    const v = await canonical(volumeOf(opts));
     secrets(opts);
     if (!(await exists(v.imagePath))) {
       if (!v.size) throw new FlexFailure(`image ${v.imagePath} does not exist and no size was given to create it`);
@@ -176,12 +188,17 @@ export class BlockDriver {
         await handle.close();
       }
     }
-    return success({ device: await attachImage(this.host, v.imagePath) });
+    try {
+      return success({ device: await attachImage(this.host, v.imagePath, { minBytes: v.size ?? 1 }) });
+    } catch (err) {
+      if (err instanceof ImageRefusedError) throw new FlexFailure(err.message);
+      throw err;
+    }
   }
 
   private async mountDevice(target: string | undefined, device: string | undefined, opts: FlexOptions): Promise<Reply> {
     if (!target || !device) throw new FlexFailure('mountdevice needs the device mount path and the device');
-    const v = volumeOf(opts);
+    const v = await canonical(volumeOf(opts));
     const loop = await loopDevice(this.host, device);
     if (loop?.backingFile !== v.imagePath) throw new FlexFailure(`${device} is not attached to ${v.imagePath}`);
     const current = await mountAt(this.host, target);

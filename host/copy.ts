@@ -28,7 +28,7 @@ export async function reflinkSupported(dir: string): Promise<boolean> {
   }
 }
 
-/** Copies one image to a new file (never replacing one), and makes the copy durable. */
+/** Copies one image to a new file (never replacing one), mode 0600, and makes the copy durable. */
 export async function copyImage(from: string, to: string, method: CopyMethod): Promise<void> {
   if (method === 'reflink') await fs.copyFile(from, to, fsc.COPYFILE_FICLONE_FORCE | fsc.COPYFILE_EXCL);
   else {
@@ -43,6 +43,8 @@ export async function copyImage(from: string, to: string, method: CopyMethod): P
   }
   const handle = await fs.open(to, 'r');
   try {
+    // cp makes the copy 0666 less the umask, which the driver keeps at 0: an image is its volume's only.
+    await handle.chmod(0o600);
     await handle.sync();
   } finally {
     await handle.close();

@@ -7,8 +7,8 @@ import { readLoopTable } from './loop-devices.js';
 import { mountsOfDevice, readMountTable } from './mount-table.js';
 import { CommandError, run } from './run.js';
 
-/** One mount point per filesystem mounted from a loop device of `image` (raw block binds aside). */
-async function filesystemsOn(images: ReadonlySet<string>): Promise<string[]> {
+/** One mount point per filesystem mounted from a loop device of `image` (raw block binds aside): what a freeze would freeze. */
+export async function filesystemsOn(images: ReadonlySet<string>): Promise<string[]> {
   const loops = (await readLoopTable()).filter((l) => l.backingFile !== undefined && images.has(l.backingFile) && !l.backingDeleted);
   const mounts = await readMountTable();
   const targets: string[] = [];

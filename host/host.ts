@@ -4,6 +4,8 @@
 // it for real; tests of node decisions use a fake that records calls. The
 // functions below are built on the interface, so both share them.
 
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { DeviceContent } from './filesystems.js';
 import type { LoopDevice } from './loop-devices.js';
 import { type MountEntry, topMount } from './mount-table.js';
@@ -67,10 +69,43 @@ export async function loopDevicesOf(host: Host, image: string): Promise<LoopDevi
  * attaching it when it is not. A read-only attachment is its own device: a
  * read-only bind of a writable device node still lets writes through.
  */
-export async function attachImage(host: Host, image: string, opts: { readOnly?: boolean } = {}): Promise<string> {
+export async function attachImage(host: Host, image: string, opts: { readOnly?: boolean; minBytes?: number } = {}): Promise<string> {
   const readOnly = opts.readOnly ?? false;
   const existing = (await loopDevicesOf(host, image)).find((l) => l.readOnly === readOnly);
-  return existing ? existing.device : host.attachLoop(image, { readOnly });
+  if (existing) return existing.device;
+  await requirePlainImage(image, opts.minBytes ?? 1);
+  const device = await host.attachLoop(image, { readOnly });
+  // The kernel's own record of what it opened: a symbolic link swapped in after the check shows here.
+  const attached = await loopDevice(host, device);
+  if (attached?.backingFile !== path.resolve(image)) {
+    await host.detachLoop(device).catch(() => undefined);
+    throw new ImageRefusedError(`${image} led to ${attached?.backingFile ?? 'another file'} when attached; detached it`);
+  }
+  return device;
+}
+
+/** An image berth will not attach: reached through a symbolic link, not a regular file, or smaller than its volume. */
+export class ImageRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageRefusedError';
+  }
+}
+
+/**
+ * An image is attached only when its path has no symbolic link in it (so
+ * nothing in a pool's tree can lead a stage out of the pool) and it is a
+ * regular file of at least its volume's size (a 0-byte file a failed create
+ * left is no volume).
+ */
+async function requirePlainImage(image: string, minBytes: number): Promise<void> {
+  const want = path.resolve(image);
+  const real = await fs.realpath(want).catch(() => undefined);
+  if (real === undefined) throw new ImageRefusedError(`the image ${image} does not exist`);
+  if (real !== want) throw new ImageRefusedError(`the image ${image} is reached through a symbolic link (to ${real}); refusing it`);
+  const st = await fs.lstat(want);
+  if (!st.isFile()) throw new ImageRefusedError(`the image ${image} is not a regular file`);
+  if (st.size < minBytes) throw new ImageRefusedError(`the image ${image} is ${st.size} bytes, smaller than its volume's ${minBytes}`);
 }
 
 /** Less than this between a filesystem and its device is not worth growing for. */

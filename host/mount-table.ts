@@ -13,6 +13,8 @@ export interface MountEntry {
   options: string[];
   /** Root of the mount inside its filesystem ("/" unless a bind of a subtree). */
   fsroot: string;
+  /** The filesystem's device number, `major:minor` (every mount of one filesystem shows the same). */
+  device?: string;
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -29,6 +31,7 @@ export function parseMountInfo(text: string): MountEntry[] {
     const dash = fields.indexOf('-', 6);
     if (dash < 0 || fields.length < dash + 3) continue;
     entries.push({
+      device: fields[2] as string,
       fsroot: unescapeOctal(fields[3] as string),
       target: unescapeOctal(fields[4] as string),
       options: (fields[5] as string).split(','),
@@ -70,3 +73,27 @@ export function loopBehind(entry: MountEntry): string | undefined {
 
 /** Two mounts show the same thing when source and root inside it agree. */
 export const sameThing = (a: MountEntry, b: MountEntry) => a.source === b.source && a.fsroot === b.fsroot && a.fstype === b.fstype;
+
+/** The mount a path lies in: the one whose target is the longest prefix of it (topmost when stacked). */
+export function mountHolding(mounts: readonly MountEntry[], p: string): MountEntry | undefined {
+  const want = path.resolve(p);
+  let best: MountEntry | undefined;
+  for (const m of mounts) {
+    const under = m.target === '/' || want === m.target || want.startsWith(`${m.target}/`);
+    if (under && (!best || m.target.length >= best.target.length)) best = m;
+  }
+  return best;
+}
+
+/**
+ * The other mounts that show the directory `dir` (given without symbolic
+ * links), or something inside it: bind mounts of it, wherever they are.
+ * Found by the filesystem's device number and the root inside it, so no
+ * mount is stat()ed (a hung NFS mount cannot block the answer).
+ */
+export function mountsShowing(mounts: readonly MountEntry[], dir: string): MountEntry[] {
+  const holder = mountHolding(mounts, dir);
+  if (!holder?.device) return [];
+  const inside = path.posix.join(holder.fsroot, path.relative(holder.target, path.resolve(dir)));
+  return mounts.filter((m) => m !== holder && m.device === holder.device && (m.fsroot === inside || m.fsroot.startsWith(`${inside}/`)));
+}

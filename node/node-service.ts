@@ -23,6 +23,7 @@ import type {
   RpcsOf,
 } from '../volume/csi.js';
 import { failedPrecondition, invalid, notFound, outOfRange } from '../volume/errors.js';
+import { pathLock, volumeIdLock } from '../volume/locks.js';
 import { requireString } from '../volume/request-fields.js';
 import { TOPOLOGY_KEY } from '../volume/topology.js';
 import type { NodeConfig } from './node-config.js';
@@ -45,16 +46,21 @@ export const NODE_CAPABILITIES = [
   'SINGLE_NODE_MULTI_WRITER',
 ] as const;
 
-const byId = (req: { volume_id?: string }) => (req.volume_id ? `node/${req.volume_id}` : undefined);
+const byVolume = (req: { volume_id?: string }) => (req.volume_id ? [volumeIdLock(req.volume_id)] : []);
+const byVolumeAndPath =
+  (field: 'staging_target_path' | 'target_path') => (req: { volume_id?: string; staging_target_path?: string; target_path?: string }) => [
+    ...byVolume(req),
+    ...(req[field] ? [pathLock(req[field])] : []),
+  ];
 
 export class NodeService implements RpcsOf<NodeDefinition> {
-  /** The per-volume lock each RPC holds (the pipeline answers ABORTED to a second caller). */
+  /** The locks each RPC holds (volume/locks.ts): its volume, and the path it mounts at. */
   static readonly lockKeys = {
-    NodeStageVolume: byId,
-    NodeUnstageVolume: byId,
-    NodePublishVolume: byId,
-    NodeUnpublishVolume: byId,
-    NodeExpandVolume: byId,
+    NodeStageVolume: byVolumeAndPath('staging_target_path'),
+    NodeUnstageVolume: byVolumeAndPath('staging_target_path'),
+    NodePublishVolume: byVolumeAndPath('target_path'),
+    NodeUnpublishVolume: byVolumeAndPath('target_path'),
+    NodeExpandVolume: byVolume,
   } satisfies LockKeysOf<NodeDefinition>;
 
   private readonly host: NodeConfig['host'];

@@ -1,7 +1,8 @@
 // Steps the node service's files share: the checks every call makes of its
 // paths and capability, and the careful undo of a mount or a loop device.
 import fs from 'node:fs/promises';
-import { BusyError, type Host, mountsOfDevice } from '../host/index.js';
+import path from 'node:path';
+import { BusyError, type Host, loopBehind, type MountEntry, mountHolding, mountsOfDevice } from '../host/index.js';
 import { capabilityProblem } from '../volume/capabilities.js';
 import type { VolumeCapability } from '../volume/csi.js';
 import { failedPrecondition, invalid } from '../volume/errors.js';
@@ -50,5 +51,26 @@ export async function removeTarget(target: string): Promise<void> {
     if (code === 'ENOENT') return;
     if (code === 'ENOTEMPTY') throw failedPrecondition(`${target} is not a mount point but holds files; leaving it alone`);
     throw err;
+  }
+}
+
+/**
+ * A staging or publish path must not lie inside another volume: the mount
+ * that holds its directory must not be a volume mounted below the kubelet
+ * directory (a loop device's filesystem, an NFS mount, a bind of a
+ * directory, or a mount at a staging or publish path), or one volume would
+ * be mounted inside another and undone with it. A filesystem mounted whole
+ * (the kubelet's own directory, a tmpfs for pods) may hold them.
+ */
+export function requireOutsideVolumes(mounts: readonly MountEntry[], p: string, kubeletDir: string): void {
+  const holder = mountHolding(mounts, path.dirname(p));
+  if (!holder?.target.startsWith(`${path.resolve(kubeletDir)}/`)) return;
+  const isVolume =
+    loopBehind(holder) !== undefined ||
+    holder.fstype.startsWith('nfs') ||
+    holder.fsroot !== '/' ||
+    /\/(volumes|volumeDevices)\/|\/plugins\/kubernetes\.io\/csi\//.test(`${holder.target}/`);
+  if (isVolume) {
+    throw invalid(`${p} is inside ${holder.target}, where another volume is mounted: a volume is never mounted inside another`);
   }
 }

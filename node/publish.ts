@@ -19,6 +19,7 @@ import {
   RAW_DEVICE_FILE,
   removeTarget,
   requireCapability,
+  requireOutsideVolumes,
   unmountOrRefuse,
 } from './node-steps.js';
 import type { VolumeLocator } from './volume-location.js';
@@ -49,6 +50,7 @@ export class Publisher {
     const raw = cap.access_type === 'block';
     const source = raw ? path.join(staging, RAW_DEVICE_FILE) : staging;
     const mounts = await this.host.readMounts();
+    requireOutsideVolumes(mounts, target, this.cfg.kubeletDir);
     const staged = topMount(mounts, source);
     if (!staged) throw failedPrecondition(`volume ${v.volumeId} is not staged at ${staging}`);
     const readonly = req.readonly || READ_ONLY_MODES.has(cap.access_mode?.mode ?? '') || decodePublishContext(req.publish_context).readonly;

@@ -13,6 +13,7 @@ import {
   ForeignContentError,
   formatOnceAndMount,
   type Host,
+  ImageRefusedError,
   isStaleError,
   loopBehind,
   loopDevice,
@@ -33,7 +34,15 @@ import { requireString } from '../volume/request-fields.js';
 import { decodePublishContext } from '../volume/volume-context.js';
 import { parseVolumeId } from '../volume/volume-id.js';
 import type { NodeConfig } from './node-config.js';
-import { detachIfUnused, type Empty, kubeletPath, RAW_DEVICE_FILE, requireCapability, unmountOrRefuse } from './node-steps.js';
+import {
+  detachIfUnused,
+  type Empty,
+  kubeletPath,
+  RAW_DEVICE_FILE,
+  requireCapability,
+  requireOutsideVolumes,
+  unmountOrRefuse,
+} from './node-steps.js';
 import { type StageRecords, stageDifference, stageRecordOf } from './stage-records.js';
 import type { VolumeLocator, VolumeSource } from './volume-location.js';
 
@@ -60,11 +69,12 @@ export class Stager {
     const v = await this.locator.locate(id, req.volume_context);
     requireCapability(v.kind, cap);
     if (!v.source) throw invalid('volume_context is required for an NFS volume (server, share, subDir)');
+    const mounts = await this.host.readMounts();
+    requireOutsideVolumes(mounts, staging, this.cfg.kubeletDir); // before anything is made there
     // A stale NFS mount already on staging answers ESTALE: stageShare remounts it.
     await fs.mkdir(staging, { recursive: true, mode: 0o750 }).catch((err: unknown) => {
       if (!isStaleError(err)) throw err;
     });
-    const mounts = await this.host.readMounts();
     const src = v.source;
     const accessType = cap.access_type === 'block' ? 'block' : 'mount';
     const fsType = src.kind === 'block' && accessType === 'mount' ? cap.mount?.fs_type || v.fsType || DEFAULT_FS_TYPE : '';
@@ -80,8 +90,13 @@ export class Stager {
       await this.stageShare(src, staging, readonly, flags, mounts);
     } else {
       if (src.export) await this.ensureExportMounted(src.export, mounts);
-      if (accessType === 'block') await this.stageRaw(src.image, staging, readonly, mounts);
-      else await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, readonly, mounts);
+      try {
+        if (accessType === 'block') await this.stageRaw(src, staging, readonly, mounts);
+        else await this.stageFilesystem(v.volumeId, src, staging, fsType, flags, readonly, mounts);
+      } catch (err) {
+        if (err instanceof ImageRefusedError) throw failedPrecondition(`volume ${id}: ${err.message}`);
+        throw err;
+      }
     }
     if (differ.length > 0) await this.stages.write(staging, wanted);
     return {};
@@ -170,7 +185,12 @@ export class Stager {
     if (loops.length === 0 && (await mountAt(this.host, mountPoint))) await unmountOrRefuse(this.host, mountPoint);
   }
 
-  private async stageRaw(image: string, staging: string, readOnly: boolean, mounts: MountEntry[]): Promise<void> {
+  private async stageRaw(
+    { image, minBytes }: Extract<VolumeSource, { kind: 'block' }>,
+    staging: string,
+    readOnly: boolean,
+    mounts: MountEntry[],
+  ): Promise<void> {
     const file = path.join(staging, RAW_DEVICE_FILE);
     const current = topMount(mounts, file);
     if (current) {
@@ -184,7 +204,7 @@ export class Stager {
       throw alreadyExists(`${file} already holds another device (${current.source})`);
     }
     if (topMount(mounts, staging)) throw alreadyExists(`${staging} is staged as a filesystem, not as a raw block device`);
-    const device = await attachImage(this.host, image, { readOnly });
+    const device = await attachImage(this.host, image, { readOnly, minBytes });
     try {
       await (await fs.open(file, 'a', 0o600)).close();
       await this.host.bindMount(device, file, false);
@@ -214,7 +234,7 @@ export class Stager {
     }
     if (topMount(mounts, path.join(staging, RAW_DEVICE_FILE))) throw alreadyExists(`${staging} is staged as a raw block device`);
     if (!(await exists(image))) throw notFound(`the volume's image ${image} does not exist`);
-    const device = await attachImage(this.host, image, { readOnly: readonly });
+    const device = await attachImage(this.host, image, { readOnly: readonly, minBytes: src.minBytes });
     try {
       await formatOnceAndMount(this.host, device, staging, fsType, flags, { recordPath: src.filesystemRecord, image, readonly, volumeId });
     } catch (err) {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { boundDevice, exists, type Host, loopBehind, loopDevice, type MountEntry, sameThing, topMount } from '../host/index.js';
 import type { NodeGetVolumeStatsResponse } from '../volume/csi.js';
 import { notFound } from '../volume/errors.js';
+import { isThinImage } from '../volume/record.js';
 import { parseVolumeId, type VolumeRef } from '../volume/volume-id.js';
 import type { NodeConfig } from './node-config.js';
 import { RAW_DEVICE_FILE } from './node-steps.js';
@@ -64,13 +65,15 @@ export class VolumeHealth {
     const ref = parseVolumeId(id);
     const rec = ref?.pool === 'local' ? await this.locator.localPool.read(ref.dirName) : undefined;
     if (!ref || (ref.pool === 'local' && rec?.volumeId !== id)) throw notFound(`volume ${id} does not exist`);
-    const thin = rec?.kind === 'block' && rec.parameters.provisioning === 'thin';
+    const thin = rec !== undefined && isThinImage(rec);
     const entry = topMount(mounts, volumePath);
     // A path showing another volume is not this volume's (NOT_FOUND); this volume damaged (its image
     // moved or deleted under its device) is reported below as abnormal.
     if (entry && !(await this.locator.holds(ref, entry, volumePath)) && (await this.showsAnotherVolume(ref, entry))) {
       throw notFound(`${volumePath} holds another volume, not ${id}`);
     }
+    // Nothing mounted there: the path's numbers would be its parent filesystem's, not the volume's.
+    if (!entry) return { usage: [], condition: { reason: 'not_mounted', message: `${volumePath} is not mounted` } };
     if (!st.isDirectory()) {
       // Raw block: the published device file.
       const device = entry && boundDevice(entry);

@@ -19,7 +19,14 @@ import type { NodeConfig } from './node-config.js';
 export type VolumeSource =
   | { kind: 'share'; bind: string }
   | { kind: 'share'; nfs: { device: string; options: readonly string[] } }
-  | { kind: 'block'; image: string; filesystemRecord: string; export?: { device: string; options: readonly string[]; mountPoint: string } };
+  | {
+      kind: 'block';
+      image: string;
+      /** The size the image must have at least: its volume's, where the node knows it (local pools). */
+      minBytes?: number;
+      filesystemRecord: string;
+      export?: { device: string; options: readonly string[]; mountPoint: string };
+    };
 
 export interface Located {
   ref: VolumeRef;
@@ -85,6 +92,7 @@ export class VolumeLocator {
         : {
             kind: 'block',
             image: this.localPool.imagePath(ref.dirName),
+            minBytes: rec.capacityBytes,
             filesystemRecord: this.localPool.filesystemRecordPath(ref.dirName),
           };
     return { ref, kind: rec.kind, fsType: rec.fsType, volumeId: id, source };

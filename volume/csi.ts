@@ -71,7 +71,7 @@ export type RpcsOf<D> = {
 };
 
 /** Per RPC of a definition, the key a call must hold exclusively. */
-export type LockKeysOf<D> = Partial<Record<RpcName<D>, (req: never) => string | undefined>>;
+export type LockKeysOf<D> = Partial<Record<RpcName<D>, (req: never) => string | readonly string[] | undefined>>;
 
 /** A service object's capitalised methods (RPCs, by this project's convention) that the definition lacks. */
 export type StrayRpcs<S, D> = Exclude<

@@ -26,12 +26,25 @@ export enum Code {
   UNAUTHENTICATED = 16,
 }
 
+/** The longest message a caller or a log line gets: a request's values are echoed in messages, and may be huge. */
+export const MAX_MESSAGE_BYTES = 1024;
+
+/** A message cut to MAX_MESSAGE_BYTES, saying so. */
+export function bounded(message: string): string {
+  if (Buffer.byteLength(message) <= MAX_MESSAGE_BYTES) return message;
+  const cut = Buffer.from(message)
+    .subarray(0, MAX_MESSAGE_BYTES - 40)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
+  return `${cut}… (${Buffer.byteLength(message)} bytes, cut)`;
+}
+
 export class CsiError extends Error {
   constructor(
     readonly code: Code,
     message: string,
   ) {
-    super(message);
+    super(bounded(message));
     this.name = 'CsiError';
   }
 }

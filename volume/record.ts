@@ -58,6 +58,8 @@ export interface SnapshotRecord {
   groupSnapshotId?: string;
   groupName?: string;
   groupSize?: number;
+  /** Group snapshots: the source volumes of the whole group, sorted (a member lost to a crash still says what the group was of). */
+  groupSources?: string[];
   /** NFS pools: the snapshot's directory on the share, and its source's (what the copy reads). */
   subDir?: string;
   sourceSubDir?: string;
@@ -72,3 +74,7 @@ export async function readRecordFile<T>(file: string): Promise<T | undefined> {
     throw err;
   }
 }
+
+/** A block image allocated as written: its provisioning as last changed (ControllerModifyVolume), else as created. */
+export const isThinImage = (record: VolumeRecord) =>
+  record.kind === 'block' && (record.mutableParameters?.provisioning ?? record.parameters.provisioning) === 'thin';

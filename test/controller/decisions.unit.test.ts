@@ -7,11 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { ControllerService } from '../../controller/controller-service.js';
+import { GroupSnapshotService } from '../../controller/group-snapshots.js';
 import { LocalPool } from '../../controller/local-pool.js';
 import { NfsPools } from '../../controller/nfs-pools.js';
 import { type NodeDirectory, SelfNode } from '../../controller/nodes.js';
 import { Code, CsiError } from '../../volume/errors.js';
 import { TOPOLOGY_KEY } from '../../volume/topology.js';
+import { formatVolumeId } from '../../volume/volume-id.js';
 
 const mib = (n: number) => n * 1024 * 1024;
 const mount = (mode = 'SINGLE_NODE_WRITER', fsType = '') => ({
@@ -309,6 +311,83 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
         await codeOf(central.DeleteVolume({ volume_id: 'local:node-a:share:x' } as never)),
         'a local volume is not its to forget',
       ).to.equal('FAILED_PRECONDITION');
+    });
+  });
+
+  describe('answers that stay bounded, and answers that tell the truth (data safety)', () => {
+    it('refuses a class whose mountOptions would make a volume_context over the spec’s 4 KiB', async () => {
+      const mountOptions = Array.from({ length: 700 }, (_, i) => `opt${i}`).join(',');
+      const nfs = { pool: 'nfs', server: '127.0.0.1', share: '/export', mountOptions };
+      const err = await share('big-context', { parameters: nfs }).then(
+        () => undefined,
+        (e: CsiError) => e,
+      );
+      expect(err?.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(err?.message).to.match(/4 KiB/);
+    });
+
+    it('cuts every message to 1 KiB, however large the value it echoes', async () => {
+      const err = await share('huge', { parameters: { kind: 'x'.repeat(1 << 20) } }).then(
+        () => undefined,
+        (e: CsiError) => e,
+      );
+      expect(err?.code).to.equal(Code.INVALID_ARGUMENT);
+      expect(Buffer.byteLength(err?.message ?? '')).to.be.at.most(1024);
+      expect(err?.message).to.match(/bytes, cut\)$/);
+    });
+
+    it('lists each volume with its condition (external-health-monitor reads ListVolumes)', async () => {
+      await share('gone-dir');
+      await fs.rmdir(path.join(dir, 'volumes', 'gone-dir'));
+      type Entry = { volume: { volume_id: string }; status: { volume_condition: { abnormal: boolean; message: string } } };
+      const { entries } = (await call('ListVolumes', { max_entries: 0, starting_token: '' })) as { entries: Entry[] };
+      const gone = entries.find((e) => e.volume.volume_id === 'local:node-a:share:gone-dir');
+      expect(gone?.status.volume_condition.abnormal).to.equal(true);
+      expect(entries.find((e) => e.volume.volume_id === 'local:node-a:share:existing-share')?.status.volume_condition.abnormal).to.equal(
+        false,
+      );
+      await call('DeleteVolume', { volume_id: 'local:node-a:share:gone-dir' });
+    });
+
+    it('publishes a static NFS share without reaching its server (a migrated PV attaches while the server is slow)', async () => {
+      const nodes: NodeDirectory = { exists: async () => true, maxVolumes: async () => 0 };
+      const central = new ControllerService({ kind: 'nfs-controller', nodeId: 'controller', nfs: new NfsPools(), nodes });
+      // Port 9 on loopback: nothing listens, so any NFS call would fail.
+      const ref = {
+        pool: 'nfs',
+        server: '127.0.0.1',
+        share: '/export',
+        nfsPort: 9,
+        mountPort: 9,
+        kind: 'share',
+        dirName: 'migrated',
+      } as const;
+      const volume_context = { pool: 'nfs', kind: 'share', static: 'true', server: '127.0.0.1', share: '/export', subDir: '' };
+      const answer = await central.ControllerPublishVolume({
+        volume_id: formatVolumeId(ref),
+        node_id: 'node-a',
+        volume_capability: mount('MULTI_NODE_MULTI_WRITER'),
+        volume_context,
+      } as never);
+      expect(answer).to.deep.equal({ publish_context: { kind: 'share' } });
+    });
+
+    it('never answers a group snapshot with members missing: a name begun of other volumes, or a member key taken, is ALREADY_EXISTS', async () => {
+      const groups = new GroupSnapshotService(controller.pools);
+      for (const n of ['g-a', 'g-b', 'g-c']) await share(n);
+      const id = (n: string) => `local:node-a:share:${n}`;
+      const group = (name: string, ...vols: string[]) => groups.CreateVolumeGroupSnapshot({ name, source_volume_ids: vols.map(id) });
+      const made = await group('g1', 'g-a', 'g-b');
+      expect(made.group_snapshot.snapshots).to.have.length(2);
+      expect(await codeOf(group('g1', 'g-a'))).to.equal('ALREADY_EXISTS');
+      // A member lost (an interrupted create): the same set is taken again whole, another set is refused.
+      const member = (await fs.readdir(path.join(dir, 'snapshots'))).find((f) => f.endsWith('.json')) as string;
+      await fs.rm(path.join(dir, 'snapshots', member));
+      expect(await codeOf(group('g1', 'g-a', 'g-c'))).to.equal('ALREADY_EXISTS');
+      expect((await group('g1', 'g-a', 'g-b')).group_snapshot.snapshots).to.have.length(2);
+      // A plain snapshot holding a member's key.
+      await call('CreateSnapshot', { name: `g2/${id('g-a')}`, source_volume_id: id('g-a'), parameters: {} });
+      expect(await codeOf(group('g2', 'g-a', 'g-b'))).to.equal('ALREADY_EXISTS');
     });
   });
 });

@@ -109,6 +109,24 @@ describe('NFS pool decisions (fast tier: an export in memory)', () => {
     }
   });
 
+  describe('nesting', () => {
+    it('refuses a volume inside another volume’s directory (a class whose subDir points into it), making nothing', async () => {
+      expect(await pool.create('outer', record('outer', 'share', 'team'), 0o750)).to.equal(true);
+      const before = { dirs: [...store.dirs], files: [...store.files], claims: [...store.claims] };
+      expect(await codeOf(pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750))).to.equal('ALREADY_EXISTS');
+      expect({ dirs: [...store.dirs], files: [...store.files], claims: [...store.claims] }).to.deep.equal(before);
+      await pool.remove('outer', record('outer', 'share', 'team'), 'delete');
+      expect(await pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750), 'once the outer volume is gone').to.equal(true);
+    });
+
+    it('refuses a volume around another one (its directory exists and holds the other), leaving the inner one whole', async () => {
+      expect(await pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750)).to.equal(true);
+      expect(await codeOf(pool.create('outer', record('outer', 'share', 'team'), 0o750))).to.equal('ALREADY_EXISTS');
+      expect(store.files.get('team/pvc-1/disk.img')).to.equal(1 << 20);
+      expect(store.claims.has('team')).to.equal(false);
+    });
+  });
+
   describe('delete', () => {
     const rows: Array<[string, (s: FakeExportStore) => void, boolean]> = [
       ['its own claimed directory', (s) => s.claims.set('d', 'a'), true],

@@ -231,31 +231,47 @@ for (const fsType of ['xfs', 'btrfs', 'ext4'] as const) {
       await expectCode(rpc(c(), 'ListSnapshots', { starting_token: 'bogus' }), Code.ABORTED);
     });
 
-    it('a staged filesystem is frozen for the snapshot: the restore mounts clean and holds what was written', async () => {
-      const { volume } = await createBlock('pvc-staged', 256 * MiB);
-      const staging = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi/berth.csi.dev/staged/globalmount');
-      const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');
-      await rpc(d.clients.node, 'NodeStageVolume', { volume_id: volume.volume_id, staging_target_path: staging, volume_capability: cap });
-      try {
-        await fs.writeFile(path.join(staging, 'data'), 'written before the snapshot'); // in the page cache: the freeze writes it out
-        const { snapshot } = await takeSnapshot('snap-staged', volume.volume_id);
-        await fs.writeFile(path.join(staging, 'after'), 'later'); // writes go on after the thaw
-        expect(await fs.readdir(path.join(poolDir(), '.freezing'))).to.deep.equal([]); // the freeze's mark is gone with it
-        const restored = (await createBlock('pvc-staged-copy', 256 * MiB, fromSnapshot(snapshot.snapshot_id))).volume;
-        // The copy's filesystem is clean (no replay needed) and holds the file.
-        await exec('e2fsck', ['-n', '-f', image('pvc-staged-copy')]);
-        const again = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi/berth.csi.dev/copy/globalmount');
-        await rpc(d.clients.node, 'NodeStageVolume', { volume_id: restored.volume_id, staging_target_path: again, volume_capability: cap });
+    it(
+      reflink
+        ? 'a staged filesystem is frozen for the snapshot: the restore mounts clean and holds what was written'
+        : 'a staged filesystem is never frozen for a copy that takes long: refused, saying why, writes never held; freeze: "false" takes it',
+      async () => {
+        const { volume } = await createBlock('pvc-staged', 256 * MiB);
+        const staging = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi/berth.csi.dev/staged/globalmount');
+        const cap = mountCap('SINGLE_NODE_WRITER', 'ext4');
+        await rpc(d.clients.node, 'NodeStageVolume', { volume_id: volume.volume_id, staging_target_path: staging, volume_capability: cap });
         try {
-          expect(await fs.readFile(path.join(again, 'data'), 'utf8')).to.equal('written before the snapshot');
-          expect(await fs.readdir(again)).to.not.include('after');
+          await fs.writeFile(path.join(staging, 'data'), 'written before the snapshot'); // in the page cache: the freeze writes it out
+          if (!reflink) {
+            const refused = await expectCode(takeSnapshot('snap-staged', volume.volume_id), Code.FAILED_PRECONDITION);
+            expect(refused.details).to.match(/no reflinks.*freeze: "false"/);
+            expect(await fs.readdir(path.join(poolDir(), '.freezing')), 'never frozen').to.deep.equal([]);
+            await exec('timeout', ['10', 'sh', '-c', `echo still-writable > ${path.join(staging, 'probe')}`]); // hangs if frozen
+            await exec('sync', ['-f', staging]);
+          }
+          const { snapshot } = await takeSnapshot('snap-staged', volume.volume_id, reflink ? {} : { freeze: 'false' });
+          await fs.writeFile(path.join(staging, 'after'), 'later'); // writes go on after the thaw
+          expect(await fs.readdir(path.join(poolDir(), '.freezing'))).to.deep.equal([]); // the freeze's mark is gone with it
+          const restored = (await createBlock('pvc-staged-copy', 256 * MiB, fromSnapshot(snapshot.snapshot_id))).volume;
+          // The copy's filesystem is clean (no replay needed) and holds the file.
+          await exec('e2fsck', ['-n', '-f', image('pvc-staged-copy')]);
+          const again = path.join(d.kubeletDir, 'plugins/kubernetes.io/csi/berth.csi.dev/copy/globalmount');
+          await rpc(d.clients.node, 'NodeStageVolume', {
+            volume_id: restored.volume_id,
+            staging_target_path: again,
+            volume_capability: cap,
+          });
+          try {
+            expect(await fs.readFile(path.join(again, 'data'), 'utf8')).to.equal('written before the snapshot');
+            expect(await fs.readdir(again)).to.not.include('after');
+          } finally {
+            await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: restored.volume_id, staging_target_path: again });
+          }
         } finally {
-          await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: restored.volume_id, staging_target_path: again });
+          await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: volume.volume_id, staging_target_path: staging });
         }
-      } finally {
-        await rpc(d.clients.node, 'NodeUnstageVolume', { volume_id: volume.volume_id, staging_target_path: staging });
-      }
-    });
+      },
+    );
 
     it('a driver killed while a filesystem is frozen thaws it when it starts again', async () => {
       const { volume } = await createBlock('pvc-frozen', 128 * MiB);

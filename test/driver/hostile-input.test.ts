@@ -523,6 +523,25 @@ describe('hostile input: every RPC, malformed and crafted requests, nothing chan
     staging_target_path: victim.staging,
     capacity_range: { required_bytes: String(2 * 64 * MiB) },
   }));
+  // One volume inside another: a path below the victim's staged filesystem or its pod's mount.
+  add('node', 'NodePublishVolume', Code.INVALID_ARGUMENT, 'a target inside the victim’s staged filesystem', () => ({
+    volume_id: victim.id,
+    staging_target_path: victim.staging,
+    target_path: path.join(victim.staging, 'inner', 'mount'),
+    volume_capability: cap,
+  }));
+  add('node', 'NodeStageVolume', Code.INVALID_ARGUMENT, 'a staging path inside the victim’s pod mount', () => ({
+    volume_id: victim.id,
+    staging_target_path: path.join(victim.target, 'inner'),
+    volume_capability: cap,
+  }));
+  // Values echoed in messages are bounded, and so is every message.
+  add('controller', 'CreateVolume', Code.INVALID_ARGUMENT, 'a parameter value of 1 MiB', () =>
+    create({ parameters: { kind: long(1 << 20) } }),
+  );
+  add('controller', 'CreateVolume', Code.INVALID_ARGUMENT, 'mountOptions making a volume_context over 4 KiB', () =>
+    create({ parameters: { pool: 'nfs', server: '127.0.0.1', share: '/e', mountOptions: Array(900).fill('noac').join(',') } }),
+  );
   add('identity', 'Probe', 'OK', 'Probe after all of the above', () => ({}));
 
   it(`has at least 150 requests (${cases.length})`, () => {
@@ -545,6 +564,8 @@ describe('hostile input: every RPC, malformed and crafted requests, nothing chan
         () => 'OK',
         (err: { code: number; details: string }) => {
           if (/\n\s+at /.test(err.details ?? '')) wrong.push(`${c.method} ${c.label}: a stack trace in the message`);
+          if (Buffer.byteLength(err.details ?? '') > 1024)
+            wrong.push(`${c.method} ${c.label}: a message of ${Buffer.byteLength(err.details)} bytes`);
           return Code[err.code] as string;
         },
       );

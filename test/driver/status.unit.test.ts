@@ -10,6 +10,11 @@ describe('error mapping', () => {
   const rows: Array<[string, unknown, Code]> = [
     ['a CsiError keeps its code', invalid('bad'), Code.INVALID_ARGUMENT],
     ['a failed command is INTERNAL', new CommandError('mount', ['--', 'a', 'b'], 32, 'mount: failed', '', false), Code.INTERNAL],
+    [
+      'a command that ran out of space is RESOURCE_EXHAUSTED',
+      new CommandError('cp', ['--', 'a', 'b'], 1, "cp: error writing 'b': No space left on device", '', false),
+      Code.RESOURCE_EXHAUSTED,
+    ],
     ['a command that timed out is DEADLINE_EXCEEDED', new CommandError('mount', [], undefined, '', '', true), Code.DEADLINE_EXCEEDED],
     ['ENOSPC is RESOURCE_EXHAUSTED', errno('ENOSPC'), Code.RESOURCE_EXHAUSTED],
     ['EDQUOT is RESOURCE_EXHAUSTED', errno('EDQUOT'), Code.RESOURCE_EXHAUSTED],

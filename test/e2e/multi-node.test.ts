@@ -152,17 +152,17 @@ describe('a multi-node cluster: three nodes, local pools on each, NFS through on
     const writer = pod('snap-writer');
     const target = await n2.kubelet.mountPod(writer, pv, {});
     await n2.run('sh', '-c', `echo taken-on-node-2 > ${target}/file`);
-    // The node's csi-snapshotter calls its own local driver; the volume is staged, so its filesystem is frozen for the copy.
-    const { snapshot } = await rpc<{ snapshot: { snapshot_id: string; ready_to_use: boolean } }>(
-      n2.local!.clients.controller,
-      'CreateSnapshot',
-      {
+    // The node's csi-snapshotter calls its own local driver. These pools are ext4 (no reflinks): a staged
+    // volume's frozen copy would hold its writes for the whole copy, which berth refuses; unstaged, it is taken.
+    const take = () =>
+      rpc<{ snapshot: { snapshot_id: string; ready_to_use: boolean } }>(n2.local!.clients.controller, 'CreateSnapshot', {
         name: 'snapshot-of-data',
         source_volume_id: pv.volumeHandle,
-      },
-    );
-    expect(snapshot.ready_to_use).to.equal(true);
+      });
+    await expectCode(take(), Code.FAILED_PRECONDITION);
     await n2.kubelet.unmountPod(writer, pv);
+    const { snapshot } = await take();
+    expect(snapshot.ready_to_use).to.equal(true);
     // Another node's driver neither takes nor restores it.
     await expectCode(rpc(n1.local!.clients.controller, 'CreateSnapshot', { name: 'x', source_volume_id: pv.volumeHandle }), Code.NOT_FOUND);
     const restore = claim('snap-restored', 64 * MiB, { dataSource: { snapshotHandle: snapshot.snapshot_id } });

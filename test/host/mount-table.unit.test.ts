@@ -1,7 +1,15 @@
 // The mount table parser (fast tier): /proc/self/mountinfo lines, as proc(5)
 // describes them, and this process's own table.
 import { expect } from 'chai';
-import { boundDevice, mountsOfDevice, parseMountInfo, readMountTable, topMount } from '../../host/mount-table.js';
+import {
+  boundDevice,
+  mountHolding,
+  mountsOfDevice,
+  mountsShowing,
+  parseMountInfo,
+  readMountTable,
+  topMount,
+} from '../../host/mount-table.js';
 
 const SAMPLE = [
   '22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro',
@@ -24,7 +32,28 @@ describe('mount table (mountinfo)', () => {
       fstype: 'ext4',
       options: ['ro', 'relatime'],
       fsroot: '/',
+      device: '7:0',
     });
+  });
+
+  it('finds the mounts that show a directory elsewhere (bind mounts of it), by device and root, never by stat', () => {
+    const binds = parseMountInfo(
+      [
+        '22 1 252:1 / / rw - ext4 /dev/vda1 rw',
+        '50 22 252:3 / /srv/pool rw - xfs /dev/vdb rw',
+        '51 22 252:3 /volumes/pvc-a /var/lib/kubelet/plugins/kubernetes.io/csi/b/globalmount rw - xfs /dev/vdb rw',
+        '52 22 252:3 /volumes/pvc-a /var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/pvc-a/mount rw - xfs /dev/vdb rw',
+        '53 22 252:3 /volumes/pvc-ab /elsewhere rw - xfs /dev/vdb rw',
+        '54 22 252:3 / /srv/pool-again rw - xfs /dev/vdb rw',
+        '55 22 252:1 /volumes/pvc-a /not-the-pool rw - ext4 /dev/vda1 rw',
+      ].join('\n'),
+    );
+    expect(mountsShowing(binds, '/srv/pool/volumes/pvc-a').map((m) => m.target)).to.deep.equal([
+      '/var/lib/kubelet/plugins/kubernetes.io/csi/b/globalmount',
+      '/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/pvc-a/mount',
+    ]);
+    expect(mountsShowing(binds, '/srv/pool/volumes/pvc-b')).to.deep.equal([]);
+    expect(mountHolding(binds, '/srv/pool/volumes/pvc-a')?.target).to.equal('/srv/pool');
   });
 
   it('finds the topmost of stacked mounts', () => {
