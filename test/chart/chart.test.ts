@@ -191,6 +191,29 @@ const SIDECAR_FLAGS: Record<string, { image: string; version: string; flags: str
       'retry-interval-max',
     ],
   },
+  // The flags of cmd/csi-external-health-monitor-controller/main.go (leader election from csi-lib-utils).
+  'csi-external-health-monitor-controller': {
+    image: 'healthMonitor',
+    version: 'v0.19.0',
+    flags: [
+      'csi-address',
+      'kubeconfig',
+      'resync',
+      'version',
+      'timeout',
+      'monitor-interval',
+      'list-volumes-interval',
+      'volume-list-add-interval',
+      'node-list-add-interval',
+      'worker-threads',
+      'enable-node-watcher',
+      'leader-election',
+      'leader-election-namespace',
+      'metrics-address',
+      'http-endpoint',
+      'metrics-path',
+    ],
+  },
   'liveness-probe': {
     image: 'livenessProbe',
     version: 'v2.19.0',
@@ -246,6 +269,7 @@ const MATRIX: Record<string, object> = {
   },
   'metrics off': { metrics: { enabled: false } },
   'registrar sidecar on': { node: { selfRegistration: false } },
+  'health monitor on': { healthMonitor: { enabled: true } },
   'custom kubelet dir': { kubeletDir: '/var/snap/microk8s/common/var/lib/kubelet', image: { digest: `sha256:${'a'.repeat(64)}` } },
 };
 
@@ -487,6 +511,29 @@ describe('Helm chart (real helm binary)', function () {
     expect(off.filter((o) => o.kind === 'VolumeSnapshotClass')).to.deep.equal([]);
     expect(JSON.stringify(off)).to.not.contain('csi-snapshotter');
     expect(JSON.stringify(off)).to.not.contain('snapshot.storage.k8s.io');
+  });
+
+  it('runs the external-health-monitor controller beside the NFS controller when asked, with what its service account needs', () => {
+    const containers = (name: string) =>
+      (rendered.get(name)!.find((o) => o.metadata.name === 'berth-controller' && o.kind === 'Deployment') as Workload).spec.template.spec
+        .containers;
+    const monitor = containers('health monitor on').find((c) => c.name === 'csi-external-health-monitor-controller');
+    expect(monitor?.args).to.include.members(['--csi-address=/csi/csi.sock', '--leader-election=true']);
+    expect(containers('defaults').map((c) => c.name)).to.not.include('csi-external-health-monitor-controller');
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+    const role = rendered
+      .get('health monitor on')!
+      .find((o) => o.kind === 'ClusterRole' && o.metadata.name === 'berth-controller') as K8sObject & {
+      rules: Rule[];
+    };
+    const rules = role.rules.flatMap((r) => r.resources.flatMap((res) => r.verbs.map((v) => `${res}:${v}`)));
+    expect(rules).to.include.members([
+      'persistentvolumes:watch',
+      'persistentvolumeclaims:watch',
+      'pods:list',
+      'nodes:list',
+      'events:create',
+    ]);
   });
 
   it("uses only flags each sidecar's version defines (read from its source at that tag)", () => {

@@ -108,11 +108,11 @@ describe('data safety: attacks on the local driver, judged by their effect (root
         await k.prepareStage(staging);
         // Either call may go first, by up to 40 ms: every interleaving of the two is tried.
         const delay = Math.floor(rand() * 80) - 40;
-        const after = (ms: number, call: () => Promise<unknown>) =>
+        const later = (ms: number, call: () => Promise<unknown>) =>
           new Promise((r) => setTimeout(r, Math.max(0, ms))).then(() => settle(call()));
         const [staged, deleted] = await Promise.all([
-          after(-delay, () => rpc(n(), 'NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: fsCap })),
-          after(delay, () => remove(id)),
+          later(-delay, () => rpc(n(), 'NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: fsCap })),
+          later(delay, () => remove(id)),
         ]);
         outcomes.set(`${staged}/${deleted}`, (outcomes.get(`${staged}/${deleted}`) ?? 0) + 1);
         expect(staged === 'OK' && deleted === 'OK', `round ${round} (delay ${delay} ms): both answered OK`).to.equal(false);
