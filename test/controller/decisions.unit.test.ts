@@ -11,9 +11,10 @@ import { GroupSnapshotService } from '../../controller/group-snapshots.js';
 import { LocalPool } from '../../controller/local-pool.js';
 import { NfsPools } from '../../controller/nfs-pools.js';
 import { type NodeDirectory, SelfNode } from '../../controller/nodes.js';
-import { Code, CsiError } from '../../volume/errors.js';
+import { Code, type CsiError } from '../../volume/errors.js';
 import { TOPOLOGY_KEY } from '../../volume/topology.js';
 import { formatVolumeId } from '../../volume/volume-id.js';
+import { outcome } from '../helpers/outcome.js';
 
 const mib = (n: number) => n * 1024 * 1024;
 const mount = (mode = 'SINGLE_NODE_WRITER', fsType = '') => ({
@@ -22,17 +23,6 @@ const mount = (mode = 'SINGLE_NODE_WRITER', fsType = '') => ({
   access_mode: { mode },
 });
 const raw = (mode = 'SINGLE_NODE_WRITER') => ({ access_type: 'block', block: {}, access_mode: { mode } });
-
-/** The code a call failed with, or 'OK'. */
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-    return 'OK';
-  } catch (err) {
-    if (!(err instanceof CsiError)) throw err;
-    return Code[err.code] as string;
-  }
-}
 
 describe('controller decisions (fast tier: a local pool in a temporary directory)', () => {
   let dir: string;
@@ -154,7 +144,7 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
       ],
     ];
     for (const [what, request, expected] of rows) {
-      it(`${what}: ${expected}`, async () => expect(await codeOf(request())).to.equal(expected));
+      it(`${what}: ${expected}`, async () => expect(await outcome(request())).to.equal(expected));
     }
 
     it('answers a copy retried after its source was deleted with the volume it made', async () => {
@@ -162,9 +152,9 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
       const source = { type: 'volume', volume: { volume_id: 'local:node-a:share:source' } };
       await share('copy', { volume_content_source: source });
       await call('DeleteVolume', { volume_id: 'local:node-a:share:source' });
-      expect(await codeOf(share('copy', { volume_content_source: source }))).to.equal('OK');
+      expect(await outcome(share('copy', { volume_content_source: source }))).to.equal('OK');
       expect(
-        await codeOf(share('copy', { volume_content_source: { ...source, volume: { volume_id: 'local:node-a:share:other' } } })),
+        await outcome(share('copy', { volume_content_source: { ...source, volume: { volume_id: 'local:node-a:share:other' } } })),
       ).to.equal('NOT_FOUND');
     });
   });
@@ -211,7 +201,7 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
       ],
     ];
     for (const [what, request, expected] of rows) {
-      it(`${what}: ${expected}`, async () => expect(await codeOf(request())).to.equal(expected));
+      it(`${what}: ${expected}`, async () => expect(await outcome(request())).to.equal(expected));
     }
 
     it('refuses a publish past the node’s max_volumes_per_node with RESOURCE_EXHAUSTED', async () => {
@@ -222,7 +212,7 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
           node_id: 'node-a',
           volume_capability: mount('MULTI_NODE_MULTI_WRITER'),
         });
-      expect([await codeOf(publish('limit-1')), await codeOf(publish('limit-2')), await codeOf(publish('limit-3'))]).to.deep.equal([
+      expect([await outcome(publish('limit-1')), await outcome(publish('limit-2')), await outcome(publish('limit-3'))]).to.deep.equal([
         'OK',
         'OK',
         'RESOURCE_EXHAUSTED',
@@ -271,8 +261,8 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
       });
     }
     it('answers NOT_FOUND for an unknown volume and INVALID_ARGUMENT without capabilities', async () => {
-      expect(await codeOf(validate('local:node-a:share:nope', [mount()]))).to.equal('NOT_FOUND');
-      expect(await codeOf(validate('local:node-a:share:existing-share', []))).to.equal('INVALID_ARGUMENT');
+      expect(await outcome(validate('local:node-a:share:nope', [mount()]))).to.equal('NOT_FOUND');
+      expect(await outcome(validate('local:node-a:share:existing-share', []))).to.equal('INVALID_ARGUMENT');
     });
   });
 
@@ -289,13 +279,13 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
       expect(offered).not.to.include('EXPAND_VOLUME');
       const id = 'local:node-a:block:existing-block';
       expect(
-        await codeOf(local.ControllerPublishVolume({ volume_id: id, node_id: 'node-a', volume_capability: mount() } as never)),
+        await outcome(local.ControllerPublishVolume({ volume_id: id, node_id: 'node-a', volume_capability: mount() } as never)),
       ).to.equal('UNIMPLEMENTED');
-      expect(await codeOf(local.ControllerExpandVolume({ volume_id: id, capacity_range: { required_bytes: mib(65) } } as never))).to.equal(
+      expect(await outcome(local.ControllerExpandVolume({ volume_id: id, capacity_range: { required_bytes: mib(65) } } as never))).to.equal(
         'UNIMPLEMENTED',
       );
       const nfs = { pool: 'nfs', server: '192.0.2.1', share: '/export' };
-      expect(await codeOf(local.CreateVolume({ name: 'n', volume_capabilities: [mount()], parameters: nfs } as never))).to.equal(
+      expect(await outcome(local.CreateVolume({ name: 'n', volume_capabilities: [mount()], parameters: nfs } as never))).to.equal(
         'INVALID_ARGUMENT',
       );
     });
@@ -303,12 +293,12 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
     it('the central NFS controller: attach and expansion; local classes refused, and no capacity without an export named', async () => {
       const central = new ControllerService({ kind: 'nfs-controller', nodeId: 'controller', nfs: new NfsPools(), nodes });
       expect(await capabilities(central)).to.include.members(['PUBLISH_UNPUBLISH_VOLUME', 'EXPAND_VOLUME']);
-      expect(await codeOf(central.CreateVolume({ name: 'l', volume_capabilities: [mount()], parameters: {} } as never))).to.equal(
+      expect(await outcome(central.CreateVolume({ name: 'l', volume_capabilities: [mount()], parameters: {} } as never))).to.equal(
         'INVALID_ARGUMENT',
       );
       expect(await central.GetCapacity({ parameters: {} } as never)).to.deep.equal({ available_capacity: 0 });
       expect(
-        await codeOf(central.DeleteVolume({ volume_id: 'local:node-a:share:x' } as never)),
+        await outcome(central.DeleteVolume({ volume_id: 'local:node-a:share:x' } as never)),
         'a local volume is not its to forget',
       ).to.equal('FAILED_PRECONDITION');
     });
@@ -379,15 +369,15 @@ describe('controller decisions (fast tier: a local pool in a temporary directory
       const group = (name: string, ...vols: string[]) => groups.CreateVolumeGroupSnapshot({ name, source_volume_ids: vols.map(id) });
       const made = await group('g1', 'g-a', 'g-b');
       expect(made.group_snapshot.snapshots).to.have.length(2);
-      expect(await codeOf(group('g1', 'g-a'))).to.equal('ALREADY_EXISTS');
+      expect(await outcome(group('g1', 'g-a'))).to.equal('ALREADY_EXISTS');
       // A member lost (an interrupted create): the same set is taken again whole, another set is refused.
       const member = (await fs.readdir(path.join(dir, 'snapshots'))).find((f) => f.endsWith('.json')) as string;
       await fs.rm(path.join(dir, 'snapshots', member));
-      expect(await codeOf(group('g1', 'g-a', 'g-c'))).to.equal('ALREADY_EXISTS');
+      expect(await outcome(group('g1', 'g-a', 'g-c'))).to.equal('ALREADY_EXISTS');
       expect((await group('g1', 'g-a', 'g-b')).group_snapshot.snapshots).to.have.length(2);
       // A plain snapshot holding a member's key.
       await call('CreateSnapshot', { name: `g2/${id('g-a')}`, source_volume_id: id('g-a'), parameters: {} });
-      expect(await codeOf(group('g2', 'g-a', 'g-b'))).to.equal('ALREADY_EXISTS');
+      expect(await outcome(group('g2', 'g-a', 'g-b'))).to.equal('ALREADY_EXISTS');
     });
   });
 });

@@ -4,9 +4,9 @@
 // same pool against nfs-ganesha (nfs-pool.test.ts, nfs-snapshots.test.ts).
 import { expect } from 'chai';
 import { NfsPool } from '../../controller/nfs-pool.js';
-import { Code, CsiError } from '../../volume/errors.js';
 import type { SnapshotRecord, VolumeRecord } from '../../volume/record.js';
 import { FakeExportStore } from '../helpers/fake-export-store.js';
+import { outcome } from '../helpers/outcome.js';
 
 const record = (key: string, kind: 'share' | 'block', subDir = key, extra: Partial<VolumeRecord> = {}): VolumeRecord => ({
   version: 1,
@@ -23,16 +23,6 @@ const record = (key: string, kind: 'share' | 'block', subDir = key, extra: Parti
   attachments: {},
   ...extra,
 });
-
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-    return 'OK';
-  } catch (err) {
-    if (!(err instanceof CsiError)) throw err;
-    return Code[err.code] as string;
-  }
-}
 
 describe('NFS pool decisions (fast tier: an export in memory)', () => {
   let store: FakeExportStore;
@@ -95,7 +85,7 @@ describe('NFS pool decisions (fast tier: an export in memory)', () => {
       it(`${what}: ${expected === 'adopted' ? 'adopted' : 'ALREADY_EXISTS, the other data untouched'}`, async () => {
         given(store);
         const before = { dirs: [...store.dirs], files: [...store.files] };
-        const code = await codeOf(pool.create('a', record('a', 'block', 'd'), 0o750));
+        const code = await outcome(pool.create('a', record('a', 'block', 'd'), 0o750));
         expect(code).to.equal(expected === 'adopted' ? 'OK' : 'ALREADY_EXISTS');
         expect(store.claims.get('d') ?? 'none', 'the claim after').to.equal(ownerAfter);
         if (expected === 'adopted') {
@@ -113,7 +103,7 @@ describe('NFS pool decisions (fast tier: an export in memory)', () => {
     it('refuses a volume inside another volume’s directory (a class whose subDir points into it), making nothing', async () => {
       expect(await pool.create('outer', record('outer', 'share', 'team'), 0o750)).to.equal(true);
       const before = { dirs: [...store.dirs], files: [...store.files], claims: [...store.claims] };
-      expect(await codeOf(pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750))).to.equal('ALREADY_EXISTS');
+      expect(await outcome(pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750))).to.equal('ALREADY_EXISTS');
       expect({ dirs: [...store.dirs], files: [...store.files], claims: [...store.claims] }).to.deep.equal(before);
       await pool.remove('outer', record('outer', 'share', 'team'), 'delete');
       expect(await pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750), 'once the outer volume is gone').to.equal(true);
@@ -121,7 +111,7 @@ describe('NFS pool decisions (fast tier: an export in memory)', () => {
 
     it('refuses a volume around another one (its directory exists and holds the other), leaving the inner one whole', async () => {
       expect(await pool.create('inner', record('inner', 'block', 'team/pvc-1'), 0o750)).to.equal(true);
-      expect(await codeOf(pool.create('outer', record('outer', 'share', 'team'), 0o750))).to.equal('ALREADY_EXISTS');
+      expect(await outcome(pool.create('outer', record('outer', 'share', 'team'), 0o750))).to.equal('ALREADY_EXISTS');
       expect(store.files.get('team/pvc-1/disk.img')).to.equal(1 << 20);
       expect(store.claims.has('team')).to.equal(false);
     });
@@ -202,7 +192,7 @@ describe('NFS pool decisions (fast tier: an export in memory)', () => {
         open = resolve;
       });
       const restore = () => pool.create('r', record('r', 'share'), 0o750, { snapshot: 's', record: snap });
-      expect(await codeOf(restore())).to.equal('ABORTED');
+      expect(await outcome(restore())).to.equal('ABORTED');
       expect(store.records.volumes.has('r'), 'no record while copying').to.equal(false);
       expect(store.populating.has('r'), 'marked, so a restart copies again').to.equal(true);
       open();
@@ -215,7 +205,7 @@ describe('NFS pool decisions (fast tier: an export in memory)', () => {
     it('a restore into a directory berth did not make is refused, and the claim it made is undone', async () => {
       store.dirs.add('r');
       const snap = { ...snapshot('s', 'share'), subDir: 'src' };
-      expect(await codeOf(pool.create('r', record('r', 'share'), 0o750, { snapshot: 's', record: snap }))).to.equal('ALREADY_EXISTS');
+      expect(await outcome(pool.create('r', record('r', 'share'), 0o750, { snapshot: 's', record: snap }))).to.equal('ALREADY_EXISTS');
       expect(store.claims.has('r')).to.equal(false);
     });
 

@@ -11,6 +11,7 @@ import { DriverProcess } from '../helpers/driver-process.js';
 import { FreshFilesystem } from '../helpers/fresh-fs.js';
 import { exec, HostState, loopTable, mountTargets, sha256File } from '../helpers/host.js';
 import { KubeletPaths, podUid } from '../helpers/kubelet.js';
+import { outcome } from '../helpers/outcome.js';
 
 const MiB = 1024 * 1024;
 const ROUNDS = 16;
@@ -26,12 +27,6 @@ function random(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-
-const settle = async (p: Promise<unknown>) =>
-  p.then(
-    () => 'OK',
-    (err: { code: number }) => Code[err.code] as string,
-  );
 
 describe('data safety: attacks on the local driver, judged by their effect (root, real devices)', function () {
   this.timeout(300_000);
@@ -109,7 +104,7 @@ describe('data safety: attacks on the local driver, judged by their effect (root
         // Either call may go first, by up to 40 ms: every interleaving of the two is tried.
         const delay = Math.floor(rand() * 80) - 40;
         const later = (ms: number, call: () => Promise<unknown>) =>
-          new Promise((r) => setTimeout(r, Math.max(0, ms))).then(() => settle(call()));
+          new Promise((r) => setTimeout(r, Math.max(0, ms))).then(() => outcome(call()));
         const [staged, deleted] = await Promise.all([
           later(-delay, () => rpc(n(), 'NodeStageVolume', { volume_id: id, staging_target_path: staging, volume_capability: fsCap })),
           later(delay, () => remove(id)),
@@ -203,9 +198,9 @@ describe('data safety: attacks on the local driver, judged by their effect (root
         await k.prepareStage(staging);
         const delay = Math.floor(rand() * 10);
         const [ra, rb] = await Promise.all([
-          settle(rpc(n(), 'NodeStageVolume', { volume_id: a, staging_target_path: staging, volume_capability: fsCap })),
+          outcome(rpc(n(), 'NodeStageVolume', { volume_id: a, staging_target_path: staging, volume_capability: fsCap })),
           new Promise((r) => setTimeout(r, delay)).then(() =>
-            settle(rpc(n(), 'NodeStageVolume', { volume_id: b, staging_target_path: staging, volume_capability: fsCap })),
+            outcome(rpc(n(), 'NodeStageVolume', { volume_id: b, staging_target_path: staging, volume_capability: fsCap })),
           ),
         ]);
         const stacked = (await mountTargets()).filter((t) => t === staging).length;
