@@ -1,11 +1,13 @@
 // The request pipeline every gRPC call passes through, once: a request id,
-// a log line with secrets stripped, the per-volume lock, the handler, the
-// error mapping, and a closing log line with code and duration. Handlers hold
-// storage logic only.
+// a log line with secrets stripped (debug), the per-volume lock, the handler,
+// the error mapping, and a closing line: a failure with its code, a change
+// that succeeded with what it changed (the audit trail, audit.ts), each
+// with its duration. Handlers hold storage logic only.
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { LockKeysOf, RpcsOf, StrayRpcs } from '../volume/csi.js';
 import { aborted, Code, unimplemented } from '../volume/errors.js';
+import { auditFields } from './audit.js';
 import type { KeyedLocks } from './locks.js';
 import { type Logger, redact } from './log.js';
 import { toStatus } from './status.js';
@@ -108,7 +110,7 @@ export class Pipeline {
     callback: (err: grpc.ServiceError | null, res?: Res) => void,
   ): void {
     const requestId = `${prefix}-${(++sequence).toString(36)}`;
-    // The child logger is made on first use: a successful call at info
+    // The child logger is made on first use: a successful read at info
     // level logs nothing, and should not pay for it.
     let child: Logger | undefined;
     const log = () => (child ??= this.log.child({ requestId, method }));
@@ -121,7 +123,10 @@ export class Pipeline {
       for (const k of held) this.locks.release(k);
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       if (err === null) {
-        if (debug) log().debug('ok', { ms });
+        // The audit trail: a call that changed something says what, at info (audit.ts).
+        const audit = auditFields(method, request, res);
+        if (audit) log().info('done', { ...audit, ms });
+        else if (debug) log().debug('ok', { ms });
         this.observe?.(opts.path ?? method, Code.OK, ms / 1e3);
         callback(null, res);
       } else {
