@@ -44,7 +44,9 @@ export async function startDriver(
   flags: DriverFlags,
   onRegistrationRefused: (reason: string) => void = () => undefined,
 ): Promise<RunningDriver> {
-  // Before anything is touched: a live socket means another driver runs with these flags.
+  // Before anything is touched: the Node service mounts and attaches loop devices, which only root may.
+  requireRootWhereNeeded(flags);
+  // A live socket means another driver runs with these flags.
   const registrationSocket = registrationSocketPath(flags.kubeletDir, flags.driverName);
   await refuseLiveSocket(socketPath(flags.endpoint));
   if (flags.mode !== 'controller' && flags.selfRegister) await refuseLiveSocket(registrationSocket);
@@ -170,6 +172,19 @@ export async function startDriver(
       return { forced: results.some((r) => r.forced), stuck: Math.max(...results.map((r) => r.stuck)) };
     },
   };
+}
+
+/**
+ * The Node service (modes all, node and local) mounts, binds and attaches
+ * loop devices: refused at start when this process is not root, saying so,
+ * rather than failing later with a raw permission error. The central
+ * controller (--mode controller) needs no privilege.
+ */
+export function requireRootWhereNeeded(flags: Pick<DriverFlags, 'mode'>, uid = process.geteuid?.() ?? 0): void {
+  if (flags.mode === 'controller' || uid === 0) return;
+  throw new Error(
+    `--mode ${flags.mode} serves the Node service, which mounts volumes and attaches loop devices: run it as root (uid 0; this process is uid ${uid}). Only --mode controller, the NFS driver's central controller, runs unprivileged`,
+  );
 }
 
 /** What the controller of this process is (controller/role.ts); undefined when it serves none (a node plugin). */
