@@ -64,13 +64,16 @@ describe('FlexVolume shim (single executable, called like the kubelet)', functio
     expect(leaks, 'loop devices or mounts left behind').to.deep.equal({ loops: [], mounts: [] });
   });
 
-  it('installs atomically into <plugindir>/berth~nfs/nfs and berth~block/block, leaving no temp file', async () => {
+  it('installs atomically into <plugindir>/berth~nfs/nfs and berth~block/block, one copy (a hard link), leaving no temp file', async () => {
+    const inodes = new Set<number>();
     for (const d of ['berth~nfs', 'berth~block']) {
       const entries = await fs.readdir(path.join(kubelet.pluginDir, d));
       expect(entries).to.deep.equal([d.split('~')[1]]);
       const st = await fs.stat(path.join(kubelet.pluginDir, d, entries[0]!));
       expect(st.mode & 0o111).to.equal(0o111);
+      inodes.add(st.ino);
     }
+    expect(inodes.size, 'both drivers are one file on the node').to.equal(1);
   });
 
   it('runs with no Node.js on PATH, answering init for both drivers', async () => {
