@@ -37,12 +37,10 @@ import { toVolume } from './csi-answers.js';
 import { listPage, volumeListToken } from './list-pages.js';
 import { PoolDirectory } from './pool-directory.js';
 import type { PoolReport } from './pool-usage.js';
-import { Provisioning, SECTOR } from './provisioning.js';
+import { inSectors, Provisioning } from './provisioning.js';
 import { Attachments } from './publish.js';
 import { attaches, type ControllerRole } from './role.js';
 import { Snapshots } from './snapshots.js';
-
-const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
 
 const lockByName = (req: { name?: string }) => (req.name ? volumeLock(volumeDirName(req.name)) : undefined);
 const lockById = (req: { volume_id?: string }) => (req.volume_id ? volumeIdLock(req.volume_id) : undefined);
@@ -220,7 +218,7 @@ export class ControllerService implements RpcsOf<ControllerDefinition> {
       const problem = capabilityProblem(rec.kind, req.volume_capability);
       if (problem) throw invalid(problem);
     }
-    const target = rec.kind === 'block' ? roundUp(range.required || range.limit, SECTOR) : range.required || range.limit;
+    const target = rec.kind === 'block' ? inSectors(range.required || range.limit) : range.required || range.limit;
     if (range.limit && target > range.limit) throw outOfRange(`${target} bytes exceeds limit_bytes ${range.limit}`);
     if (target <= rec.capacityBytes) {
       return { capacity_bytes: rec.capacityBytes, node_expansion_required: rec.kind === 'block' };

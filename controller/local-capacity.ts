@@ -14,9 +14,6 @@ import { addVolume, CachedScan, emptyKinds, type PoolUsage } from './pool-usage.
 /** How stale the free-space reading behind a create's check may be. */
 const FREE_SPACE_MAX_AGE_MS = 250;
 
-/** A thin block image (volume/record.ts). */
-export const isThin = isThinImage;
-
 export class LocalCapacity {
   /** Sum of the sizes of thin images: what they may yet claim. */
   private thinPromised = 0;
@@ -39,7 +36,7 @@ export class LocalCapacity {
 
   /** A volume's record is in place (created, or found at start-up): what it promises is counted. */
   committed(key: string, record: VolumeRecord): void {
-    if (isThin(record)) this.thinPromised += record.capacityBytes;
+    if (isThinImage(record)) this.thinPromised += record.capacityBytes;
     this.sizes.set(key, { kind: record.kind, capacityBytes: record.capacityBytes });
   }
 
@@ -50,7 +47,7 @@ export class LocalCapacity {
 
   /** A volume's record left the pool, durably: what it promised is released. */
   released(key: string, record: VolumeRecord): void {
-    if (isThin(record)) this.thinPromised -= record.capacityBytes;
+    if (isThinImage(record)) this.thinPromised -= record.capacityBytes;
     this.sizes.delete(key);
   }
 
@@ -60,7 +57,7 @@ export class LocalCapacity {
 
   /** Why a new volume does not fit, or undefined when it does. */
   async doesNotFit(record: VolumeRecord): Promise<string | undefined> {
-    if (isThin(record)) {
+    if (isThinImage(record)) {
       const limit = await this.limit();
       if (this.thinPromised + record.capacityBytes > limit) {
         return `thin volumes here may promise ${limit} bytes in all (${this.thinOverprovision} × the pool), ${this.thinPromised} are promised, ${record.capacityBytes} asked`;

@@ -7,8 +7,8 @@ import { punchHole, reserveSpace } from '../host/durable.js';
 import { fileExtents } from '../host/extents.js';
 import type { SystemCalls } from '../host/native.js';
 import { exhausted } from '../volume/errors.js';
-import type { VolumeRecord } from '../volume/record.js';
-import { isThin, type LocalCapacity } from './local-capacity.js';
+import { isThinImage, type VolumeRecord } from '../volume/record.js';
+import type { LocalCapacity } from './local-capacity.js';
 
 /** Grows a block image (never shrinks); a thick one has its growth reserved first. */
 export async function growImage(
@@ -20,7 +20,7 @@ export async function growImage(
 ): Promise<void> {
   const { size } = await fs.stat(image);
   if (bytes <= size) return;
-  if (isThin(record)) await capacity.requireThinRoom(bytes - size, 'growing the image');
+  if (isThinImage(record)) await capacity.requireThinRoom(bytes - size, 'growing the image');
   else {
     await reserveSpace(image, bytes, sys).catch((err: NodeJS.ErrnoException) => {
       throw err.code === 'ENOSPC' ? exhausted(`the local pool has no room to grow the image to ${bytes} bytes`) : err;
@@ -33,7 +33,7 @@ export async function growImage(
   } finally {
     await handle.close();
   }
-  if (isThin(record)) capacity.thinChanged(bytes - size);
+  if (isThinImage(record)) capacity.thinChanged(bytes - size);
 }
 
 /**
@@ -47,7 +47,7 @@ export async function changeProvisioning(
   capacity: LocalCapacity,
   sys?: SystemCalls,
 ): Promise<void> {
-  if (record.kind !== 'block' || (isThin(record) ? 'thin' : 'thick') === to) return;
+  if (record.kind !== 'block' || (isThinImage(record) ? 'thin' : 'thick') === to) return;
   if (to === 'thick') {
     await reserveSpace(image, record.capacityBytes, sys).catch((err: NodeJS.ErrnoException) => {
       throw err.code === 'ENOSPC' ? exhausted(`the local pool has no room to reserve ${record.capacityBytes} bytes`) : err;

@@ -11,14 +11,15 @@ import { SharedRead } from '../host/shared-read.js';
 import type { VolumeKind } from '../volume/volume-id.js';
 
 export class InUseHere {
-  /** Concurrent deletes share reads of the loop table (never one begun before their call). */
+  /** Concurrent deletes share reads of the loop and mount tables (never one begun before their call). */
   private readonly loopTable = new SharedRead(() => readLoopTable());
+  private readonly mountTable = new SharedRead(() => readMountTable());
 
   /** Why the volume whose bytes are at `data` is in use here, or undefined. */
   async of(data: string, kind: VolumeKind): Promise<string | undefined> {
     if (kind === 'share') {
       const dir = await fs.realpath(data).catch(() => undefined);
-      const users = dir ? mountsShowing(await readMountTable(), dir) : [];
+      const users = dir ? mountsShowing(await this.mountTable.get(), dir) : [];
       return users.length > 0 ? `its directory is mounted at ${users.map((m) => m.target).join(', ')}` : undefined;
     }
     const loops = (await this.loopTable.get()).filter((l) => l.backingFile === data && !l.backingDeleted).map((l) => l.device);

@@ -44,9 +44,9 @@ import type { SystemCalls } from '../host/native.js';
 import { exists } from '../host/paths.js';
 import { exhausted, failedPrecondition } from '../volume/errors.js';
 import { IMAGE_SUFFIX as IMAGE, LocalPoolLayout, RECORD_SUFFIX as RECORD } from '../volume/local-layout.js';
-import type { OnDelete, SnapshotRecord, VolumeRecord } from '../volume/record.js';
+import { isThinImage, type OnDelete, type SnapshotRecord, type VolumeRecord } from '../volume/record.js';
 import { isSafeDirName } from '../volume/volume-id.js';
-import { isThin, LocalCapacity } from './local-capacity.js';
+import { LocalCapacity } from './local-capacity.js';
 import { LocalCopier } from './local-copies.js';
 import { changeProvisioning, growImage } from './local-images.js';
 import { InUseHere } from './local-in-use.js';
@@ -160,7 +160,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
     try {
       // Sync metadata calls (see durable.ts); the data entry claims the name. Thick: the whole
       // image reserved before the volume exists (unwritten extents, no data), under the same fsyncs.
-      const thick = record.kind === 'block' && !isThin(record);
+      const thick = record.kind === 'block' && !isThinImage(record);
       await makeThenSync(
         (keep) => {
           if (record.kind === 'share') mkdirSync(data, { mode: mountPermissions });
@@ -222,7 +222,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
       await this.copier.copy(content, copy, record.kind);
       if (record.kind === 'block') {
         if ((await fs.stat(copy)).size < record.capacityBytes) await fs.truncate(copy, record.capacityBytes);
-        if (!isThin(record)) await reserveSpace(copy, record.capacityBytes, this.sys);
+        if (!isThinImage(record)) await reserveSpace(copy, record.capacityBytes, this.sys);
       }
       // Whatever holds the name without a record (an interrupted create that now holds data) is left alone.
       if (await exists(data)) throw Object.assign(new Error(`${data} exists`), { code: 'EEXIST' });
@@ -347,7 +347,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
    * hole punched, and be lost, so it waits until the volume is unstaged.
    */
   async changeProvisioning(dirName: string, record: VolumeRecord, to: 'thick' | 'thin'): Promise<void> {
-    const inUse = to === 'thin' && !isThin(record) ? await this.inUseHere(dirName, record) : undefined;
+    const inUse = to === 'thin' && !isThinImage(record) ? await this.inUseHere(dirName, record) : undefined;
     if (inUse)
       throw failedPrecondition(`a thick volume becomes thin only while unstaged (${inUse}): its unwritten blocks are given back then`);
     return changeProvisioning(this.imagePath(dirName), record, to, this.capacity, this.sys);
@@ -427,7 +427,7 @@ export class LocalPool extends LocalPoolLayout implements Pool {
         const st = await fs.stat(this.imagePath(dirName));
         if (!st.isFile()) return 'the volume image is not a regular file';
         if (st.size < record.capacityBytes) return `the image is ${st.size} bytes, smaller than the volume's ${record.capacityBytes}`;
-        if (isThin(record) && (await this.nearlyFull())) return 'the pool is nearly full: writes to this thin volume may fail';
+        if (isThinImage(record) && (await this.nearlyFull())) return 'the pool is nearly full: writes to this thin volume may fail';
       }
     } catch (err) {
       return `the volume's ${record.kind === 'share' ? 'directory' : 'image'} is missing (${(err as NodeJS.ErrnoException).code})`;

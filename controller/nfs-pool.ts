@@ -22,8 +22,9 @@
 // looks at the snapshot or volume starts the copy again.
 //
 // A create costs four NFS calls (SYMLINK of the claim, MKDIR, CREATE and
-// WRITE of the record) and a share delete nine (block ten), on cached
-// directory handles; a server that goes away mid-call gives UNAVAILABLE,
+// WRITE of the record), and two more (LOOKUP, READLINK) per directory above its
+// subDir (no volume is made inside another's); a share delete nine (block
+// ten), on cached directory handles; a server that goes away mid-call gives UNAVAILABLE,
 // and the retry adopts what the failed attempt made, so nothing half-made
 // remains. Two volumes can never share a directory: the claim is made
 // first, and a delete removes data only while its claim names the volume.

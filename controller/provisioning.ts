@@ -10,6 +10,7 @@ import {
   differingKeys,
   expandSubDir,
   identityParameters,
+  type MutableParameters,
   parseMutableParameters,
   parseParameters,
   type VolumeParameters,
@@ -27,7 +28,8 @@ import type { PoolDirectory } from './pool-directory.js';
 export const DEFAULT_BLOCK_BYTES = 1 << 30;
 export const SECTOR = 512;
 
-const roundUp = (n: number, unit: number) => Math.ceil(n / unit) * unit;
+/** A block image's size: whole sectors. */
+export const inSectors = (bytes: number) => Math.ceil(bytes / SECTOR) * SECTOR;
 
 /** What a CreateVolume asks, read and checked once. */
 interface CreatePlan {
@@ -39,6 +41,7 @@ interface CreatePlan {
   identity: Record<string, string>;
   range: ByteRange;
   fsType: string;
+  mutable: MutableParameters;
   pool: Pool;
   ref: VolumeRef;
   context: VolumeContext;
@@ -110,7 +113,7 @@ export class Provisioning {
         : { volumeId: requireString('volume_id', src.volume?.volume_id) };
     const dirName = volumeDirName(name);
     const identity = identityParameters(req.parameters ?? {});
-    return { name, dirName, params, identity, range, fsType, asked, ...this.placement(params, name, dirName) };
+    return { name, dirName, params, identity, range, fsType, mutable, asked, ...this.placement(params, name, dirName) };
   }
 
   /** Which pool a new volume goes to, its id, and what the node will need. */
@@ -203,7 +206,6 @@ export class Provisioning {
     const capacityBytes = sizeFor(params.kind, fsType, sized);
     if (source && capacityBytes < source.sizeBytes)
       throw outOfRange(`the volume would be ${capacityBytes} bytes, smaller than its source's ${source.sizeBytes}`);
-    const mutable = parseMutableParameters(req.mutable_parameters ?? {});
     const volumeContext = encodeVolumeContext({ ...plan.context, ...(fsType ? { fsType } : {}) });
     // The CSI spec's size limit for a map<string, string>: 4 KiB in all (kubelets and sidecars may refuse more).
     const contextBytes = Object.entries(volumeContext).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
@@ -220,7 +222,7 @@ export class Provisioning {
       fsType,
       parameters: plan.identity,
       volumeContext,
-      onDelete: mutable.onDelete ?? params.onDelete,
+      onDelete: plan.mutable.onDelete ?? params.onDelete,
       subDir: plan.subDir,
       createdAt: new Date().toISOString(),
       attachments: {},
@@ -267,7 +269,7 @@ const sameSource = (rec: VolumeRecord, plan: CreatePlan) =>
 /** A volume's size for a range: a share's is recorded as asked; a block image is whole sectors, at least its filesystem's minimum. */
 export function sizeFor(kind: 'share' | 'block', fsType: string, range: { required: number; limit: number }): number {
   if (kind === 'share') return range.required || range.limit; // recorded, not enforced: a directory has no size
-  const size = roundUp(range.required || range.limit || DEFAULT_BLOCK_BYTES, SECTOR);
+  const size = inSectors(range.required || range.limit || DEFAULT_BLOCK_BYTES);
   if (range.limit && size > range.limit) {
     throw outOfRange(`block images are whole ${SECTOR}-byte sectors: ${size} bytes exceeds limit_bytes ${range.limit}`);
   }

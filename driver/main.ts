@@ -120,7 +120,7 @@ export async function startDriver(
         // The local driver has no controller expansion: its node grows its volumes (all-in-one: the controller does).
         growLocalVolume: flags.mode === 'local' && controller ? (volumeId, bytes) => controller.growVolume(volumeId, bytes) : undefined,
         nfsMountDir: hasNfs ? await canonicalDir(flags.nfsMountDir) : flags.nfsMountDir,
-        mountedAtDirs: await Promise.all(flags.mountedAtDirs.map((d) => fs.realpath(d).catch(() => d))),
+        mountedAtDirs: flags.mountedAtDirs,
         kubeletDir: flags.kubeletDir,
         stateDir: flags.nodeStateDir,
         maxVolumesPerNode: flags.maxVolumesPerNode,

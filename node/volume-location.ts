@@ -5,6 +5,7 @@
 // from the kernel's tables, so a call naming one volume never unmounts,
 // detaches or reports another.
 import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { exists, type Host, loopBehind, loopDevice, type MountEntry } from '../host/index.js';
 import { notFound } from '../volume/errors.js';
@@ -118,7 +119,7 @@ export class VolumeLocator {
       if (ref.pool === 'local') return loop.backingFile === this.localPool.imagePath(ref.dirName);
       if (path.basename(loop.backingFile) !== NFS_IMAGE) return false;
       const under = (dir: string) => loop.backingFile.startsWith(`${dir}/`);
-      return under(this.exportMountPoint(nfsDevice(ref.server, ref.share))) || this.cfg.mountedAtDirs.some(under);
+      return under(this.exportMountPoint(nfsDevice(ref.server, ref.share))) || (await this.mountedAtDirs()).some(under);
     }
     if (ref.pool === 'local') {
       const dir = this.localPool.dataDir(ref.dirName);
@@ -128,6 +129,16 @@ export class VolumeLocator {
     const device = nfsDevice(ref.server, ref.share);
     if (entry.source === device || entry.source.startsWith(ref.share === '/' ? device : `${device}/`)) return true;
     // A bind of a directory of a pre-mounted export.
-    return this.cfg.mountedAtDirs.some((dir) => entry.fsroot === dir || entry.fsroot.startsWith(`${dir}/`));
+    return (await this.mountedAtDirs()).some((dir) => entry.fsroot === dir || entry.fsroot.startsWith(`${dir}/`));
+  }
+
+  /**
+   * The directories pre-mounted exports may be under, as given and without
+   * symbolic links: the kernel shows a loop device's image and a bind's root
+   * by their real paths, and an operator may name a link to the mount.
+   */
+  private async mountedAtDirs(): Promise<string[]> {
+    const real = await Promise.all(this.cfg.mountedAtDirs.map((d) => fs.realpath(d).catch(() => d)));
+    return [...new Set([...this.cfg.mountedAtDirs, ...real])];
   }
 }

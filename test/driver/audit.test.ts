@@ -1,7 +1,6 @@
 // The audit trail (root: a volume's whole life on a real driver): one info
 // line for each call that changed something, with its request id, the
 // volume's id, its pool and the duration, and never a secret or a mount flag.
-import path from 'node:path';
 import { expect } from 'chai';
 import { mountCap, rpc } from '../helpers/csi-client.js';
 import { DriverProcess } from '../helpers/driver-process.js';
@@ -65,6 +64,5 @@ describe('audit trail: the info lines of a volume’s life', function () {
     expect(new Set(done.map((l) => l.requestId)).size, 'one line per call').to.equal(done.length);
     expect(d.stderr).to.not.include('hunter2-secret');
     expect(JSON.stringify(done)).to.not.include('noatime');
-    expect(path.basename(staging)).to.equal('globalmount');
   });
 });

@@ -309,6 +309,40 @@ describe('node service on NFS pools', function () {
     await unpublishUnstage(v, pa);
   });
 
+  it('pre-mounted mode through the operator’s symbolic link: --mounted-at-dirs and mountedAt may name a link to the mount', async () => {
+    const link = path.join(dir, 'nas-link');
+    await fs.symlink(g.exportDir, link);
+    const linked = await DriverProcess.start({ mode: 'all', env: { PATH: mounts.path() }, extraArgs: ['--mounted-at-dirs', link] });
+    try {
+      const cap = mountCap('MULTI_NODE_MULTI_WRITER');
+      const { volume } = await rpc<{ volume: { volume_id: string; volume_context: Record<string, string> } }>(
+        linked.clients.controller,
+        'CreateVolume',
+        {
+          name: 'pvc-via-link',
+          volume_capabilities: [cap],
+          parameters: { pool: 'nfs', server: '127.0.0.1', share: g.exportPath, mountedAt: link },
+        },
+      );
+      const lk = new KubeletPaths(linked.kubeletDir);
+      const staging = lk.staging(volume.volume_id);
+      await lk.prepareStage(staging);
+      const call = {
+        volume_id: volume.volume_id,
+        staging_target_path: staging,
+        volume_capability: cap,
+        volume_context: volume.volume_context,
+      };
+      await rpc(linked.clients.node, 'NodeStageVolume', call);
+      await fs.writeFile(path.join(staging, 'f'), 'through the link');
+      expect(await fs.readFile(path.join(g.exportDir, 'pvc-via-link', 'f'), 'utf8')).to.equal('through the link');
+      await rpc(linked.clients.node, 'NodeUnstageVolume', { volume_id: volume.volume_id, staging_target_path: staging });
+      await rpc(linked.clients.controller, 'DeleteVolume', { volume_id: volume.volume_id });
+    } finally {
+      await linked.cleanup();
+    }
+  });
+
   it('pre-mounted mode, block: an image made over NFS is formatted once, mounted, and keeps its data across restage', async () => {
     const cap = mountCap('SINGLE_NODE_WRITER', 'xfs');
     const v = await provision(
